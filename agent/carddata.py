@@ -1,0 +1,143 @@
+"""Guards that keep card data (PAN, track data, CVV, PIN) out of storage and logs.
+
+:func:`find_card_data` inspects a JSON-like value and reports where sensitive
+card data sits; :func:`ensure_no_card_data` raises :class:`CardDataRejected`.
+The journal applies it to every payload; the till API applies the same check
+to request bodies up front. :func:`redact` masks PAN-like digit runs in free
+text (log lines). Nothing here ever echoes the data it found.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from posedge.drivers.reader.pan import MASK_KEEP_FIRST, MASK_KEEP_LAST, looks_like_pan, mask_pan
+
+from .errors import PosedgeError
+
+# Field names (normalised: lower case, no "_", "-" or spaces) that may never be stored.
+FORBIDDEN_FIELDS = frozenset(
+    {
+        "track", "tracks", "trackdata", "track1", "track2", "track3", "rawtrack",
+        "magstripe", "magneticstripe", "equivalenttrack2", "track2equivalent",
+        "cvv", "cvv2", "cvc", "cvc2", "cvn", "cid", "csc", "securitycode",
+        "cardverificationvalue", "cardsecuritycode",
+        "pin", "pinblock", "encryptedpin", "pincode",
+    }
+)  # fmt: skip
+# Field names that hold a PAN and must be masked to first 6 / last 4 at most.
+PAN_FIELDS = frozenset(
+    {"pan", "cardnumber", "accountnumber", "primaryaccountnumber", "maskedpan", "number"}
+)
+
+# 13–19 digits, optionally separated by single spaces or dashes.
+_DIGIT_RUN = re.compile(r"(?<!\d)\d(?:[ -]?\d){12,}(?!\d)")
+_MASKED_PAN = re.compile(r"^(\d{0,%d})[*Xx#•]+(\d{0,%d})$" % (MASK_KEEP_FIRST, MASK_KEEP_LAST))
+
+
+class CardDataRejected(PosedgeError):
+    """A value carries card data that must never be stored or logged."""
+
+    exit_code = 2
+
+    def __init__(self, findings: list[Finding]) -> None:
+        self.findings = findings
+        detail = "; ".join(f"{f.path}: {f.reason}" for f in findings)
+        super().__init__(
+            f"refused: sensitive card data ({detail}); send only masked PAN "
+            f"(first {MASK_KEEP_FIRST} and last {MASK_KEEP_LAST} digits), brand and token"
+        )
+
+
+@dataclass(frozen=True)
+class Finding:
+    path: str
+    """Where the data sits, as ``$.field[2].name``."""
+    reason: str
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[\s_\-]", "", name).lower()
+
+
+def _pan_runs(text: str) -> Iterator[str]:
+    for match in _DIGIT_RUN.finditer(text):
+        digits = re.sub(r"[ -]", "", match.group())
+        # A longer run may hide a PAN: try every 13–19 digit window.
+        for length in range(min(len(digits), 19), 12, -1):
+            for start in range(len(digits) - length + 1):
+                if looks_like_pan(digits[start : start + length]):
+                    yield digits[start : start + length]
+                    break
+            else:
+                continue
+            break
+
+
+def _check_pan_field(path: str, value: Any) -> Iterator[Finding]:
+    if value is None:
+        return
+    if not isinstance(value, str):
+        yield Finding(path, "a PAN field must be a masked string such as 411111******1111")
+        return
+    compact = re.sub(r"[ -]", "", value)
+    if not compact:
+        return
+    if not _MASKED_PAN.match(compact):
+        yield Finding(
+            path,
+            f"PAN field shows more than the first {MASK_KEEP_FIRST} and last "
+            f"{MASK_KEEP_LAST} digits",
+        )
+
+
+def find_card_data(value: Any, path: str = "$") -> list[Finding]:
+    """Every place in ``value`` that holds card data, in document order."""
+    return list(_walk(value, path))
+
+
+def _walk(value: Any, path: str) -> Iterator[Finding]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            key_text = str(key)
+            child = f"{path}.{key_text}"
+            if any(True for _ in _pan_runs(key_text)):
+                yield Finding(f"{path}.<key>", "a field name contains a card number")
+            name = _normalise(key_text)
+            if name in FORBIDDEN_FIELDS:
+                if item not in (None, "", b""):
+                    yield Finding(child, "track data, CVV and PIN may never be stored")
+                continue
+            if name in PAN_FIELDS:
+                yield from _check_pan_field(child, item)
+                if isinstance(item, str):
+                    continue
+            yield from _walk(item, child)
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield from _walk(item, f"{path}[{index}]")
+    elif isinstance(value, str):
+        if any(True for _ in _pan_runs(value)):
+            yield Finding(path, "text contains a full card number")
+    elif isinstance(value, bytes | bytearray):
+        yield Finding(path, "raw bytes may not be stored; card data could hide in them")
+
+
+def ensure_no_card_data(value: Any) -> None:
+    """Raise :class:`CardDataRejected` if ``value`` carries card data."""
+    findings = find_card_data(value)
+    if findings:
+        raise CardDataRejected(findings)
+
+
+def redact(text: str) -> str:
+    """Mask every PAN-like digit run in free text (for log lines)."""
+
+    def replace(match: re.Match[str]) -> str:
+        digits = re.sub(r"[ -]", "", match.group())
+        return mask_pan(digits) if any(True for _ in _pan_runs(digits)) else match.group()
+
+    return _DIGIT_RUN.sub(replace, text)

@@ -1,0 +1,58 @@
+"""What every subcommand gets: resolved paths, lazily loaded config, output helpers.
+
+Configuration is loaded on first use, so ``--help`` and ``--version`` work
+with a broken config file, and a bad config fails before any stored data is
+opened (exit 2).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..config import Config, LoadedConfig, default_state_dir, load_config
+
+
+@dataclass
+class CliContext:
+    state_dir_option: Path | None
+    config_option: Path | None
+    json_output: bool
+    _loaded: LoadedConfig | None = field(default=None, repr=False)
+
+    @property
+    def loaded_config(self) -> LoadedConfig:
+        if self._loaded is None:
+            self._loaded = load_config(self.config_option)
+        return self._loaded
+
+    @property
+    def config(self) -> Config:
+        return self.loaded_config.config
+
+    @property
+    def state_dir(self) -> Path:
+        return self.state_dir_option if self.state_dir_option else default_state_dir()
+
+    def emit(self, document: Any, human: str | None = None) -> None:
+        """Print exactly one JSON document with --json, else the human text."""
+        if self.json_output:
+            json.dump(document, sys.stdout, indent=2, sort_keys=True, default=str)
+            sys.stdout.write("\n")
+        elif human is not None:
+            click.echo(human)
+
+
+pass_cli = click.make_pass_decorator(CliContext)
+
+
+def get_cli(ctx: click.Context) -> CliContext:
+    obj = ctx.find_object(CliContext)
+    if obj is None:  # pragma: no cover - the root group always sets it
+        raise click.UsageError("internal: no CLI context")
+    return obj

@@ -1,0 +1,256 @@
+"""Configuration: strict TOML with ``POSEDGE_<SECTION>__<KEY>`` environment overrides.
+
+Loading is strict. Unknown keys, wrong types and out-of-range values raise
+:class:`~posedge.agent.errors.ConfigError` naming the key, the bad value and
+what is allowed. Loading never touches stored data: it reads one file and the
+environment, nothing else. Every key is documented in ``docs/configuration.md``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+)
+
+from .errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/posedge/posedge.toml")
+ENV_PREFIX = "POSEDGE_"
+ENV_SECTION_SEPARATOR = "__"
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_DURATION_UNITS_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|GiB)?\s*$")
+_SIZE_UNITS = {None: 1, "B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
+
+
+def parse_duration(text: str) -> float:
+    """``"90s"`` → 90.0 seconds. Units: ms, s, m, h, d."""
+    match = _DURATION_RE.match(text)
+    if match is None:
+        raise ValueError(
+            f"{text!r} is not a duration; write a number followed by ms, s, m, h or d "
+            '(for example "90s", "72h")'
+        )
+    return float(match.group(1)) * _DURATION_UNITS_S[match.group(2)]
+
+
+def parse_size(text: str) -> int:
+    """``"4MiB"`` → 4194304 bytes. Units: B, KiB, MiB, GiB (none means bytes)."""
+    match = _SIZE_RE.match(text)
+    if match is None:
+        raise ValueError(
+            f"{text!r} is not a size; write a whole number optionally followed by "
+            'B, KiB, MiB or GiB (for example "1MiB")'
+        )
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
+
+
+def _duration_between(low_s: float, high_s: float) -> AfterValidator:
+    def check(value: str) -> str:
+        seconds = parse_duration(value)
+        if not low_s <= seconds <= high_s:
+            raise ValueError(
+                f"{value!r} is out of range; allowed {_fmt_s(low_s)} to {_fmt_s(high_s)}"
+            )
+        return value
+
+    return AfterValidator(check)
+
+
+def _fmt_s(seconds: float) -> str:
+    for unit in ("d", "h", "m", "s"):
+        size = _DURATION_UNITS_S[unit]
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds * 1000)}ms"
+
+
+def _device_url(value: str) -> str:
+    if not value.strip():
+        raise ValueError("empty device URL; use a serial path, socket://, usb://VVVV:PPPP or sim://")
+    return value
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class TerminalConfig(_Section):
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")] | None = None
+    """Terminal id used in sync; generated and kept in the state dir when unset."""
+    name: Annotated[str, Field(max_length=128)] = ""
+
+
+class JournalConfig(_Section):
+    retention: Annotated[str, _duration_between(3600, 3650 * 86400)] = "90d"
+    """Synced events older than this are replaced by a signed checkpoint."""
+    busy_timeout: Annotated[str, _duration_between(0, 60)] = "2s"
+    """How long an append waits for another writer before failing."""
+
+    @property
+    def retention_s(self) -> float:
+        return parse_duration(self.retention)
+
+    @property
+    def busy_timeout_s(self) -> float:
+        return parse_duration(self.busy_timeout)
+
+
+class SerialSettings(_Section):
+    baudrate: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 9600
+    bytesize: Literal[7, 8] = 8
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    flow_control: Literal["none", "rtscts", "xonxoff", "dsrdtr"] = "none"
+    timeout: Annotated[str, _duration_between(0.01, 60)] = "1s"
+    write_timeout: Annotated[str, _duration_between(0.01, 120)] = "5s"
+
+
+class PrinterConfig(SerialSettings):
+    url: Annotated[str, AfterValidator(_device_url)] | None = None
+    code_page: Literal["PC437", "PC850", "PC858", "WPC1252"] = "PC858"
+    columns: Annotated[int, Field(ge=24, le=64)] = 42
+
+
+class ReaderConfig(SerialSettings):
+    url: Annotated[str, AfterValidator(_device_url)] | None = None
+    protocol: Literal["magtek", "framed"] = "magtek"
+
+
+class LogConfig(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class Config(_Section):
+    terminal: TerminalConfig = TerminalConfig()
+    journal: JournalConfig = JournalConfig()
+    printer: PrinterConfig = PrinterConfig()
+    reader: ReaderConfig = ReaderConfig()
+    log: LogConfig = LogConfig()
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    config: Config
+    source: Path | None
+    """The file the configuration came from; ``None`` for built-in defaults."""
+
+
+def resolve_config_path(explicit: Path | None, env: Mapping[str, str]) -> tuple[Path, bool]:
+    """Return (path, must_exist). A file named explicitly or by env must exist."""
+    if explicit is not None:
+        return explicit, True
+    from_env = env.get("POSEDGE_CONFIG")
+    if from_env:
+        return Path(from_env), True
+    return DEFAULT_CONFIG_PATH, False
+
+
+def load_config(explicit: Path | None = None, env: Mapping[str, str] | None = None) -> LoadedConfig:
+    """Load, merge environment overrides, validate. Raises ConfigError."""
+    env = os.environ if env is None else env
+    path, must_exist = resolve_config_path(explicit, env)
+    data: dict[str, Any] = {}
+    source: Path | None = None
+    if path.exists():
+        data = _read_toml(path)
+        source = path
+    elif must_exist:
+        raise ConfigError(
+            f"configuration file {path} does not exist; create it (see docs/configuration.md) "
+            "or leave out --config/POSEDGE_CONFIG to use built-in defaults"
+        )
+    where = str(path) if source else "built-in defaults"
+    overridden = _apply_env_overrides(data, env)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, where, overridden)) from None
+    return LoadedConfig(config=config, source=source)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from None
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"configuration file {path} is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from None
+
+
+def _apply_env_overrides(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, str]:
+    """Merge ``POSEDGE_SECTION__KEY=value``; return {dotted key: variable name}."""
+    applied: dict[str, str] = {}
+    for name, raw_value in sorted(env.items()):
+        if not name.startswith(ENV_PREFIX) or ENV_SECTION_SEPARATOR not in name:
+            continue
+        parts = name[len(ENV_PREFIX) :].lower().split(ENV_SECTION_SEPARATOR)
+        if len(parts) != 2 or not all(parts):
+            raise ConfigError(
+                f"environment variable {name} is not of the form POSEDGE_<SECTION>__<KEY>"
+            )
+        section, key = parts
+        node = data.setdefault(section, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"environment variable {name}: [{section}] is not a table")
+        node[key] = _env_value(raw_value)
+        applied[f"{section}.{key}"] = name
+    return applied
+
+
+def _env_value(raw: str) -> Any:
+    """Environment values are TOML literals when they parse as one, else strings."""
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def _describe(exc: ValidationError, where: str, overridden: Mapping[str, str]) -> str:
+    lines = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"])
+        origin = f" (from {overridden[key]})" if key in overridden else ""
+        kind = error["type"]
+        if kind == "extra_forbidden":
+            lines.append(
+                f"unknown key {key}{origin}; see docs/configuration.md for the keys that exist"
+            )
+            continue
+        value = error.get("input")
+        message = error["msg"].removeprefix("Value error, ")
+        if kind == "literal_error":
+            message = "allowed: " + message.removeprefix("Input should be ")
+        lines.append(f"{key} = {value!r}{origin}: {message}")
+    return f"invalid configuration in {where}:\n  " + "\n  ".join(lines)
+
+
+def default_state_dir(env: Mapping[str, str] | None = None) -> Path:
+    """DESIGN §3: $POSEDGE_STATE_DIR, $STATE_DIRECTORY, /var/lib/posedge, XDG."""
+    env = os.environ if env is None else env
+    if env.get("POSEDGE_STATE_DIR"):
+        return Path(env["POSEDGE_STATE_DIR"])
+    if env.get("STATE_DIRECTORY"):
+        # systemd may pass several colon-separated directories; the first is ours.
+        return Path(env["STATE_DIRECTORY"].split(":")[0])
+    if os.geteuid() == 0:
+        return Path("/var/lib/posedge")
+    xdg = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(xdg) / "posedge"

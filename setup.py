@@ -1,0 +1,20 @@
+"""Maps the repository folders onto the ``posedge.*`` import names.
+
+``agent``, ``drivers`` and ``simulator`` are names other distributions already
+claim, so they install as ``posedge.agent``, ``posedge.drivers`` and
+``posedge.simulator``. ``posedge`` itself is an implicit namespace package.
+Everything else about the distribution lives in ``pyproject.toml``.
+"""
+
+from setuptools import find_packages, setup
+
+ROOTS = ("agent", "drivers", "simulator")
+
+packages = [f"posedge.{pkg}" for root in ROOTS for pkg in find_packages(include=[root, f"{root}.*"])]
+package_dir = {f"posedge.{root}": root for root in ROOTS}
+
+setup(
+    packages=packages,
+    package_dir=package_dir,
+    package_data={"posedge.agent": ["py.typed"], "posedge.drivers": ["py.typed"], "posedge.simulator": ["py.typed"]},
+)
