@@ -1,0 +1,182 @@
+"""TCP link: a :class:`VirtualDevice` reachable as ``socket://host:port``.
+
+Another process (or pyserial's ``socket://`` handler) connects to the server;
+one host connection is served at a time, a new one replaces the old, as a
+network printer does. Replies go to the current connection only.
+
+Unplugging the device drops the connection (the host sees EOF) and closes the
+listening socket, so new connections are refused until replug, which listens
+again on the same port.
+
+This module must never be used outside tests and ``posedge simulate``, and
+never interprets the bytes it carries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import socket
+import threading
+
+from ..core import VirtualDevice
+
+READ_CHUNK_BYTES = 4096
+POLL_S = 0.1
+
+
+class _Server:
+    """One plug-in of the device: a listening socket, its connection and two pump threads."""
+
+    def __init__(self, device: VirtualDevice, host: str, port: int) -> None:
+        self.device = device
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.listener.bind((host, port))
+            self.listener.listen(4)
+        except OSError:
+            self.listener.close()
+            raise
+        self.port: int = self.listener.getsockname()[1]
+        self._conn: socket.socket | None = None
+        self._conn_lock = threading.Lock()
+        self._wake_r, self._wake_w = os.pipe()
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._serve, name="tcp-serve", daemon=True),
+            threading.Thread(target=self._pump_out, name="tcp-out", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            watched: list[socket.socket | int] = [self.listener, self._wake_r]
+            conn = self._conn
+            if conn is not None:
+                watched.append(conn)
+            ready, _, _ = select.select(watched, [], [], POLL_S)
+            if self._wake_r in ready:
+                return
+            if self.listener in ready:
+                self._accept()
+            if conn is not None and conn in ready:
+                self._read_from(conn)
+
+    def _accept(self) -> None:
+        new, _ = self.listener.accept()
+        new.setblocking(False)
+        new.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self._conn_lock:
+            old, self._conn = self._conn, new
+        if old is not None:
+            old.close()
+
+    def _read_from(self, conn: socket.socket) -> None:
+        try:
+            data = conn.recv(READ_CHUNK_BYTES)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            self.device.receive(data)
+            return
+        with self._conn_lock:
+            if self._conn is conn:
+                self._conn = None
+        conn.close()
+
+    def _pump_out(self) -> None:
+        while not self._stop.is_set():
+            data = self.device.take(READ_CHUNK_BYTES, POLL_S)
+            if data:
+                self._send(data)
+
+    def _send(self, data: bytes) -> None:
+        with self._conn_lock:
+            conn = self._conn
+        if conn is None:
+            return  # nobody connected: the reply goes nowhere, as on a real network
+        view = memoryview(data)
+        while view and not self._stop.is_set():
+            _, writable, _ = select.select([], [conn], [], POLL_S)
+            if not writable:
+                continue
+            try:
+                view = view[conn.send(view) :]
+            except BlockingIOError:
+                continue
+            except OSError:
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        os.write(self._wake_w, b"x")
+        current = threading.current_thread()
+        for thread in self._threads:
+            if thread is not current:
+                thread.join()
+        with self._conn_lock:
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+            conn.close()
+        self.listener.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+
+class TcpLink:
+    """A virtual device served on ``host:port`` (``port=0`` picks a free one)."""
+
+    def __init__(self, device: VirtualDevice, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.device = device
+        self.host = host
+        self.port = port
+        self._lock = threading.Lock()
+        self._server: _Server | None = None
+        self._closed = False
+        if device.plugged:
+            self._plug_in()
+        elif port == 0:
+            raise ValueError("a TcpLink for an unplugged device needs an explicit port")
+        device.add_plug_listener(self._on_plug)
+
+    @property
+    def url(self) -> str:
+        return f"socket://{self.host}:{self.port}"
+
+    def _on_plug(self, plugged: bool) -> None:
+        if plugged:
+            self._plug_in()
+        else:
+            self._pull_out()
+
+    def _plug_in(self) -> None:
+        with self._lock:
+            if self._closed or self._server is not None:
+                return
+            self._server = _Server(self.device, self.host, self.port)
+            self.port = self._server.port
+
+    def _pull_out(self) -> None:
+        with self._lock:
+            server, self._server = self._server, None
+        if server is not None:
+            server.stop()
+
+    def close(self) -> None:
+        self.device.remove_plug_listener(self._on_plug)
+        self._pull_out()
+        with self._lock:
+            self._closed = True
+
+    def __enter__(self) -> TcpLink:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
