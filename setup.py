@@ -10,11 +10,17 @@ from setuptools import find_packages, setup
 
 ROOTS = ("agent", "drivers", "simulator")
 
-packages = [f"posedge.{pkg}" for root in ROOTS for pkg in find_packages(include=[root, f"{root}.*"])]
+packages = [
+    f"posedge.{pkg}" for root in ROOTS for pkg in find_packages(include=[root, f"{root}.*"])
+]
 package_dir = {f"posedge.{root}": root for root in ROOTS}
 
 setup(
     packages=packages,
     package_dir=package_dir,
-    package_data={"posedge.agent": ["py.typed"], "posedge.drivers": ["py.typed"], "posedge.simulator": ["py.typed"]},
+    package_data={
+        "posedge.agent": ["py.typed"],
+        "posedge.drivers": ["py.typed"],
+        "posedge.simulator": ["py.typed"],
+    },
 )

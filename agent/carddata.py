@@ -35,7 +35,7 @@ PAN_FIELDS = frozenset(
 
 # 13–19 digits, optionally separated by single spaces or dashes.
 _DIGIT_RUN = re.compile(r"(?<!\d)\d(?:[ -]?\d){12,}(?!\d)")
-_MASKED_PAN = re.compile(r"^(\d{0,%d})[*Xx#•]+(\d{0,%d})$" % (MASK_KEEP_FIRST, MASK_KEEP_LAST))
+_MASKED_PAN = re.compile(rf"^(\d{{0,{MASK_KEEP_FIRST}}})[*Xx#•]+(\d{{0,{MASK_KEEP_LAST}}})$")
 
 
 class CardDataRejected(PosedgeError):

@@ -80,7 +80,9 @@ def _fmt_s(seconds: float) -> str:
 
 def _device_url(value: str) -> str:
     if not value.strip():
-        raise ValueError("empty device URL; use a serial path, socket://, usb://VVVV:PPPP or sim://")
+        raise ValueError(
+            "empty device URL; use a serial path, socket://, usb://VVVV:PPPP or sim://"
+        )
     return value
 
 

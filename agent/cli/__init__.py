@@ -50,13 +50,17 @@ def _version() -> str:
 @click.option("--json", "json_output", is_flag=True, help="Print one JSON document on stdout.")
 @click.version_option(_version(), "--version", prog_name="posedge")
 @click.pass_context
-def cli(ctx: click.Context, state_dir: Path | None, config_path: Path | None, json_output: bool) -> None:
+def cli(
+    ctx: click.Context, state_dir: Path | None, config_path: Path | None, json_output: bool
+) -> None:
     """posedge — terminal-side edge agent for point-of-sale devices.
 
     Exit codes: 0 ok, 1 internal error, 2 usage or configuration error,
     3 a check found a problem, 4 a needed peer is unreachable.
     """
-    ctx.obj = CliContext(state_dir_option=state_dir, config_option=config_path, json_output=json_output)
+    ctx.obj = CliContext(
+        state_dir_option=state_dir, config_option=config_path, json_output=json_output
+    )
 
 
 def _register() -> None:

@@ -1,0 +1,111 @@
+"""The hash chain: HMAC-SHA256 links under a per-device key.
+
+``hash = HMAC(chain_key, prev_hash || "\\n" || canonical_event)`` where the
+canonical event is ``{"payload", "seq", "ts", "txn", "type"}``. The device key
+(32 random bytes, ``device.key``, mode 0600) lives in the state directory; the
+chain key and the PAN-token key are derived from it, so one file is all there
+is to protect. The key is created only for a new, empty journal: a journal
+with events and no key is an error, never a reason to start a new chain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .canonical import canonical_json
+from .errors import JournalKeyError
+
+KEY_FILE_NAME = "device.key"
+KEY_BYTES = 32
+GENESIS_HASH = "0" * 64
+
+
+@dataclass(frozen=True)
+class DeviceKey:
+    raw: bytes
+
+    def derive(self, purpose: str) -> bytes:
+        return hmac.new(self.raw, b"posedge/" + purpose.encode(), hashlib.sha256).digest()
+
+    @property
+    def fingerprint(self) -> str:
+        """Safe to store and show: identifies the key without revealing it."""
+        return hashlib.sha256(b"posedge/fingerprint" + self.raw).hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        return f"DeviceKey(fingerprint={self.fingerprint})"
+
+
+def load_device_key(state_dir: Path, *, create: bool) -> DeviceKey:
+    """Read ``device.key``; create it (mode 0600, O_EXCL) only when ``create``."""
+    path = state_dir / KEY_FILE_NAME
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        if not create:
+            raise JournalKeyError(
+                f"device key {path} is missing but the journal already holds events; "
+                "restore the key from backup — without it the chain cannot be verified "
+                "and no new chain is started over existing data"
+            ) from None
+        return _create_key(path)
+    except PermissionError:
+        raise JournalKeyError(
+            f"cannot read device key {path}: permission denied; run as the posedge user"
+        ) from None
+    if len(raw) != KEY_BYTES:
+        raise JournalKeyError(
+            f"device key {path} has {len(raw)} bytes, expected {KEY_BYTES}; restore it from backup"
+        )
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        os.chmod(path, 0o600)
+    return DeviceKey(raw)
+
+
+def _create_key(path: Path) -> DeviceKey:
+    raw = secrets.token_bytes(KEY_BYTES)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, raw)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return DeviceKey(raw)
+
+
+class ChainSigner:
+    """Computes event hashes and checkpoint signatures."""
+
+    def __init__(self, key: DeviceKey) -> None:
+        self._chain_key = key.derive("chain")
+
+    def event_hash(
+        self, prev_hash: str, seq: int, ts: str, type_: str, txn: str | None, payload: str
+    ) -> str:
+        body = canonical_json({"payload": payload, "seq": seq, "ts": ts, "txn": txn, "type": type_})
+        message = prev_hash.encode("ascii") + b"\n" + body.encode("utf-8")
+        return hmac.new(self._chain_key, message, hashlib.sha256).hexdigest()
+
+    def checkpoint_sig(self, seq: int, hash_: str, ts: str) -> str:
+        body = canonical_json({"checkpoint": True, "hash": hash_, "seq": seq, "ts": ts})
+        return hmac.new(self._chain_key, body.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    def row_hash(self, row: Any) -> str:
+        """Recompute the hash of a stored events row (seq, ts, type, txn, payload, prev_hash)."""
+        return self.event_hash(
+            row["prev_hash"], row["seq"], row["ts"], row["type"], row["txn"], row["payload"]
+        )
