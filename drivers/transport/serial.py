@@ -20,6 +20,8 @@ import contextlib
 import errno
 import grp
 import os
+import socket
+import termios
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +43,8 @@ FlowControl = Literal["none", "rtscts", "xonxoff", "dsrdtr"]
 FLOW_CONTROLS: tuple[str, ...] = ("none", "rtscts", "xonxoff", "dsrdtr")
 _PARITIES = {"N", "E", "O", "M", "S"}
 
+_PYSERIAL_ERRORS = (serial.SerialException, OSError, termios.error)
+"""What pyserial raises; termios.error (from tcdrain/tcsetattr) is not an OSError."""
 _BUSY_ERRNOS = {errno.EBUSY, errno.EAGAIN, errno.EWOULDBLOCK}
 _DENIED_ERRNOS = {errno.EACCES, errno.EPERM}
 
@@ -99,6 +103,8 @@ def errno_of(exc: BaseException) -> int | None:
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         code = getattr(current, "errno", None)
+        if isinstance(current, termios.error) and current.args:
+            code = current.args[0]
         if isinstance(code, int):
             return code
         current = current.__cause__ or current.__context__
@@ -114,8 +120,6 @@ def find_holders(path: str) -> list[tuple[int, str]]:
     holders: list[tuple[int, str]] = []
     for proc in Path("/proc").glob("[0-9]*"):
         pid = int(proc.name)
-        if pid == os.getpid():
-            continue
         try:
             fds = list((proc / "fd").iterdir())
         except OSError:
@@ -210,7 +214,7 @@ class SerialTransport(Transport):
             kwargs["exclusive"] = True
         try:
             return serial.serial_for_url(self.url, **kwargs)
-        except (serial.SerialException, OSError) as exc:
+        except _PYSERIAL_ERRORS as exc:
             raise map_serial_error(exc, self.url, opening=True) from None
         except ValueError as exc:
             raise UnsupportedURL(f"pyserial cannot open this URL: {exc}", url=self.url) from None
@@ -225,7 +229,7 @@ class SerialTransport(Transport):
         try:
             port.write(bytes(data))
             port.flush()
-        except (serial.SerialException, OSError) as exc:
+        except _PYSERIAL_ERRORS as exc:
             raise map_serial_error(exc, self.url) from None
 
     def read(self, size: int, timeout_s: float) -> bytes:
@@ -238,7 +242,7 @@ class SerialTransport(Transport):
             waiting = min(int(port.in_waiting), size - 1)
             rest: bytes = port.read(waiting) if waiting else b""
             return first + rest
-        except (serial.SerialException, OSError) as exc:
+        except _PYSERIAL_ERRORS as exc:
             raise map_serial_error(exc, self.url) from None
 
     def _set_read_timeout(self, port: Any, timeout_s: float) -> None:
@@ -251,16 +255,34 @@ class SerialTransport(Transport):
         port = self._require_open()
         try:
             port.reset_input_buffer()
-        except (serial.SerialException, OSError) as exc:
+        except _PYSERIAL_ERRORS as exc:
             raise map_serial_error(exc, self.url) from None
 
     def close(self) -> None:
         with self._lock:
             port, self._port = self._port, None
         if port is not None:
-            with contextlib.suppress(serial.SerialException, OSError):
-                port.close()
+            _close_port(port)
 
     @property
     def is_open(self) -> bool:
         return self._port is not None and bool(self._port.is_open)
+
+
+def _close_port(port: Any) -> None:
+    """Close a pyserial port without its known leaks and stalls.
+
+    pyserial's ``socket://`` close skips ``socket.close()`` when ``shutdown``
+    fails (peer already gone: a ResourceWarning leak) and then sleeps 0.3 s;
+    close that socket here first.
+    """
+    sock = getattr(port, "_socket", None)
+    if type(port).__module__.endswith("protocol_socket") and isinstance(sock, socket.socket):
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+        sock.close()
+        port._socket = None
+        port.is_open = False
+        return
+    with contextlib.suppress(*_PYSERIAL_ERRORS):
+        port.close()

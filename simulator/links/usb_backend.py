@@ -73,7 +73,8 @@ class SimUsbDevice:
     generation: int = 0
     configuration: int = 0
     kernel_driver_active: bool = False
-    claimed: set[int] = field(default_factory=set)
+    claimed: dict[int, int] = field(default_factory=dict)
+    """Interface number → id of the handle that claimed it."""
 
     def __post_init__(self) -> None:
         self.kernel_driver_active = self.kernel_driver
@@ -164,7 +165,10 @@ class SimUsbBackend(usb.backend.IBackend):  # type: ignore[misc]
         return _Handle(dev, dev.generation)
 
     def close_device(self, dev_handle: _Handle) -> None:
-        pass
+        dev = dev_handle.dev
+        for intf, holder in list(dev.claimed.items()):
+            if holder == id(dev_handle):
+                del dev.claimed[intf]
 
     def _live(self, handle: _Handle) -> SimUsbDevice:
         if handle.generation != handle.dev.generation or not handle.dev.device.plugged:
@@ -182,12 +186,15 @@ class SimUsbBackend(usb.backend.IBackend):  # type: ignore[misc]
 
     def claim_interface(self, dev_handle: _Handle, intf: int) -> None:
         dev = self._live(dev_handle)
-        if dev.kernel_driver_active:
+        holder = dev.claimed.get(intf, id(dev_handle))
+        if dev.kernel_driver_active or holder != id(dev_handle):
             raise usb.core.USBError("Resource busy", _LIBUSB_BUSY, errno.EBUSY)
-        dev.claimed.add(intf)
+        dev.claimed[intf] = id(dev_handle)
 
     def release_interface(self, dev_handle: _Handle, intf: int) -> None:
-        self._live(dev_handle).claimed.discard(intf)
+        dev = self._live(dev_handle)
+        if dev.claimed.get(intf) == id(dev_handle):
+            del dev.claimed[intf]
 
     def is_kernel_driver_active(self, dev_handle: _Handle, intf: int) -> bool:
         return self._live(dev_handle).kernel_driver_active
