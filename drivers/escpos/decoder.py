@@ -171,8 +171,13 @@ class EscPosDecoder:
 
     def _style(self) -> dict[str, object]:
         st = self.state
-        return {"bold": st.bold, "underline": st.underline, "width": st.width,
-                "height": st.height, "align": st.align}  # fmt: skip
+        return {
+            "bold": st.bold,
+            "underline": st.underline,
+            "width": st.width,
+            "height": st.height,
+            "align": st.align,
+        }
 
     def _flush_line(self) -> list[Item]:
         st = self.state

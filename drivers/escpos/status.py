@@ -81,7 +81,9 @@ class PrinterStatus:
     """Drawer kick connector pin 3 is high (open on most drawers; depends on the drawer)."""
     waiting_online_recovery: bool = False
     feed_button: bool = False
-    """Feed button pushed, or paper being fed by it."""
+    """The feed button is pushed (n=1 bit 6)."""
+    paper_feeding: bool = False
+    """Paper is being fed by the feed button (n=2 bit 3)."""
     paper_stopped: bool = False
     """Printing stopped because of paper end (n=2 bit 5)."""
     error: bool = False
@@ -149,7 +151,8 @@ def decode_realtime(replies: Sequence[int], url: str | None = None) -> PrinterSt
         online=not _bit(b1, 3),
         drawer_open=_bit(b1, 2),
         waiting_online_recovery=_bit(b1, 5),
-        feed_button=_bit(b1, 6) or _bit(b2, 3),
+        feed_button=_bit(b1, 6),
+        paper_feeding=_bit(b2, 3),
         cover_open=_bit(b2, 2),
         paper_stopped=_bit(b2, 5),
         error=_bit(b2, 6),
@@ -188,7 +191,7 @@ def encode_realtime(status: PrinterStatus, n: int) -> int:
     if n == 2:
         return _RT_FIXED | _bits(
             (status.cover_open, 2),
-            (status.feed_button, 3),
+            (status.paper_feeding, 3),
             (status.paper_stopped, 5),
             (_any_error(status), 6),
         )
