@@ -2,7 +2,8 @@
 
 Another process (or pyserial's ``socket://`` handler) connects to the server;
 one host connection is served at a time, a new one replaces the old, as a
-network printer does. Replies go to the current connection only.
+network printer does. Replies go to the current connection only; while no
+host is connected they wait in the device.
 
 Unplugging the device drops the connection (the host sees EOF) and closes the
 listening socket, so new connections are refused until replug, which listens
@@ -42,6 +43,7 @@ class _Server:
         self.port: int = self.listener.getsockname()[1]
         self._conn: socket.socket | None = None
         self._conn_lock = threading.Lock()
+        self._has_conn = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
         self._stop = threading.Event()
         self._threads = [
@@ -71,6 +73,7 @@ class _Server:
         new.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self._conn_lock:
             old, self._conn = self._conn, new
+            self._has_conn.set()
         if old is not None:
             old.close()
 
@@ -87,10 +90,13 @@ class _Server:
         with self._conn_lock:
             if self._conn is conn:
                 self._conn = None
+                self._has_conn.clear()
         conn.close()
 
     def _pump_out(self) -> None:
         while not self._stop.is_set():
+            if not self._has_conn.wait(POLL_S):
+                continue  # replies wait in the device until a host connects
             data = self.device.take(READ_CHUNK_BYTES, POLL_S)
             if data:
                 self._send(data)
