@@ -43,7 +43,7 @@ def bare_pty() -> Iterator[str]:
 
 
 def test_missing_device_is_unplugged() -> None:
-    with pytest.raises(DeviceUnplugged, match="no such device.*posedge devices"):
+    with pytest.raises(DeviceUnplugged, match=r"no such device.*posedge devices"):
         open_transport("/dev/serial/by-id/usb-posedge-does-not-exist")
 
 
@@ -89,10 +89,10 @@ def test_find_holders_sees_own_fd(bare_pty: str) -> None:
 
 
 def test_write_timeout_is_device_timeout(bare_pty: str) -> None:
-    with SerialTransport(bare_pty, SerialParams(write_timeout_s=0.2)) as transport:
-        with pytest.raises(DeviceTimeout, match="not accepting data"):
-            for _ in range(100):
-                transport.write(b"\x00" * 65536)
+    transport = SerialTransport(bare_pty, SerialParams(write_timeout_s=0.2))
+    with transport, pytest.raises(DeviceTimeout, match="not accepting data"):
+        for _ in range(100):
+            transport.write(b"\x00" * 65536)
 
 
 def test_permission_denied_names_the_group(tmp_path: Path) -> None:

@@ -53,9 +53,9 @@ def test_detaches_kernel_driver() -> None:
 
 def test_second_claim_is_busy() -> None:
     backend, _ = make_backend()
-    with UsbTransport("usb://04b8:0202", backend=backend):
-        with pytest.raises(DeviceBusy, match="usblp"):
-            UsbTransport("usb://04b8:0202", backend=backend)
+    first = UsbTransport("usb://04b8:0202", backend=backend)
+    with first, pytest.raises(DeviceBusy, match="usblp"):
+        UsbTransport("usb://04b8:0202", backend=backend)
 
 
 def test_selects_by_serial_number() -> None:
