@@ -59,13 +59,13 @@ def test_payload_commands() -> None:
 
 
 def test_argument_range_is_checked() -> None:
-    with pytest.raises(ValueError, match="realtime_status: n=5 outside 1..4"):
+    with pytest.raises(ValueError, match=r"realtime_status: n=5 outside 1\.\.4"):
         cmd.build("realtime_status", 5)
     with pytest.raises(TypeError, match="takes 1 argument"):
         cmd.build("bold")
     with pytest.raises(TypeError, match="payload"):
         cmd.build("barcode_code128", 1)
-    with pytest.raises(ValueError, match="1..255"):
+    with pytest.raises(ValueError, match=r"1\.\.255"):
         cmd.build_payload("barcode_code128", b"")
     with pytest.raises(TypeError, match="fixed"):
         cmd.build_payload("init", b"x")

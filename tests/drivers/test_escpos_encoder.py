@@ -48,7 +48,9 @@ def test_code_page_encoding(page: CodePage, number: int, text: str, data: bytes)
     ("page", "missing"),
     [(CodePage.PC437, "€"), (CodePage.PC850, "€"), (CodePage.WPC1252, "☃"), (CodePage.PC858, "ı")],
 )
-def test_unprintable_character_is_replaced_visibly_and_counted(page: CodePage, missing: str) -> None:
+def test_unprintable_character_is_replaced_visibly_and_counted(
+    page: CodePage, missing: str
+) -> None:
     encoded = encode(Receipt([Text(f"a{missing}b")]), page)
     assert encoded.data == HEADER[page] + b"a?b\n"
     assert encoded.replaced == (missing,) and encoded.replaced_count == 1
