@@ -169,6 +169,8 @@ class VirtualReader(VirtualDevice):
         self.armed = False
         self.host_messages: list[bytes] = []
         """Commands received from the host (framed), for tests and dumps."""
+        self.host_reads = 0
+        """Reads the host made while no card was queued (magtek: "host is waiting")."""
         self.swipes_sent = 0
         self.frames_sent = 0
         self.naks_sent = 0
@@ -204,6 +206,7 @@ class VirtualReader(VirtualDevice):
         return super().take(max_bytes, timeout_s)
 
     def _magtek_host_waiting(self) -> None:
+        self.host_reads += 1
         if self.reader_faults.no_card:
             return
         if self.cards:
