@@ -14,7 +14,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from posedge.drivers.reader.pan import MASK_KEEP_FIRST, MASK_KEEP_LAST, looks_like_pan, mask_pan
+from posedge.drivers.reader.pan import (
+    MASK_KEEP_FIRST,
+    MASK_KEEP_LAST,
+    PAN_MIN_DIGITS,
+    looks_like_pan,
+    mask_pan,
+)
 
 from .errors import PosedgeError
 
@@ -34,7 +40,9 @@ PAN_FIELDS = frozenset(
 )
 
 # 13–19 digits, optionally separated by single spaces or dashes.
-_DIGIT_RUN = re.compile(r"(?<!\d)\d(?:[ -]?\d){12,}(?!\d)")
+_DIGIT_RUN = re.compile(r"(?<![0-9])[0-9](?:[ -]?[0-9]){12,}(?![0-9])")
+# Cheap pre-filter with no look-around: can a 13-digit run exist in the text at all?
+_DIGIT_RUN_QUICK = re.compile(r"[0-9](?:[ -]?[0-9]){12}")
 _MASKED_PAN = re.compile(rf"^(\d{{0,{MASK_KEEP_FIRST}}})[*Xx#•]+(\d{{0,{MASK_KEEP_LAST}}})$")
 
 
@@ -59,8 +67,32 @@ class Finding:
     reason: str
 
 
+_NAME_NOISE = str.maketrans("", "", " _-\t")
+
+
 def _normalise(name: str) -> str:
-    return re.sub(r"[\s_\-]", "", name).lower()
+    return name.translate(_NAME_NOISE).lower()
+
+
+def _suspect(value: Any) -> bool:
+    """Cheap pre-check: could ``value`` hold card data at all? (The hot path.)"""
+    if isinstance(value, str):
+        return len(value) >= PAN_MIN_DIGITS and _DIGIT_RUN_QUICK.search(value) is not None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            name = _normalise(str(key))
+            if name in FORBIDDEN_FIELDS or name in PAN_FIELDS or _suspect(key) or _suspect(item):
+                return True
+        return False
+    if isinstance(value, list | tuple):
+        return any(_suspect(item) for item in value)
+    return isinstance(value, bytes | bytearray)
+
+
+def _has_pan(text: str) -> bool:
+    if len(text) < 13 or _DIGIT_RUN.search(text) is None:
+        return False
+    return any(True for _ in _pan_runs(text))
 
 
 def _pan_runs(text: str) -> Iterator[str]:
@@ -96,6 +128,8 @@ def _check_pan_field(path: str, value: Any) -> Iterator[Finding]:
 
 def find_card_data(value: Any, path: str = "$") -> list[Finding]:
     """Every place in ``value`` that holds card data, in document order."""
+    if not _suspect(value):
+        return []
     return list(_walk(value, path))
 
 
@@ -104,7 +138,7 @@ def _walk(value: Any, path: str) -> Iterator[Finding]:
         for key, item in value.items():
             key_text = str(key)
             child = f"{path}.{key_text}"
-            if any(True for _ in _pan_runs(key_text)):
+            if _has_pan(key_text):
                 yield Finding(f"{path}.<key>", "a field name contains a card number")
             name = _normalise(key_text)
             if name in FORBIDDEN_FIELDS:
@@ -120,7 +154,7 @@ def _walk(value: Any, path: str) -> Iterator[Finding]:
         for index, item in enumerate(value):
             yield from _walk(item, f"{path}[{index}]")
     elif isinstance(value, str):
-        if any(True for _ in _pan_runs(value)):
+        if _has_pan(value):
             yield Finding(path, "text contains a full card number")
     elif isinstance(value, bytes | bytearray):
         yield Finding(path, "raw bytes may not be stored; card data could hide in them")
@@ -138,6 +172,6 @@ def redact(text: str) -> str:
 
     def replace(match: re.Match[str]) -> str:
         digits = re.sub(r"[ -]", "", match.group())
-        return mask_pan(digits) if any(True for _ in _pan_runs(digits)) else match.group()
+        return mask_pan(digits) if _has_pan(digits) else match.group()
 
     return _DIGIT_RUN.sub(replace, text)

@@ -1,8 +1,11 @@
 """The hash chain: HMAC-SHA256 links under a per-device key.
 
-``hash = HMAC(chain_key, prev_hash || "\\n" || canonical_event)`` where the
-canonical event is ``{"payload", "seq", "ts", "txn", "type"}``. The device key
-(32 random bytes, ``device.key``, mode 0600) lives in the state directory; the
+``hash = HMAC(chain_key, prev_hash \\n seq \\n ts \\n type \\n txn \\n payload)``
+where ``payload`` is canonical JSON (which never holds a raw newline) and the
+other fields cannot hold one either (validated at append), so the message is
+unambiguous.
+
+The device key (32 random bytes, ``device.key``, mode 0600) lives in the state directory; the
 chain key and the PAN-token key are derived from it, so one file is all there
 is to protect. The key is created only for a new, empty journal: a journal
 with events and no key is an error, never a reason to start a new chain.
@@ -96,9 +99,8 @@ class ChainSigner:
     def event_hash(
         self, prev_hash: str, seq: int, ts: str, type_: str, txn: str | None, payload: str
     ) -> str:
-        body = canonical_json({"payload": payload, "seq": seq, "ts": ts, "txn": txn, "type": type_})
-        message = prev_hash.encode("ascii") + b"\n" + body.encode("utf-8")
-        return hmac.new(self._chain_key, message, hashlib.sha256).hexdigest()
+        message = f"{prev_hash}\n{seq}\n{ts}\n{type_}\n{txn or ''}\n{payload}"
+        return hmac.new(self._chain_key, message.encode("utf-8"), hashlib.sha256).hexdigest()
 
     def checkpoint_sig(self, seq: int, hash_: str, ts: str) -> str:
         body = canonical_json({"checkpoint": True, "hash": hash_, "seq": seq, "ts": ts})
