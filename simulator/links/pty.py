@@ -1,7 +1,8 @@
 """Pseudo-terminal link: real pyserial code talks to a :class:`VirtualDevice`.
 
-The link owns the master side of a pty pair and pumps bytes between it and the
-device on two threads (master → ``device.receive``; ``device.take`` → master).
+The link owns the master side of a pty pair; a thread pumps host bytes from
+the master to ``device.receive``, and the device's replies arrive through
+:mod:`.routing` (one reply pump per device, shared by all its links).
 The slave is put in raw mode at once (otherwise the tty layer echoes and
 translates CR/LF) and the link keeps its own slave fd open, so reads on the
 master never fail just because no driver has the port open.
@@ -25,6 +26,7 @@ import tty
 from pathlib import Path
 
 from ..core import VirtualDevice
+from . import routing
 
 READ_CHUNK_BYTES = 4096
 POLL_S = 0.1
@@ -41,12 +43,10 @@ class _PtyPair:
         self.slave_path = os.ttyname(self.slave)
         self._wake_r, self._wake_w = os.pipe()
         self._stop = threading.Event()
-        self._threads = [
-            threading.Thread(target=self._pump_in, name="pty-in", daemon=True),
-            threading.Thread(target=self._pump_out, name="pty-out", daemon=True),
-        ]
+        self._threads = [threading.Thread(target=self._pump_in, name="pty-in", daemon=True)]
         for thread in self._threads:
             thread.start()
+        routing.attach(device, self, self._write_all)
 
     def _pump_in(self) -> None:
         while not self._stop.is_set():
@@ -61,20 +61,15 @@ class _PtyPair:
                 continue
             except OSError:
                 return
+            routing.claim(self.device, self)
             self.device.receive(data)
 
-    def _pump_out(self) -> None:
-        while not self._stop.is_set():
-            data = self.device.take(READ_CHUNK_BYTES, POLL_S)
-            if data and not self._write_all(data):
-                return
-
-    def _write_all(self, data: bytes) -> bool:
+    def _write_all(self, data: bytes) -> None:
         view = memoryview(data)
         while view:
             _, writable, _ = select.select([self._wake_r], [self.master], [], POLL_S)
             if self._stop.is_set():
-                return False
+                return
             if not writable:
                 continue
             try:
@@ -82,13 +77,13 @@ class _PtyPair:
             except BlockingIOError:
                 continue
             except OSError:
-                return False
-        return True
+                return
 
     def stop(self) -> None:
         """Stop the pumps, then close the master (the host sees an unplug)."""
         self._stop.set()
         os.write(self._wake_w, b"x")
+        routing.detach(self.device, self)
         current = threading.current_thread()
         for thread in self._threads:
             if thread is not current:

@@ -2,8 +2,8 @@
 
 Another process (or pyserial's ``socket://`` handler) connects to the server;
 one host connection is served at a time, a new one replaces the old, as a
-network printer does. Replies go to the current connection only; while no
-host is connected they wait in the device.
+network printer does. Replies go to the current connection only; with no
+host connected they are dropped (after a short grace for a pending accept).
 
 Unplugging the device drops the connection (the host sees EOF) and closes the
 listening socket, so new connections are refused until replug, which listens
@@ -22,9 +22,11 @@ import socket
 import threading
 
 from ..core import VirtualDevice
+from . import routing
 
 READ_CHUNK_BYTES = 4096
 POLL_S = 0.1
+ACCEPT_GRACE_S = 0.5
 
 
 class _Server:
@@ -46,12 +48,10 @@ class _Server:
         self._has_conn = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
         self._stop = threading.Event()
-        self._threads = [
-            threading.Thread(target=self._serve, name="tcp-serve", daemon=True),
-            threading.Thread(target=self._pump_out, name="tcp-out", daemon=True),
-        ]
+        self._threads = [threading.Thread(target=self._serve, name="tcp-serve", daemon=True)]
         for thread in self._threads:
             thread.start()
+        routing.attach(device, self, self._send)
 
     def _serve(self) -> None:
         while not self._stop.is_set():
@@ -74,6 +74,7 @@ class _Server:
         with self._conn_lock:
             old, self._conn = self._conn, new
             self._has_conn.set()
+        routing.claim(self.device, self)
         if old is not None:
             old.close()
 
@@ -85,6 +86,7 @@ class _Server:
         except OSError:
             data = b""
         if data:
+            routing.claim(self.device, self)
             self.device.receive(data)
             return
         with self._conn_lock:
@@ -93,15 +95,8 @@ class _Server:
                 self._has_conn.clear()
         conn.close()
 
-    def _pump_out(self) -> None:
-        while not self._stop.is_set():
-            if not self._has_conn.wait(POLL_S):
-                continue  # replies wait in the device until a host connects
-            data = self.device.take(READ_CHUNK_BYTES, POLL_S)
-            if data:
-                self._send(data)
-
     def _send(self, data: bytes) -> None:
+        self._has_conn.wait(ACCEPT_GRACE_S)  # a host that just connected may not be accepted yet
         with self._conn_lock:
             conn = self._conn
         if conn is None:
@@ -121,6 +116,7 @@ class _Server:
     def stop(self) -> None:
         self._stop.set()
         os.write(self._wake_w, b"x")
+        routing.detach(self.device, self)
         current = threading.current_thread()
         for thread in self._threads:
             if thread is not current:

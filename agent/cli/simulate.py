@@ -1,0 +1,217 @@
+"""``posedge simulate devices``: run a virtual printer and card reader in the foreground.
+
+Each device is served on a pseudo-terminal (optionally behind a stable
+symlink in ``--symlink-dir``) and on a TCP port (``socket://``), and is
+reachable in process as ``sim://printer`` / ``sim://reader``. The endpoints
+are printed once (one JSON document with ``--json``); then fault commands are
+read from stdin, one per line (``printer paper_out``, ``reader unreadable``,
+``printer unplug``, ``printer replug``, ``printer clear``, with optional
+``key=value`` parameters), and a ``--scenario`` file may apply faults on a
+timer. Runs until SIGINT or SIGTERM; end of stdin only stops reading commands.
+
+Acknowledgements and errors go to stderr, so stdout stays one JSON document.
+This command must never touch real hardware.
+"""
+
+from __future__ import annotations
+
+import importlib
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+import click
+
+from posedge.drivers.transport.sim import register_sim_device, unregister_sim_device
+from posedge.simulator.core import VirtualDevice
+from posedge.simulator.links.pty import PtyLink
+from posedge.simulator.links.tcp import TcpLink
+from posedge.simulator.scenarios import (
+    Scenario,
+    ScenarioError,
+    ScenarioRunner,
+    ScenarioStep,
+    load_scenario,
+    parse_fault_command,
+)
+
+from .context import get_cli
+
+DEVICE_NAMES = ("printer", "reader")
+
+
+@click.group("simulate")
+def simulate() -> None:
+    """Run simulated devices for tests, demos and technician training."""
+
+
+@simulate.command("devices")
+@click.option(
+    "--symlink-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Also create stable symlinks DIR/printer and DIR/reader to the pseudo-terminals.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="TCP address to listen on.")
+@click.option("--printer-port", type=int, default=0, help="Printer TCP port [default: any].")
+@click.option("--reader-port", type=int, default=0, help="Reader TCP port [default: any].")
+@click.option(
+    "--reader-protocol",
+    type=click.Choice(["magtek", "framed"]),
+    default="magtek",
+    show_default=True,
+    help="Protocol the virtual card reader speaks.",
+)
+@click.option(
+    "--scenario",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="TOML scenario file: faults applied on a timer.",
+)
+@click.option("--json", "json_flag", is_flag=True, help="Print the endpoints as one JSON document.")
+@click.pass_context
+def simulate_devices(
+    ctx: click.Context,
+    symlink_dir: Path | None,
+    host: str,
+    printer_port: int,
+    reader_port: int,
+    reader_protocol: str,
+    scenario: Path | None,
+    json_flag: bool,
+) -> None:
+    """Serve a virtual printer and reader on pty and TCP until SIGINT/SIGTERM."""
+    cli = get_cli(ctx)
+    cli.json_output = cli.json_output or json_flag
+    devices = make_devices(reader_protocol)
+    plan = _load_scenario(scenario, devices)
+    if symlink_dir is not None:
+        symlink_dir.mkdir(parents=True, exist_ok=True)
+    ports = {"printer": printer_port, "reader": reader_port}
+    stop = threading.Event()
+    with ExitStack() as stack:
+        endpoints = {
+            name: stack.enter_context(_serve(name, device, host, ports[name], symlink_dir))
+            for name, device in devices.items()
+        }
+        cli.emit({"devices": endpoints}, _human_endpoints(endpoints))
+        sys.stdout.flush()
+        _install_signal_handlers(stop)
+        CommandReader(devices, sys.stdin, sys.stderr).start()
+        if plan is not None:
+            runner = ScenarioRunner(plan, devices, on_error=_report_step_error, on_applied=_ack)
+            stack.callback(runner.stop)
+            runner.start()
+        while not stop.wait(0.5):
+            pass
+
+
+def make_devices(reader_protocol: str) -> dict[str, VirtualDevice]:
+    """The virtual printer and reader (imported lazily: they live in their own modules)."""
+    printer_cls: Any = _load_class("posedge.simulator.printer", "VirtualPrinter")
+    reader_cls: Any = _load_class("posedge.simulator.reader", "VirtualReader")
+    return {"printer": printer_cls(), "reader": reader_cls(reader_protocol)}
+
+
+def _load_class(module: str, name: str) -> Any:
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise click.ClickException(f"simulator component {module}.{name} missing: {exc}") from None
+
+
+def _load_scenario(path: Path | None, devices: dict[str, VirtualDevice]) -> Scenario | None:
+    if path is None:
+        return None
+    try:
+        return load_scenario(path, devices)
+    except ScenarioError as exc:
+        raise click.BadParameter(str(exc), param_hint="--scenario") from None
+
+
+@contextmanager
+def _serve(
+    name: str, device: VirtualDevice, host: str, port: int, symlink_dir: Path | None
+) -> Iterator[dict[str, Any]]:
+    symlink = symlink_dir / name if symlink_dir is not None else None
+    with PtyLink(device, symlink) as pty, TcpLink(device, host, port) as tcp:
+        register_sim_device(name, device)
+        try:
+            yield {
+                "kind": device.kind,
+                "pty": pty.path,
+                "pty_slave": pty.slave_path,
+                "socket_url": tcp.url,
+                "sim_url": f"sim://{name}",
+            }
+        finally:
+            unregister_sim_device(name)
+
+
+def _human_endpoints(endpoints: dict[str, dict[str, Any]]) -> str:
+    lines = []
+    for name, where in endpoints.items():
+        lines.append(f"{name}: {where['pty']}  {where['socket_url']}")
+    lines.append("Fault commands on stdin, e.g. 'printer paper_out', 'reader unreadable',")
+    lines.append("'printer unplug', 'printer replug', 'printer clear'. Stop with Ctrl-C.")
+    return "\n".join(lines)
+
+
+def _install_signal_handlers(stop: threading.Event) -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _ack(step: ScenarioStep) -> None:
+    click.echo(f"scenario: {step.device} {step.fault} applied at {step.at_s:g}s", err=True)
+
+
+def _report_step_error(step: ScenarioStep, exc: Exception) -> None:
+    click.echo(f"scenario: step at {step.at_s:g}s ({step.device} {step.fault}): {exc}", err=True)
+
+
+class CommandReader:
+    """Reads fault commands from a stream on a daemon thread; stops at end of input."""
+
+    def __init__(self, devices: dict[str, VirtualDevice], source: TextIO, replies: TextIO) -> None:
+        self.devices = devices
+        self.source = source
+        self.replies = replies
+        self._thread = threading.Thread(target=self._run, name="fault-commands", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        for line in self.source:
+            if line.strip() and not line.lstrip().startswith("#"):
+                self._reply(self.execute(line))
+
+    def execute(self, line: str) -> str:
+        """Apply one command; return the acknowledgement or error text."""
+        try:
+            name, fault, params = parse_fault_command(line.strip())
+        except ScenarioError as exc:
+            return f"error: {exc}"
+        device = self.devices.get(name)
+        if device is None:
+            return f"error: unknown device {name!r}; use one of: {', '.join(self.devices)}"
+        try:
+            device.apply_fault(fault, **params)
+        except (ValueError, TypeError) as exc:
+            return f"error: {name} {fault}: {exc}"
+        return f"ok: {name} {fault}"
+
+    def _reply(self, text: str) -> None:
+        self.replies.write(text + "\n")
+        self.replies.flush()
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(simulate)
