@@ -67,7 +67,10 @@ def match_model(vendor_id: int | None, product_id: int | None) -> KnownModel | N
     vendor = [m for m in KNOWN_MODELS if m.vendor_id == vendor_id]
     exact = [m for m in vendor if m.product_id == product_id]
     generic = [m for m in vendor if m.product_id is None]
-    return (exact or generic or [None])[0]
+    for candidates in (exact, generic):
+        if candidates:
+            return candidates[0]
+    return None
 
 
 @dataclass(frozen=True)
