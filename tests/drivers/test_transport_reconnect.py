@@ -56,10 +56,18 @@ class World:
         return ScriptedTransport(self)
 
 
-def make(world: World, clock: FakeClock, **kwargs: object) -> ReconnectingTransport:
+def make(
+    world: World, clock: FakeClock, initial_backoff_s: float = 0.1, max_backoff_s: float = 30.0
+) -> ReconnectingTransport:
     return ReconnectingTransport(
-        world.open, "test://dev", clock=clock, sleep=clock.sleep, rng=lambda: 0.0, **kwargs
-    )  # type: ignore[arg-type]
+        world.open,
+        "test://dev",
+        initial_backoff_s=initial_backoff_s,
+        max_backoff_s=max_backoff_s,
+        clock=clock,
+        sleep=clock.sleep,
+        rng=lambda: 0.0,
+    )
 
 
 def test_backoff_doubles_and_is_capped() -> None:
