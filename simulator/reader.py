@@ -28,6 +28,7 @@ Only test PANs belong here. Never used by production code except via ``sim://``.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import deque
 from collections.abc import Iterable
@@ -60,12 +61,24 @@ SimProtocol = Literal["magtek", "framed"]
 
 
 def _track_numbers(value: Any) -> tuple[int, ...]:
-    if isinstance(value, str):
-        value = [part for part in value.replace(" ", "").split(",") if part]
-    numbers = tuple(int(v) for v in value)
+    """``(1, 2)``, ``[1]``, ``2``, ``"1,2"``, ``"1+2"`` or ``"1 2"`` → track numbers."""
+    if isinstance(value, int):
+        value = [value]
+    elif isinstance(value, str):
+        value = re.split(r"[,+/\s]+", value.strip())
+    try:
+        numbers = tuple(int(v) for v in value if v != "")
+    except (TypeError, ValueError):
+        numbers = ()
     if not numbers or any(n not in (1, 2, 3) for n in numbers):
         raise ValueError(f"tracks must be a list of 1, 2, 3, not {value!r}")
     return numbers
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() not in ("0", "false", "no", "off", "")
+    return bool(value)
 
 
 @dataclass
@@ -180,6 +193,7 @@ class VirtualReader(VirtualDevice):
         self._out = _Outgoing()
         self._arm_generation = 0
         self._timers: list[threading.Timer] = []
+        self._closed = False
 
     # ---- cards ---------------------------------------------------------------
     def present_card(
@@ -248,6 +262,9 @@ class VirtualReader(VirtualDevice):
 
     # ---- timers (arm expiry, auto present) ------------------------------------
     def _schedule(self, delay_s: float, action: Any, generation: int) -> None:
+        if self._closed:
+            return
+
         def fire() -> None:
             with self._lock:
                 self._timers = [t for t in self._timers if t is not timer]
@@ -266,8 +283,9 @@ class VirtualReader(VirtualDevice):
         self._timers.clear()
 
     def close(self) -> None:
-        """Stop pending timers (tests call this; also done on unplug)."""
+        """Stop pending timers and automatic swipes for good (tests and shutdown)."""
         with self._lock:
+            self._closed = True
             self._cancel_timers()
 
     def _set_plugged(self, plugged: bool) -> None:
@@ -397,7 +415,7 @@ class VirtualReader(VirtualDevice):
         elif name == "nak_storm":
             faults.nak_storm = count
         elif name == "no_card":
-            faults.no_card = bool(params.get("on", True))
+            faults.no_card = _flag(params.get("on", True))
             if faults.no_card:
                 self.cards.clear()  # pending auto swipes check no_card when they fire
         elif name == "card":

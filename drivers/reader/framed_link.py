@@ -98,7 +98,7 @@ class FramedLink:
         if naks:
             raise ProtocolError(
                 f"reader rejected the {what} {naks} of {tries} times (NAK); check the "
-                "LRC settings (reader.lrc_*) and the cable",
+                "LRC settings (seed, STX/ETX inclusion) on both sides and the cable",
                 url=self.transport.url,
             )
         raise DeviceTimeout(
@@ -163,6 +163,6 @@ class FramedLink:
             self._bad_in_a_row = 0
             raise ProtocolError(
                 f"{self.max_retransmissions + 1} bad frames in a row from the reader "
-                f"(last: {reason}); check the LRC settings (reader.lrc_*) and the cable",
+                f"(last: {reason}); check the LRC settings (seed, STX/ETX inclusion) and the cable",
                 url=self.transport.url,
             )

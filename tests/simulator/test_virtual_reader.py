@@ -190,3 +190,16 @@ def test_state_dump_roundtrip() -> None:
     assert copy.faults.garbage == b"\xa5\xa5" and copy.reader_faults.nak_storm == 3
     dump["plugged"] = False
     assert not VirtualReader.from_state(dump).plugged
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"), [(1, (1,)), ("1+2", (1, 2)), ("2", (2,)), ([1, 3], (1, 3))]
+)
+def test_fault_params_from_text(
+    framed: VirtualReader, given: object, expected: tuple[int, ...]
+) -> None:
+    framed.apply_fault("unreadable", tracks=given, count="2")
+    assert framed.reader_faults.unreadable_tracks == expected
+    assert framed.reader_faults.unreadable_swipes == 2
+    framed.apply_fault("no_card", on="false")
+    assert not framed.reader_faults.no_card
