@@ -132,6 +132,51 @@ class ReaderConfig(SerialSettings):
     protocol: Literal["magtek", "framed"] = "magtek"
 
 
+def _size_between(low: int, high: int) -> AfterValidator:
+    def check(value: str) -> str:
+        size = parse_size(value)
+        if not low <= size <= high:
+            raise ValueError(f"{value!r} is out of range; allowed {low} bytes to {high} bytes")
+        return value
+
+    return AfterValidator(check)
+
+
+def _http_url(value: str) -> str:
+    if not re.match(r"^https?://[^\s/]+", value):
+        raise ValueError("not an http(s) URL; write e.g. https://backoffice.example.com")
+    return value.rstrip("/")
+
+
+class SyncConfig(_Section):
+    url: Annotated[str, AfterValidator(_http_url)] | None = None
+    """Base URL of the back office; unset: sync is off (events accumulate)."""
+    token_file: str | None = None
+    ca_file: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    batch_events: Annotated[int, Field(ge=1, le=20_000)] = 2000
+    batch_bytes: Annotated[str, _size_between(4096, 64 * 1024**2)] = "2MiB"
+    compress: bool = True
+    connect_timeout: Annotated[str, _duration_between(0.1, 120)] = "5s"
+    read_timeout: Annotated[str, _duration_between(0.1, 600)] = "30s"
+    write_timeout: Annotated[str, _duration_between(0.1, 600)] = "30s"
+    pool_timeout: Annotated[str, _duration_between(0.1, 120)] = "5s"
+    backoff_initial: Annotated[str, _duration_between(0.01, 600)] = "1s"
+    backoff_cap: Annotated[str, _duration_between(0.01, 86400)] = "5m"
+    retry_after_cap: Annotated[str, _duration_between(0.1, 86400)] = "10m"
+    permanent_retry: Annotated[str, _duration_between(0.1, 86400)] = "15m"
+    heartbeat_interval: Annotated[str, _duration_between(1, 3600)] = "60s"
+
+    def seconds(self, name: str) -> float:
+        """A duration key in seconds, e.g. ``seconds("backoff_cap")``."""
+        return parse_duration(str(getattr(self, name)))
+
+    @property
+    def batch_bytes_n(self) -> int:
+        return parse_size(self.batch_bytes)
+
+
 class LogConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -141,6 +186,7 @@ class Config(_Section):
     journal: JournalConfig = JournalConfig()
     printer: PrinterConfig = PrinterConfig()
     reader: ReaderConfig = ReaderConfig()
+    sync: SyncConfig = SyncConfig()
     log: LogConfig = LogConfig()
 
 

@@ -68,7 +68,7 @@ def _register() -> None:
 
     cli.add_command(journal.journal)
     cli.add_command(demo.demo)
-    for name in ("devices", "simulate", "test_cmd"):
+    for name in ("devices", "simulate", "test_cmd", "sync", "backoffice"):
         try:
             module = __import__(f"{__name__}.{name}", fromlist=["register"])
         except ModuleNotFoundError as exc:

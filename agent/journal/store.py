@@ -18,7 +18,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +45,10 @@ MAX_PAYLOAD_BYTES = 64 * 1024
 EVENT_TYPE_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 TXN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 READ_BATCH_ROWS = 1000
+_META_UPSERT = (
+    "INSERT INTO meta (key, value) VALUES (?, ?) "
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+)
 PAGE_SIZE = 4096  # set explicitly for new files; the benchmark showed no gain from smaller
 
 # SQLite primary result codes (sqlite3.h).
@@ -158,6 +162,7 @@ class Journal:
         self.signer = ChainSigner(key)
         self.readonly = readonly
         self._lock = threading.RLock()
+        self._appended = threading.Condition()
 
     # ------------------------------------------------------------------ open
     @classmethod
@@ -329,6 +334,8 @@ class Journal:
             try:
                 event = self._insert_event(type_, payload, payload_text, txn)
                 self._conn.execute("COMMIT")
+                with self._appended:
+                    self._appended.notify_all()
             except sqlite3.Error as exc:
                 self._rollback()
                 raise _map_write_error(exc, self.path) from None
@@ -403,6 +410,11 @@ class Journal:
             return Head(cp.seq, cp.hash, cp.ts)
         return Head(0, GENESIS_HASH, None)
 
+    def wait_for_append(self, timeout_s: float) -> None:
+        """Block until this process appends an event or ``timeout_s`` passes."""
+        with self._appended:
+            self._appended.wait(timeout_s)
+
     # ----------------------------------------------------------------- reads
     def head(self) -> Head:
         with self._lock:
@@ -442,6 +454,20 @@ class Journal:
             yield from rows
             last = rows[-1]["seq"]
 
+    def read_raw(
+        self, after: int, limit: int
+    ) -> list[tuple[int, str, str, str | None, str, str, str]]:
+        """Up to ``limit`` rows after seq ``after`` as plain tuples (the sync hot path):
+        (seq, ts, type, txn, payload JSON text, prev_hash, hash)."""
+        with self._lock:
+            cursor = self._conn.cursor()
+            cursor.row_factory = None
+            return cursor.execute(
+                "SELECT seq, ts, type, txn, payload, prev_hash, hash FROM events "
+                "WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after, limit),
+            ).fetchall()
+
     def iter_events(self, since: int = 0, until: int | None = None) -> Iterator[Event]:
         for row in self.iter_rows(since, until):
             yield _row_to_event(row)
@@ -470,7 +496,7 @@ class Journal:
         with self._lock:
             return int(self._conn.execute("SELECT acked_seq FROM sync_cursor").fetchone()[0])
 
-    def set_acked(self, seq: int) -> None:
+    def set_acked(self, seq: int, *, meta: Mapping[str, str] | None = None) -> None:
         """Record that the back office holds everything through ``seq``.
 
         Moving backwards is allowed (the back office asked to rewind) but never
@@ -485,17 +511,25 @@ class Journal:
                     f"cannot set the sync cursor to {seq}: it must lie between {floor} "
                     f"(latest checkpoint) and {head.seq} (head)"
                 )
-            self._write(
-                "UPDATE sync_cursor SET acked_seq = ?, updated_ts = ? WHERE id = 1",
-                (seq, utc_now_iso()),
-            )
+            statements: list[tuple[str, tuple[Any, ...]]] = [
+                ("UPDATE sync_cursor SET acked_seq = ?, updated_ts = ? WHERE id = 1",
+                 (seq, utc_now_iso())),
+            ]  # fmt: skip
+            for key, value in (meta or {}).items():
+                statements.append((_META_UPSERT, (key, value)))
+            self._write_many(statements)
 
     def _write(self, sql: str, params: tuple[Any, ...]) -> None:
+        self._write_many([(sql, params)])
+
+    def _write_many(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
+        """Run statements in one durable write transaction (not for events)."""
         if self.readonly:
             raise JournalReadOnly(f"journal {self.path} was opened read-only")
         try:
             self._conn.execute("BEGIN IMMEDIATE")
-            self._conn.execute(sql, params)
+            for sql, params in statements:
+                self._conn.execute(sql, params)
             self._conn.execute("COMMIT")
         except sqlite3.Error as exc:
             self._rollback()
@@ -509,11 +543,7 @@ class Journal:
 
     def set_meta(self, key: str, value: str) -> None:
         with self._lock:
-            self._write(
-                "INSERT INTO meta (key, value) VALUES (?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (key, value),
-            )
+            self._write(_META_UPSERT, (key, value))
 
     # ------------------------------------------------------------ retention
     def prune(self, older_than_s: float, now: float | None = None) -> Checkpoint | None:

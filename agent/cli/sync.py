@@ -1,0 +1,126 @@
+"""``posedge sync …``: push the backlog now, show the sync state."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from ..sync import BackofficeRejected, SyncState, open_sync, terminal_id
+from ..sync.service import DrainReport
+from .context import CliContext, pass_cli
+from .journal import open_reader, open_writer
+from .output import human_age, table
+
+EXIT_REJECTED = 3
+EXIT_UNREACHABLE = 4
+NOW_MAX_ATTEMPTS = 3
+NOW_MAX_WAIT_S = 5.0
+
+
+@click.group()
+def sync() -> None:
+    """Upload the journal to the back office and inspect the sync state."""
+
+
+@sync.command()
+@click.option(
+    "--backoffice",
+    "url",
+    default=None,
+    metavar="URL",
+    help="Back office base URL [default: sync.url].",
+)
+@pass_cli
+def now(cli: CliContext, url: str | None) -> None:
+    """Push the whole backlog once and exit.
+
+    Exit 0 when everything is acknowledged, 4 when the back office cannot be
+    reached (after a few quick retries), 3 when it rejects the upload (an
+    alert is raised; the data is kept).
+    """
+    config = cli.config
+    with open_writer(cli) as jr:
+        service = open_sync(config, jr, cli.state_dir, url)
+        try:
+            report = _drain_with_progress(cli, service.drain, jr.acked_seq(), jr.head().seq)
+        finally:
+            service.client.close()
+    doc = report.as_dict() | {"terminal": service.client.terminal}
+    if report.complete:
+        cli.emit(doc, f"synced: back office holds everything through seq {report.acked_seq}")
+        return
+    error = report.errors[-1] if report.errors else "stopped"
+    cli.emit(doc, f"sync incomplete: acknowledged through seq {report.acked_seq} of "
+                  f"{report.head_seq}; last error: {error}")  # fmt: skip
+    sys.exit(EXIT_REJECTED if report.rejected else EXIT_UNREACHABLE)
+
+
+def _drain_with_progress(cli: CliContext, drain: Any, acked: int, head: int) -> DrainReport:
+    kwargs: dict[str, Any] = {"max_attempts": NOW_MAX_ATTEMPTS, "max_wait_s": NOW_MAX_WAIT_S}
+    if cli.json_output or not sys.stderr.isatty():
+        result: DrainReport = drain(**kwargs)
+        return result
+    with Progress(
+        TextColumn("syncing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        transient=True,
+        console=None,
+    ) as bar:
+        task = bar.add_task("sync", total=max(0, head - acked))
+        result = drain(
+            progress=lambda done, total: bar.update(
+                task, completed=done - acked, total=total - acked
+            ),
+            **kwargs,
+        )
+        return result
+
+
+@sync.command()
+@pass_cli
+def status(cli: CliContext) -> None:
+    """Cursor, backlog, last success, last error and next retry."""
+    config = cli.config
+    with open_reader(cli) as jr:
+        stats = jr.stats()
+        state = SyncState.load(jr)
+        alerts = jr.get_meta("active_alerts")
+    doc: dict[str, Any] = {
+        "terminal": terminal_id(config.terminal.id, cli.state_dir) if config.terminal.id or
+        (cli.state_dir / "terminal-id").exists() else None,
+        "backoffice": config.sync.url or state.backoffice,
+        "acked_seq": stats["acked_seq"],
+        "head_seq": stats["head_seq"],
+        "backlog": stats["unsynced"],
+        "oldest_unsynced_age_s": stats["oldest_unsynced_age_s"],
+        "last_success": state.last_success,
+        "last_error": state.last_error,
+        "last_error_at": state.last_error_at,
+        "next_retry_at": state.next_retry_at,
+        "consecutive_failures": state.consecutive_failures,
+        "clock_skew_s": state.last_skew_s,
+        "alerts_active": alerts is not None and alerts not in ("{}", ""),
+    }  # fmt: skip
+    rows = [
+        ("terminal", str(doc["terminal"] or "(not yet assigned)")),
+        ("back office", str(doc["backoffice"] or "(not configured)")),
+        ("acknowledged through", str(doc["acked_seq"])),
+        ("head", str(doc["head_seq"])),
+        ("backlog", f"{doc['backlog']} events, oldest {human_age(doc['oldest_unsynced_age_s'])}"),
+        ("last success", str(doc["last_success"] or "-")),
+        ("last error", str(doc["last_error"] or "-")),
+        ("next retry", str(doc["next_retry_at"] or "-")),
+    ]
+    cli.emit(doc, table(["sync", ""], rows))
+
+
+def register(root: click.Group) -> None:
+    root.add_command(sync)
+
+
+__all__ = ["BackofficeRejected", "register", "sync"]
