@@ -125,11 +125,24 @@ class PrinterConfig(SerialSettings):
     url: Annotated[str, AfterValidator(_device_url)] | None = None
     code_page: Literal["PC437", "PC850", "PC858", "WPC1252"] = "PC858"
     columns: Annotated[int, Field(ge=24, le=64)] = 42
+    poll_timeout: Annotated[str, _duration_between(0.05, 10)] = "500ms"
+    """How long one real-time status reply may take."""
+    job_timeout: Annotated[str, _duration_between(1, 600)] = "30s"
+    """How long the printer may take to confirm a job before it counts as unconfirmed."""
 
 
 class ReaderConfig(SerialSettings):
     url: Annotated[str, AfterValidator(_device_url)] | None = None
     protocol: Literal["magtek", "framed"] = "magtek"
+    lrc_include_stx: bool = False
+    lrc_include_etx: bool = True
+    lrc_seed: Annotated[int, Field(ge=0, le=255)] = 0
+    track_lrc: bool = False
+    """The reader transmits the ISO 7813 LRC character after each track's end sentinel."""
+    inter_byte_timeout: Annotated[str, _duration_between(0.01, 10)] = "500ms"
+    ack_timeout: Annotated[str, _duration_between(0.05, 10)] = "1s"
+    response_timeout: Annotated[str, _duration_between(0.1, 60)] = "5s"
+    swipe_timeout: Annotated[str, _duration_between(1, 600)] = "30s"
 
 
 def _size_between(low: int, high: int) -> AfterValidator:
