@@ -111,3 +111,13 @@ class ChainSigner:
         return self.event_hash(
             row["prev_hash"], row["seq"], row["ts"], row["type"], row["txn"], row["payload"]
         )
+
+
+def pan_token_key(state_dir: Path) -> bytes:
+    """The key for PAN tokens (derived from the device key).
+
+    The device key is created here only when no journal exists yet; with a
+    journal present a missing key is an error (see :func:`load_device_key`).
+    """
+    journal_exists = (state_dir / "journal.db").exists()
+    return load_device_key(state_dir, create=not journal_exists).derive("pan-token")
