@@ -1,0 +1,251 @@
+"""``posedge backoffice …``: run the reference back office and report what it holds.
+
+``serve`` runs in the foreground until SIGINT/SIGTERM; fault and decline flags
+configure it at start (the admin API changes them at run time). ``report``
+opens the database read-only, so it works while ``serve`` runs. Nothing here
+ever prints a token or card data.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .context import CliContext
+from .output import human_age, table
+
+EXIT_CHECK_FAILED = 3
+DEFAULT_LISTEN = "127.0.0.1:8700"
+_FRACTION = click.FloatRange(0.0, 1.0)
+_SECONDS = click.FloatRange(min=0.0)
+
+
+def register(cli: click.Group) -> None:
+    """Add the ``backoffice`` group to the root command."""
+    cli.add_command(backoffice)
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``HOST:PORT``, ``[v6]:PORT`` or ``:PORT`` (loopback); port 0 picks a free port."""
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not port_text.isdigit() or int(port_text) > 65535:
+        raise click.BadParameter(
+            f"{value!r} is not HOST:PORT (e.g. 127.0.0.1:8700, [::1]:8700, :0)",
+            param_hint="--listen",
+        )
+    host = host.strip("[]") or "127.0.0.1"
+    return host, int(port_text)
+
+
+@click.group()
+def backoffice() -> None:
+    """The reference back office: the sync protocol's server side, for tests and demos."""
+
+
+@backoffice.command()
+@click.option(
+    "--db", type=click.Path(path_type=Path, dir_okay=False), required=True, help="SQLite file."
+)
+@click.option(
+    "--listen", default=DEFAULT_LISTEN, show_default=True, help="HOST:PORT (port 0: any)."
+)
+@click.option(
+    "--tokens",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="TOML/JSON file mapping terminal id to token; without it: open mode.",
+)
+@click.option("--admin", is_flag=True, help="Enable /admin/faults and /admin/policy with tokens.")
+@click.option("--heartbeat-interval", type=click.IntRange(min=1), default=60, show_default=True)
+@click.option("--error-rate", type=_FRACTION, default=None, help="Fraction answered 500.")
+@click.option("--latency", type=_SECONDS, default=None, help="Seconds added to every request.")
+@click.option("--status-429-rate", type=_FRACTION, default=None, help="Fraction answered 429.")
+@click.option("--status-503-rate", type=_FRACTION, default=None, help="Fraction answered 503.")
+@click.option("--retry-after", type=_SECONDS, default=1.0, show_default=True, help="For 429/503.")
+@click.option("--retry-after-date", is_flag=True, help="Send Retry-After as an HTTP date.")
+@click.option("--reset-rate", type=_FRACTION, default=None, help="Fraction reset, no reply.")
+@click.option(
+    "--drop-reply-rate", type=_FRACTION, default=None, help="Fraction committed, reply dropped."
+)
+@click.option("--down-for", type=click.FloatRange(min=0.0, min_open=True), default=None,
+              help="Refuse everything for this many seconds after start.")  # fmt: skip
+@click.option(
+    "--down-mode", type=click.Choice(["reset", "503"]), default="reset", show_default=True
+)
+@click.option(
+    "--fault-endpoint",
+    type=click.Choice(["*", "events", "head", "heartbeat", "authorizations", "reversals"]),
+    default="*",
+    show_default=True,
+    help="Endpoint the fault flags apply to.",
+)
+@click.option("--fault-seed", type=int, default=0, show_default=True)
+@click.option("--decline-over", type=click.IntRange(min=0), default=None,
+              help="Decline amounts above this (minor units).")  # fmt: skip
+@click.option(
+    "--decline-amount-ending", multiple=True, help='Decline amounts ending in, e.g. "51".'
+)
+@click.option("--decline-pan-token", multiple=True, help="Decline this PAN token.")
+@click.option("--decline-masked-suffix", multiple=True, help="Decline masked PANs ending in this.")
+@click.option("--currency", "currencies", multiple=True, help="Allowed currency (repeatable).")
+@click.option("--auth-delay", type=click.FloatRange(0.0, 300.0), default=0.0, show_default=True)
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+              default="info", show_default=True)  # fmt: skip
+def serve(db: Path, listen: str, tokens: Path | None, **opts: Any) -> None:
+    """Serve the sync protocol over HTTP until SIGINT/SIGTERM.
+
+    Without --tokens it runs in open mode: any terminal is accepted and the
+    admin API is on. Fault flags inject failures from the start; POST
+    /admin/faults changes them at run time.
+    """
+    from posedge.simulator.backoffice import (
+        BackofficeConfigError,
+        load_tokens,
+        serve_forever,
+    )
+
+    host, port = parse_listen(listen)
+    token_map = None
+    if tokens is not None:
+        try:
+            token_map = load_tokens(tokens)
+        except BackofficeConfigError as exc:
+            raise click.BadParameter(str(exc), param_hint="--tokens") from None
+    config = build_config(token_map, **opts)
+    try:
+        serve_forever(db, host, port, config, log_level=opts["log_level"])
+    except OSError as exc:
+        raise click.UsageError(
+            f"cannot listen on {host}:{port} or open {db}: {exc.strerror or exc}; "
+            "pick a free port or a writable --db path"
+        ) from None
+
+
+def build_config(tokens: dict[str, str] | None, **opts: Any) -> Any:
+    """A BackofficeConfig from the ``serve`` flags (also used by tests)."""
+    from posedge.simulator.backoffice import (
+        AuthorizationPolicy,
+        BackofficeConfig,
+        FaultPlan,
+        FaultRule,
+    )
+
+    currencies = [c.upper() for c in opts.get("currencies") or ()]
+    policy = AuthorizationPolicy(
+        decline_over=opts.get("decline_over"),
+        decline_amount_endings=list(opts.get("decline_amount_ending") or ()),
+        decline_pan_tokens=list(opts.get("decline_pan_token") or ()),
+        decline_masked_suffixes=list(opts.get("decline_masked_suffix") or ()),
+        allowed_currencies=currencies or None,
+        delay_s=opts.get("auth_delay") or 0.0,
+    )
+    plan = FaultPlan(seed=opts.get("fault_seed") or 0)
+    endpoint: Any = opts.get("fault_endpoint") or "*"
+    retry = {
+        "retry_after_s": opts.get("retry_after", 1.0),
+        "retry_after_form": "date" if opts.get("retry_after_date") else "seconds",
+    }
+    if opts.get("down_for"):
+        plan.add(
+            FaultRule(
+                kind="down",
+                endpoint=endpoint,
+                duration_s=opts["down_for"],
+                down_mode=opts.get("down_mode") or "reset",
+            )
+        )
+    if opts.get("latency"):
+        plan.add(FaultRule(kind="latency", endpoint=endpoint, latency_s=opts["latency"]))
+    for flag, kind in (
+        ("error_rate", "error"),
+        ("status_429_rate", "status_429"),
+        ("status_503_rate", "status_503"),
+        ("reset_rate", "reset"),
+        ("drop_reply_rate", "drop_reply"),
+    ):
+        if opts.get(flag):
+            plan.add(FaultRule.model_validate(
+                {"kind": kind, "endpoint": endpoint, "rate": opts[flag], **retry}
+            ))  # fmt: skip
+    return BackofficeConfig(
+        tokens=tokens,
+        admin=bool(opts.get("admin")),
+        heartbeat_interval_s=opts.get("heartbeat_interval") or 60,
+        policy=policy,
+        faults=plan,
+    )
+
+
+@backoffice.command()
+@click.option(
+    "--db", type=click.Path(path_type=Path, dir_okay=False), required=True, help="SQLite file."
+)
+@click.option("--json", "json_flag", is_flag=True, help="Print one JSON document on stdout.")
+@click.pass_context
+def report(ctx: click.Context, db: Path, json_flag: bool) -> None:
+    """Per terminal: events held, seqs, gaps, chain breaks, duplicates, heartbeats, silence.
+
+    Exit 3 when the held events have holes or chain breaks (never expected).
+    """
+    from posedge.simulator.backoffice import BackofficeStore, report_document
+
+    try:
+        store = BackofficeStore(db, readonly=True)
+    except FileNotFoundError as exc:
+        raise click.BadParameter(str(exc), param_hint="--db") from None
+    with store:
+        doc = report_document(store)
+    cli = ctx.find_object(CliContext)
+    as_json = json_flag or (cli is not None and cli.json_output)
+    if as_json:
+        CliContext(None, None, json_output=True).emit(doc)
+    else:
+        click.echo(render_report(doc))
+    bad = [t for t in doc["terminals"] if t["missing_seqs"] or t["chain_breaks_held"]]
+    if bad:
+        sys.exit(EXIT_CHECK_FAILED)
+
+
+def render_report(doc: dict[str, Any]) -> str:
+    if not doc["terminals"]:
+        return f"no terminals in {doc['db']}"
+    headers = ["terminal", "held", "seqs", "holes", "breaks", "rejected gap/chain", "dups",
+               "conflicts", "heartbeat", "backlog", "head reported/held", "silent"]  # fmt: skip
+    rows = []
+    for t in doc["terminals"]:
+        seqs = f"{t['first_seq']}..{t['last_seq']}" if t["first_seq"] else "-"
+        reported = "-" if t["reported_head_seq"] is None else str(t["reported_head_seq"])
+        rows.append(
+            [
+                t["terminal"],
+                str(t["events_held"]),
+                seqs,
+                str(t["missing_seqs"]),
+                str(t["chain_breaks_held"]),
+                f"{t['gaps_rejected']}/{t['chain_mismatches_rejected']}",
+                str(t["duplicates_absorbed"]),
+                str(t["conflicts"]),
+                human_age(t["last_heartbeat_age_s"])
+                + (" ago" if t["last_heartbeat_age_s"] is not None else ""),
+                "-" if t["reported_backlog"] is None else str(t["reported_backlog"]),
+                f"{reported}/{t['last_seq']}",
+                "SILENT" if t["silent"] else "no",
+            ]
+        )
+    return table(headers, rows, title=f"back office {doc['db']}")
+
+
+@backoffice.command()
+@click.option("--write", "target", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Write to this file instead of stdout (docs/openapi-sync.json).")  # fmt: skip
+def openapi(target: Path | None) -> None:
+    """Print the protocol's OpenAPI 3.1 document (what GET /openapi.json serves)."""
+    from posedge.simulator.backoffice.openapi import render
+
+    if target is None:
+        click.echo(render(), nl=False)
+    else:
+        target.write_text(render(), encoding="utf-8")

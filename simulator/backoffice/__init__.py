@@ -1,0 +1,41 @@
+"""The reference back office: the sync protocol's server side, in SQLite, with fault injection.
+
+Public surface::
+
+    BackofficeServer(db, host, port=0, config)  # uvicorn in a thread; .url, .restart()
+    BackofficeConfig(tokens, admin, heartbeat_interval_s, policy, faults)
+    BackofficeStore(path)                       # ingest, head, heartbeats, auths, integrity
+    FaultPlan / FaultRule                       # injected faults (also POST /admin/faults)
+    AuthorizationPolicy                         # approve / decline by rule / delay
+    create_app(store, config)                   # the ASGI app
+    report_document(store)                      # what `posedge backoffice report` prints
+
+The contract it implements is docs/sync-protocol.md. Nothing in this package
+ever stores or logs card data or tokens.
+"""
+
+from __future__ import annotations
+
+from .app import BackofficeConfig, create_app
+from .faults import FaultPlan, FaultRule
+from .policy import AuthorizationPolicy
+from .report import report_document, terminal_report
+from .server import BackofficeServer, serve_forever
+from .store import BackofficeStore, IngestResult
+from .tokens import BackofficeConfigError, load_tokens
+
+__all__ = [
+    "AuthorizationPolicy",
+    "BackofficeConfig",
+    "BackofficeConfigError",
+    "BackofficeServer",
+    "BackofficeStore",
+    "FaultPlan",
+    "FaultRule",
+    "IngestResult",
+    "create_app",
+    "load_tokens",
+    "report_document",
+    "serve_forever",
+    "terminal_report",
+]

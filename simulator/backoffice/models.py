@@ -1,0 +1,186 @@
+"""Request and response bodies of the sync protocol (docs/sync-protocol.md) as pydantic models.
+
+The same models validate what the reference back office receives and generate
+the schemas of ``docs/openapi-sync.json``, so the two cannot drift. This
+module must never log or store anything: the ``card`` object of an
+authorization lives only in the validated request, in memory.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+TERMINAL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+HASH_PATTERN = r"^[0-9a-f]{64}$"
+ZERO_HASH = "0" * 64
+# At most the first 6 and last 4 digits, the middle masked.
+MASKED_PAN_PATTERN = r"^[0-9]{0,6}[*Xx#]+[0-9]{0,4}$"
+CURRENCY_PATTERN = r"^[A-Z]{3}$"
+
+TerminalId = Annotated[str, StringConstraints(pattern=TERMINAL_PATTERN)]
+Hash = Annotated[str, StringConstraints(pattern=HASH_PATTERN)]
+Currency = Annotated[str, StringConstraints(pattern=CURRENCY_PATTERN)]
+TxnId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Open(BaseModel):
+    """Bodies that may grow new optional fields without breaking older servers."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class Event(_Strict):
+    seq: int = Field(ge=1, description="Journal sequence number, 1-based, consecutive.")
+    ts: str = Field(min_length=1, max_length=64, description="ISO 8601 time with offset.")
+    type: str = Field(min_length=1, max_length=64)
+    txn: str | None = Field(default=None, max_length=128)
+    payload: dict[str, Any] = Field(description="Event payload; never card data.")
+    prev_hash: Hash
+    hash: Hash
+
+
+class EventBatch(_Strict):
+    terminal: TerminalId
+    first_seq: int = Field(ge=1)
+    last_seq: int = Field(ge=1)
+    events: list[Event] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consecutive(self) -> EventBatch:
+        if self.events[0].seq != self.first_seq:
+            raise ValueError(
+                f"first_seq is {self.first_seq} but the first event has seq {self.events[0].seq}"
+            )
+        if self.events[-1].seq != self.last_seq:
+            raise ValueError(
+                f"last_seq is {self.last_seq} but the last event has seq {self.events[-1].seq}"
+            )
+        if self.last_seq - self.first_seq + 1 != len(self.events):
+            raise ValueError("events must be consecutive in seq order with no holes")
+        for before, after in zip(self.events, self.events[1:], strict=False):
+            if after.seq != before.seq + 1:
+                raise ValueError(
+                    f"events must be consecutive in seq order: seq {after.seq} follows {before.seq}"
+                )
+        return self
+
+
+class EventsAck(_Strict):
+    acked_seq: int = Field(ge=0, description="Highest seq held for the terminal.")
+    accepted: int = Field(ge=0)
+    duplicates: int = Field(ge=0)
+    head_hash: Hash | None
+
+
+class EventsHead(_Strict):
+    acked_seq: int = Field(ge=0)
+    head_hash: Hash | None
+
+
+class JournalHead(_Open):
+    seq: int = Field(ge=0)
+    hash: Hash | None = None
+
+
+class DeviceStatus(_Open):
+    state: str
+    faults: list[str] = Field(default_factory=list)
+
+
+class Exposure(_Open):
+    count: int = Field(ge=0)
+    amount: int = Field(ge=0)
+
+
+class Alert(_Open):
+    kind: str
+    since: str | None = None
+    detail: str | None = None
+
+
+class Heartbeat(_Open):
+    terminal: TerminalId
+    sent_at: str = Field(min_length=1, max_length=64)
+    agent_version: str | None = None
+    uptime_s: float | None = Field(default=None, ge=0)
+    devices: dict[str, DeviceStatus] = Field(default_factory=dict)
+    journal_head: JournalHead | None = None
+    unsynced_count: int | None = Field(default=None, ge=0)
+    oldest_unsynced_age_s: float | None = Field(default=None, ge=0)
+    offline_exposure: dict[str, Exposure] = Field(default_factory=dict)
+    in_doubt_count: int | None = Field(default=None, ge=0)
+    disk_free_bytes: int | None = Field(default=None, ge=0)
+    active_alerts: list[Alert] = Field(default_factory=list)
+    clock_skew_s: float | None = None
+
+
+class HeartbeatReply(_Strict):
+    server_time: str
+    interval_s: int = Field(ge=1)
+
+
+class Card(_Strict):
+    """Card data for the decision only: never stored, logged or echoed."""
+
+    pan: str = Field(pattern=r"^[0-9]{12,19}$")
+    expiry: str = Field(pattern=r"^[0-9]{4}$", description="YYMM")
+    service_code: str | None = Field(default=None, pattern=r"^[0-9]{3}$")
+
+
+class AuthorizationRequest(_Strict):
+    terminal: TerminalId
+    txn: TxnId
+    amount: int = Field(ge=0, description="Minor units (cents).")
+    currency: Currency
+    entry_mode: str = Field(default="swipe", min_length=1, max_length=16)
+    card: Card | None = None
+    masked_pan: str = Field(pattern=MASKED_PAN_PATTERN)
+    brand: str | None = Field(default=None, max_length=32)
+    pan_token: Hash | None = None
+    forwarded: bool = False
+
+
+class AuthorizationResponse(_Strict):
+    txn: str
+    outcome: Literal["approved", "declined"]
+    auth_code: str | None
+    reason: str | None
+
+
+class ReversalRequest(_Strict):
+    terminal: TerminalId
+    txn: TxnId
+    amount: int = Field(ge=0)
+    currency: Currency
+    reason: str = Field(min_length=1, max_length=200)
+
+
+class ReversalResponse(_Strict):
+    txn: str
+    reversed: Literal[True]
+    had_authorization: bool
+
+
+class Problem(_Open):
+    """RFC 9457 problem details; extension members per type."""
+
+    type: str
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
+    expected_seq: int | None = None
+    acked_seq: int | None = None
+    retry_after_s: float | None = None
+    errors: list[dict[str, Any]] | None = None
+
+
+class Health(_Strict):
+    status: Literal["ok"]
+    open_mode: bool

@@ -1,0 +1,297 @@
+"""The OpenAPI 3.1 document of the sync protocol, built from the protocol models.
+
+``OPENAPI_DOCUMENT`` is what ``GET /openapi.json`` serves; ``docs/openapi-sync.json``
+is this document written out (``posedge backoffice openapi --write
+docs/openapi-sync.json``) and a test fails when the two differ. Body schemas
+come from :mod:`.models`, the same models that validate requests, so the
+document cannot drift from the server. This module must never do I/O at import.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel
+
+from .faults import FaultRule
+from .models import (
+    AuthorizationRequest,
+    AuthorizationResponse,
+    EventBatch,
+    EventsAck,
+    EventsHead,
+    Health,
+    Heartbeat,
+    HeartbeatReply,
+    Problem,
+    ReversalRequest,
+    ReversalResponse,
+)
+from .policy import AuthorizationPolicy
+from .problems import PROBLEM_BASE, PROBLEM_TYPES
+
+_MODELS: tuple[type[BaseModel], ...] = (
+    EventBatch,
+    EventsAck,
+    EventsHead,
+    Heartbeat,
+    HeartbeatReply,
+    AuthorizationRequest,
+    AuthorizationResponse,
+    ReversalRequest,
+    ReversalResponse,
+    Problem,
+    Health,
+    FaultRule,
+    AuthorizationPolicy,
+)
+_REF = "#/components/schemas/{model}"
+
+
+def _schemas() -> dict[str, Any]:
+    schemas: dict[str, Any] = {}
+    for model in _MODELS:
+        schema = model.model_json_schema(ref_template=_REF)
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    return dict(sorted(schemas.items()))
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": _REF.format(model=name)}
+
+
+def _json_body(name: str) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": _ref(name)}}}
+
+
+def _ok(name: str, description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "headers": {"Date": {"$ref": "#/components/headers/Date"}},
+        **_json_body(name),
+    }
+
+
+def _problems(*kinds: str) -> dict[str, Any]:
+    """Problem responses by status, listing the problem types each status may carry."""
+    by_status: dict[int, list[str]] = {}
+    for kind in kinds:
+        by_status.setdefault(PROBLEM_TYPES[kind][0], []).append(kind)
+    out: dict[str, Any] = {}
+    for status, names in sorted(by_status.items()):
+        response: dict[str, Any] = {
+            "description": "; ".join(f"{PROBLEM_BASE}{n}" for n in names),
+            "content": {"application/problem+json": {"schema": _ref("Problem")}},
+        }
+        if status in (429, 503):
+            response["headers"] = {"Retry-After": {"$ref": "#/components/headers/Retry-After"}}
+        if status == 401:
+            response["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
+        out[str(status)] = response
+    return out
+
+
+_COMMON_FAULTS = ("internal", "rate-limited", "unavailable")
+_AUTH = ("unauthorized", "forbidden")
+_TERMINAL_PARAM = {
+    "name": "terminal",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"},
+}
+
+
+def _operation(
+    summary: str,
+    ok: tuple[str, str],
+    problems: tuple[str, ...],
+    body: str | None = None,
+    params: tuple[dict[str, Any], ...] = (),
+    secure: bool = True,
+) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary}
+    if params:
+        op["parameters"] = list(params)
+    if body:
+        op["requestBody"] = {"required": True, **_json_body(body)}
+    op["responses"] = {"200": _ok(*ok), **_problems(*problems)}
+    if not secure:
+        op["security"] = []
+    return op
+
+
+def _idem(description: str) -> dict[str, Any]:
+    return {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": True,
+        "description": description,
+        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    }
+
+
+def _encoding() -> dict[str, Any]:
+    return {
+        "name": "Content-Encoding",
+        "in": "header",
+        "required": False,
+        "description": "gzip-compressed request bodies are accepted.",
+        "schema": {"type": "string", "enum": ["gzip", "identity"]},
+    }
+
+
+def build_document() -> dict[str, Any]:
+    body_problems = ("bad-request", "validation", "payload-too-large", "unsupported-media-type")
+    paths = {
+        "/v1/terminals/{terminal}/events": {
+            "post": _operation(
+                "Upload a batch of journal events in seq order (dedupe, gap, chain checks)",
+                ("EventsAck", "Stored; acked_seq is the highest seq held"),
+                (
+                    *body_problems,
+                    *_AUTH,
+                    "sequence-gap",
+                    "chain-mismatch",
+                    "conflict",
+                    *_COMMON_FAULTS,
+                ),
+                body="EventBatch",
+                params=(
+                    _TERMINAL_PARAM,
+                    {**_idem("{terminal}:{first_seq}-{last_seq}"), "required": False},
+                    _encoding(),
+                ),
+            )
+        },
+        "/v1/terminals/{terminal}/events/head": {
+            "get": _operation(
+                "Highest seq held for the terminal and its hash",
+                ("EventsHead", "acked_seq 0 and head_hash null when nothing is held"),
+                ("bad-request", *_AUTH, *_COMMON_FAULTS),
+                params=(_TERMINAL_PARAM,),
+            )
+        },
+        "/v1/terminals/{terminal}/heartbeat": {
+            "post": _operation(
+                "Terminal health; records the journal head as an anchor",
+                ("HeartbeatReply", "Recorded"),
+                (*body_problems, *_AUTH, *_COMMON_FAULTS),
+                body="Heartbeat",
+                params=(_TERMINAL_PARAM, _encoding()),
+            )
+        },
+        "/v1/authorizations": {
+            "post": _operation(
+                "Authorize a sale (idempotent per Idempotency-Key; card is never stored)",
+                ("AuthorizationResponse", "Decided (or the first decision, replayed)"),
+                (
+                    *body_problems,
+                    "missing-idempotency-key",
+                    *_AUTH,
+                    "in-progress",
+                    "idempotency-mismatch",
+                    *_COMMON_FAULTS,
+                ),
+                body="AuthorizationRequest",
+                params=(_idem("The transaction id (txn)."), _encoding()),
+            )
+        },
+        "/v1/reversals": {
+            "post": _operation(
+                "Reverse a possibly authorized sale (always acknowledged, idempotent)",
+                ("ReversalResponse", "Acknowledged"),
+                (
+                    *body_problems,
+                    "missing-idempotency-key",
+                    *_AUTH,
+                    "idempotency-mismatch",
+                    *_COMMON_FAULTS,
+                ),
+                body="ReversalRequest",
+                params=(_idem("reversal:{txn}"), _encoding()),
+            )
+        },
+        "/healthz": {
+            "get": _operation("Liveness", ("Health", "Up"), (), secure=False),
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "security": [],
+                "responses": {"200": {"description": "OpenAPI 3.1 document"}},
+            }
+        },
+        "/admin/faults": {
+            method: _operation(
+                summary,
+                ("FaultList", "Active faults"),
+                ("bad-request", "validation", "not-found"),
+                body="FaultRule" if method == "post" else None,
+                secure=False,
+            )
+            for method, summary in (
+                ("get", "Reference back office only: list injected faults"),
+                ("post", "Reference back office only: add a fault rule (or {rules, replace})"),
+                ("delete", "Reference back office only: clear all faults"),
+            )
+        },
+        "/admin/policy": {
+            method: _operation(
+                summary,
+                ("AuthorizationPolicy", "The authorization policy in force"),
+                ("validation", "not-found"),
+                body="AuthorizationPolicy" if method == "put" else None,
+                secure=False,
+            )
+            for method, summary in (
+                ("get", "Reference back office only: authorization outcomes"),
+                ("put", "Reference back office only: replace the authorization outcomes"),
+            )
+        },
+    }
+    schemas = _schemas()
+    schemas["FaultList"] = {
+        "type": "object",
+        "required": ["faults"],
+        "properties": {"faults": {"type": "array", "items": {"type": "object"}}},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "posedge sync and authorization protocol",
+            "version": "1",
+            "description": "Agent ⇄ back office contract; prose in docs/sync-protocol.md. "
+            "Every error is application/problem+json (RFC 9457) with type "
+            f"{PROBLEM_BASE}<kind>. /admin/* exists only on the reference back office.",
+        },
+        "servers": [{"url": "http://127.0.0.1:8700", "description": "reference back office"}],
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": {
+            "schemas": dict(sorted(schemas.items())),
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "One token per terminal; none in open mode.",
+                }
+            },
+            "headers": {
+                "Date": {"description": "RFC 9110 date", "schema": {"type": "string"}},
+                "Retry-After": {
+                    "description": "delay-seconds or an HTTP-date (RFC 9110 §10.2.3)",
+                    "schema": {"type": "string"},
+                },
+            },
+        },
+    }
+
+
+OPENAPI_DOCUMENT: dict[str, Any] = build_document()
+
+
+def render() -> str:
+    """The document as written to docs/openapi-sync.json."""
+    return json.dumps(OPENAPI_DOCUMENT, indent=2, ensure_ascii=False) + "\n"

@@ -1,0 +1,211 @@
+"""Running the reference back office on uvicorn: foreground (CLI) or a background thread.
+
+:class:`BackofficeServer` is a context manager for tests and demos::
+
+    with BackofficeServer("bo.sqlite3") as bo:      # port 0: any free port
+        httpx.get(f"{bo.url}/healthz")
+        bo.faults.add({"kind": "reset", "count": 1})
+        bo.restart()                                 # same port, same database
+
+This module must never log tokens or request bodies (uvicorn's access log
+records method, path and status only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import sys
+import threading
+from pathlib import Path
+from types import TracebackType
+
+import uvicorn
+
+from .app import BackofficeConfig, create_app
+from .faults import FaultPlan
+from .store import BackofficeStore
+
+log = logging.getLogger("posedge.backoffice")
+
+START_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 10.0
+
+OPEN_MODE_WARNING = (
+    "OPEN MODE: no --tokens file, so any terminal is accepted without a token and the "
+    "admin API (/admin/faults, /admin/policy) is on. Use only on loopback for tests and demos."
+)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def _uvicorn_config(app: object, log_level: str, access_log: bool) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        http="h11",
+        loop="asyncio",
+        lifespan="off",
+        log_level=log_level,
+        access_log=access_log,
+        log_config=None,
+        timeout_keep_alive=30,
+    )
+
+
+class BackofficeServer:
+    """The back office in a background thread, restartable on the same port and database."""
+
+    def __init__(
+        self,
+        db: Path | str,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        config: BackofficeConfig | None = None,
+        log_level: str = "warning",
+        store: BackofficeStore | None = None,
+    ) -> None:
+        self.db = Path(db)
+        self.host = host
+        self.port = port
+        self.config = config or BackofficeConfig()
+        self.log_level = log_level
+        self._own_store = store is None
+        self.store = store
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._sock: socket.socket | None = None
+        self._error: BaseException | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def faults(self) -> FaultPlan:
+        return self.config.faults
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> BackofficeServer:
+        if self.running:
+            raise RuntimeError(f"the back office is already running at {self.url}")
+        if self.store is None:
+            self.store = BackofficeStore(self.db)
+        self._sock = _bind(self.host, self.port)
+        self.port = self._sock.getsockname()[1]
+        app = create_app(self.store, self.config)
+        self._server = uvicorn.Server(_uvicorn_config(app, self.log_level, access_log=False))
+        # uvicorn installs signal handlers only in the main thread: none here.
+        self._error = None
+        self._thread = threading.Thread(
+            target=self._run, name=f"backoffice:{self.port}", daemon=True
+        )
+        self._thread.start()
+        started = threading.Event()
+
+        def wait_started() -> None:
+            while self._server is not None and not self._server.started:
+                if self._thread is None or not self._thread.is_alive():
+                    break
+                started.wait(0.005)
+
+        wait_started()
+        if self._server is None or not self._server.started:
+            error = self._error
+            self.stop()
+            raise RuntimeError(f"the back office did not start on {self.url}: {error!r}")
+        return self
+
+    def _run(self) -> None:
+        assert self._server is not None and self._sock is not None
+        try:
+            asyncio.run(self._server.serve(sockets=[self._sock]))
+        except BaseException as exc:  # pragma: no cover - reported by start()
+            self._error = exc
+
+    def stop(self) -> None:
+        """Stop serving; open connections are closed. The database stays open for restart."""
+        if self._server is not None:
+            self._server.should_exit = True
+            self._server.force_exit = True
+        if self._thread is not None:
+            self._thread.join(STOP_TIMEOUT_S)
+            if self._thread.is_alive():  # pragma: no cover
+                raise RuntimeError(f"the back office at {self.url} did not stop in time")
+        if self._sock is not None:
+            self._sock.close()
+        self._server = self._thread = self._sock = None
+
+    def restart(self) -> None:
+        """Stop and start again on the same port with the same database and faults."""
+        self.stop()
+        if self._own_store and self.store is not None:
+            self.store.close()
+            self.store = None
+        self.start()
+
+    def close(self) -> None:
+        self.stop()
+        if self._own_store and self.store is not None:
+            self.store.close()
+            self.store = None
+
+    def __enter__(self) -> BackofficeServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def serve_forever(
+    db: Path,
+    host: str,
+    port: int,
+    config: BackofficeConfig,
+    log_level: str = "info",
+    announce: bool = True,
+) -> None:
+    """Run in the foreground until SIGINT/SIGTERM (uvicorn installs the handlers)."""
+    sock = _bind(host, port)
+    bound = sock.getsockname()[1]
+    with BackofficeStore(db) as store:
+        app = create_app(store, config)
+        server = uvicorn.Server(_uvicorn_config(app, log_level, access_log=True))
+        if config.open_mode:
+            log.warning(OPEN_MODE_WARNING)
+            print(f"WARNING: {OPEN_MODE_WARNING}", file=sys.stderr, flush=True)
+        if announce:
+            shown = f"[{host}]" if ":" in host else host
+            mode = (
+                "open mode" if config.open_mode else f"{len(config.tokens or {})} terminal tokens"
+            )
+            print(
+                f"posedge back office listening on http://{shown}:{bound} "
+                f"(db {db}, {mode}, admin API {'on' if config.admin_enabled else 'off'})",
+                flush=True,
+            )
+        try:
+            asyncio.run(server.serve(sockets=[sock]))
+        finally:
+            sock.close()
