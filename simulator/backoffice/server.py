@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import socket
 import sys
 import threading
@@ -40,7 +41,9 @@ OPEN_MODE_WARNING = (
 
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto=IPPROTO_TCP so asyncio sets TCP_NODELAY on accepted connections (with proto 0
+    # it does not, and every keep-alive reply stalls ~40 ms on delayed ACK).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
@@ -205,6 +208,11 @@ def serve_forever(
                 f"(db {db}, {mode}, admin API {'on' if config.admin_enabled else 'off'})",
                 flush=True,
             )
+        # uvicorn captures SIGINT/SIGTERM while serving, then re-raises them to the handlers
+        # that were installed before: make those no-ops so a stop request exits 0.
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, lambda *_: None)
         try:
             asyncio.run(server.serve(sockets=[sock]))
         finally:

@@ -1,0 +1,86 @@
+"""Chained test events and request bodies (any deterministic hash: the back office checks
+continuity only, never the HMAC)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+ZERO = "0" * 64
+TEST_PAN = "4111111111111111"
+TEST_MASKED = "411111******1111"
+
+
+def chain(count: int, start: int = 1, prev: str = ZERO, salt: str = "") -> list[dict[str, Any]]:
+    events = []
+    for seq in range(start, start + count):
+        digest = hashlib.sha256(f"{salt}|{prev}|{seq}".encode()).hexdigest()
+        events.append(
+            {
+                "seq": seq,
+                "ts": "2026-11-26T10:00:00.000000+00:00",
+                "type": "sale.created",
+                "txn": f"s-{seq}",
+                "payload": {"amount": seq, "currency": "EUR"},
+                "prev_hash": prev,
+                "hash": digest,
+            }
+        )
+        prev = digest
+    return events
+
+
+def batch(events: list[dict[str, Any]], terminal: str = "lane1") -> dict[str, Any]:
+    return {
+        "terminal": terminal,
+        "first_seq": events[0]["seq"],
+        "last_seq": events[-1]["seq"],
+        "events": events,
+    }
+
+
+def events_url(terminal: str = "lane1") -> str:
+    return f"/v1/terminals/{terminal}/events"
+
+
+def authorization(txn: str = "s-1", amount: int = 1234, terminal: str = "lane1") -> dict[str, Any]:
+    return {
+        "terminal": terminal,
+        "txn": txn,
+        "amount": amount,
+        "currency": "EUR",
+        "entry_mode": "swipe",
+        "card": {"pan": TEST_PAN, "expiry": "2912", "service_code": "101"},
+        "masked_pan": TEST_MASKED,
+        "brand": "visa",
+        "pan_token": "ab" * 32,
+        "forwarded": False,
+    }
+
+
+def reversal(txn: str = "s-1", terminal: str = "lane1") -> dict[str, Any]:
+    return {
+        "terminal": terminal,
+        "txn": txn,
+        "amount": 1234,
+        "currency": "EUR",
+        "reason": "timeout waiting for response",
+    }
+
+
+def heartbeat(terminal: str = "lane1", head_seq: int = 0, backlog: int = 0) -> dict[str, Any]:
+    return {
+        "terminal": terminal,
+        "sent_at": "2026-11-26T10:00:00.000000+00:00",
+        "agent_version": "0.1.0",
+        "uptime_s": 10,
+        "devices": {"printer": {"state": "ok", "faults": []}},
+        "journal_head": {"seq": head_seq, "hash": None},
+        "unsynced_count": backlog,
+        "oldest_unsynced_age_s": None,
+        "offline_exposure": {"EUR": {"count": 0, "amount": 0}},
+        "in_doubt_count": 0,
+        "disk_free_bytes": 1 << 30,
+        "active_alerts": [],
+        "clock_skew_s": 0.1,
+    }
