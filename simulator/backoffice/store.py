@@ -23,74 +23,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .models import ZERO_HASH, Event, EventBatch
+from .schema import SCHEMA as _SCHEMA
+from .schema import SCHEMA_VERSION
 
-SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 10.0
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS terminals (
-    terminal TEXT PRIMARY KEY,
-    first_seq INTEGER,
-    held_seq INTEGER NOT NULL DEFAULT 0,
-    head_hash TEXT,
-    enrolled_at REAL NOT NULL,
-    last_heartbeat_at REAL,
-    heartbeat_json TEXT,
-    reported_backlog INTEGER,
-    reported_head_seq INTEGER,
-    reported_head_hash TEXT,
-    interval_s INTEGER
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS events (
-    terminal TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    ts TEXT NOT NULL,
-    type TEXT NOT NULL,
-    txn TEXT,
-    payload TEXT NOT NULL,
-    prev_hash TEXT NOT NULL,
-    hash TEXT NOT NULL,
-    PRIMARY KEY (terminal, seq)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS counters (
-    terminal TEXT PRIMARY KEY,
-    duplicates INTEGER NOT NULL DEFAULT 0,
-    chain_breaks INTEGER NOT NULL DEFAULT 0,
-    gaps INTEGER NOT NULL DEFAULT 0,
-    conflicts INTEGER NOT NULL DEFAULT 0
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS authorizations (
-    terminal TEXT NOT NULL,
-    idem_key TEXT NOT NULL,
-    txn TEXT NOT NULL,
-    body_sha256 TEXT NOT NULL,
-    state TEXT NOT NULL CHECK (state IN ('pending', 'decided')),
-    amount INTEGER NOT NULL,
-    currency TEXT NOT NULL,
-    masked_pan TEXT NOT NULL,
-    brand TEXT,
-    pan_token TEXT,
-    forwarded INTEGER NOT NULL,
-    outcome TEXT,
-    response_json TEXT,
-    created_at REAL NOT NULL,
-    decided_at REAL,
-    reversed_at REAL,
-    PRIMARY KEY (terminal, idem_key)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS authorizations_txn ON authorizations (terminal, txn);
-CREATE TABLE IF NOT EXISTS reversals (
-    terminal TEXT NOT NULL,
-    idem_key TEXT NOT NULL,
-    txn TEXT NOT NULL,
-    body_sha256 TEXT NOT NULL,
-    had_authorization INTEGER NOT NULL,
-    response_json TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    PRIMARY KEY (terminal, idem_key)
-) WITHOUT ROWID;
-"""
 
 COUNTER_NAMES = ("duplicates", "chain_breaks", "gaps", "conflicts")
 

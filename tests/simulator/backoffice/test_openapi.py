@@ -32,7 +32,7 @@ def check(doc: dict[str, Any], schema: dict[str, Any], value: Any, where: str = 
                 errors.append(str(exc))
         raise AssertionError(f"{where}: matches no anyOf option: {errors}")
     kind = schema.get("type")
-    types = {
+    types: dict[str, type | tuple[type, ...]] = {
         "object": dict,
         "array": list,
         "string": str,

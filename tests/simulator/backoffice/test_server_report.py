@@ -46,9 +46,11 @@ def test_restart_on_the_same_port_keeps_the_data(tmp_path: Path) -> None:
                 raise AssertionError("the stopped back office still answers")
             except httpx.ConnectError:
                 pass
-    with BackofficeServer(tmp_path / "bo.sqlite3", port=port) as again:
-        with httpx.Client(base_url=again.url, timeout=5.0) as c:
-            assert c.get(f"{events_url()}/head").json()["acked_seq"] == 20
+    with (
+        BackofficeServer(tmp_path / "bo.sqlite3", port=port) as again,
+        httpx.Client(base_url=again.url, timeout=5.0) as c,
+    ):
+        assert c.get(f"{events_url()}/head").json()["acked_seq"] == 20
 
 
 def seed_db(path: Path) -> None:

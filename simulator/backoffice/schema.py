@@ -1,0 +1,76 @@
+"""The back office's SQLite schema (version 1). DDL only: this module must never open a database.
+
+Tables: terminals (held head, reported heartbeat state), events (WITHOUT ROWID,
+primary key terminal + seq), counters (per-terminal rejections and
+duplicates), authorizations and reversals (idempotency records; masked PAN,
+brand and PAN token only — never card data).
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS terminals (
+    terminal TEXT PRIMARY KEY,
+    first_seq INTEGER,
+    held_seq INTEGER NOT NULL DEFAULT 0,
+    head_hash TEXT,
+    enrolled_at REAL NOT NULL,
+    last_heartbeat_at REAL,
+    heartbeat_json TEXT,
+    reported_backlog INTEGER,
+    reported_head_seq INTEGER,
+    reported_head_hash TEXT,
+    interval_s INTEGER
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events (
+    terminal TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    ts TEXT NOT NULL,
+    type TEXT NOT NULL,
+    txn TEXT,
+    payload TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    PRIMARY KEY (terminal, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS counters (
+    terminal TEXT PRIMARY KEY,
+    duplicates INTEGER NOT NULL DEFAULT 0,
+    chain_breaks INTEGER NOT NULL DEFAULT 0,
+    gaps INTEGER NOT NULL DEFAULT 0,
+    conflicts INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS authorizations (
+    terminal TEXT NOT NULL,
+    idem_key TEXT NOT NULL,
+    txn TEXT NOT NULL,
+    body_sha256 TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'decided')),
+    amount INTEGER NOT NULL,
+    currency TEXT NOT NULL,
+    masked_pan TEXT NOT NULL,
+    brand TEXT,
+    pan_token TEXT,
+    forwarded INTEGER NOT NULL,
+    outcome TEXT,
+    response_json TEXT,
+    created_at REAL NOT NULL,
+    decided_at REAL,
+    reversed_at REAL,
+    PRIMARY KEY (terminal, idem_key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS authorizations_txn ON authorizations (terminal, txn);
+CREATE TABLE IF NOT EXISTS reversals (
+    terminal TEXT NOT NULL,
+    idem_key TEXT NOT NULL,
+    txn TEXT NOT NULL,
+    body_sha256 TEXT NOT NULL,
+    had_authorization INTEGER NOT NULL,
+    response_json TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (terminal, idem_key)
+) WITHOUT ROWID;
+"""
