@@ -64,17 +64,11 @@ def cli(
 
 
 def _register() -> None:
-    from . import demo, journal
+    from . import backoffice, demo, devices, journal, simulate, sync, test_cmd
 
     cli.add_command(journal.journal)
     cli.add_command(demo.demo)
-    for name in ("devices", "simulate", "test_cmd", "sync", "backoffice"):
-        try:
-            module = __import__(f"{__name__}.{name}", fromlist=["register"])
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{name}":
-                raise
-            continue
+    for module in (devices, simulate, test_cmd, sync, backoffice):
         module.register(cli)
 
 
