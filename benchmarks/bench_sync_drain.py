@@ -51,7 +51,9 @@ with Journal.open(state) as jr:
     client = BackofficeClient(url, "bench-lane", settings)
     service = SyncService(jr, client, settings, state_dir=state)
     start = time.perf_counter()
-    report = service.drain(progress=lambda acked, _head: marks.append((time.perf_counter() - start, acked)))
+    def mark(acked, _head):
+        marks.append((time.perf_counter() - start, acked))
+    report = service.drain(progress=mark)
     elapsed = time.perf_counter() - start
     client.close()
 print(json.dumps({
@@ -73,7 +75,8 @@ def build_backlog(state_dir: Path, count: int) -> None:
     rows = []
     for seq in range(1, count + 1):
         payload = canonical_json({"amount": 100 + seq % 5000, "currency": "EUR", "lane": 3})
-        ts = f"2026-11-20T{seq // 3600000 % 24:02d}:{seq // 60000 % 60:02d}:{seq // 1000 % 60:02d}.{seq % 1000:03d}000+00:00"
+        minute, second, milli = seq // 60000 % 60, seq // 1000 % 60, seq % 1000
+        ts = f"2026-11-20T{seq // 3600000 % 24:02d}:{minute:02d}:{second:02d}.{milli:03d}000+00:00"
         txn = f"s{seq // 8}"
         kind = "sale.created"
         digest = signer.event_hash(prev, seq, ts, kind, txn, payload)

@@ -194,10 +194,8 @@ class VirtualDevice(abc.ABC):
                 self.faults.split_gap_s = float(params.get("gap_s", 0.005))
             elif name == "clear":
                 self.faults = ByteFaults()
-            elif name == "unplug":
-                pass
-            elif name == "replug":
-                pass
+            elif name in ("unplug", "replug"):
+                pass  # handled below, outside the lock (listeners may take it)
             else:
                 raise ValueError(f"unknown fault {name!r} for {self.kind}")
         if name == "unplug":

@@ -22,7 +22,6 @@ from posedge.simulator.backoffice.app import BackofficeConfig
 from posedge.simulator.backoffice.server import BackofficeServer
 
 from ..agent.journal.test_migrations import BACKLOG, make_v1_journal
-from .sync_support import make_service as build_service
 from .sync_support import (
     POSEDGE,
     TERMINAL,
@@ -31,6 +30,7 @@ from .sync_support import (
     run_cli,
     write_config,
 )
+from .sync_support import make_service as build_service
 
 
 @pytest.fixture
@@ -169,21 +169,23 @@ def test_permanent_rejection_raises_an_alert_and_keeps_the_data(
     tmp_path: Path, make_service: Callable[..., SyncService]
 ) -> None:
     config = BackofficeConfig(tokens={TERMINAL: "right-token", "other": "other-token"})
-    with BackofficeServer(tmp_path / "bo.sqlite3", config=config) as bo:
-        with Journal.open(tmp_path / "state") as jr:
-            fill(jr, 50)
-            for token in (None, "wrong-token", "other-token"):
-                svc = make_service(jr, bo, tmp_path, token=token)
-                report = svc.drain(max_attempts=3)
-                assert report.rejected and not report.complete
-                assert jr.acked_seq() == 0
-            assert "sync_rejected" in AlertBook(jr).active()
-            raised = [e for e in jr.iter_events() if e.type == "alert.raised"]
-            assert len(raised) == 1 and raised[0].payload["status"] == 401
-            svc = make_service(jr, bo, tmp_path, token="right-token")
-            assert svc.drain().complete
-            assert "sync_rejected" not in AlertBook(jr).active()
-            assert_exactly_once(bo, jr)
+    with (
+        BackofficeServer(tmp_path / "bo.sqlite3", config=config) as bo,
+        Journal.open(tmp_path / "state") as jr,
+    ):
+        fill(jr, 50)
+        for token in (None, "wrong-token", "other-token"):
+            svc = make_service(jr, bo, tmp_path, token=token)
+            report = svc.drain(max_attempts=3)
+            assert report.rejected and not report.complete
+            assert jr.acked_seq() == 0
+        assert "sync_rejected" in AlertBook(jr).active()
+        raised = [e for e in jr.iter_events() if e.type == "alert.raised"]
+        assert len(raised) == 1 and raised[0].payload["status"] == 401
+        svc = make_service(jr, bo, tmp_path, token="right-token")
+        assert svc.drain().complete
+        assert "sync_rejected" not in AlertBook(jr).active()
+        assert_exactly_once(bo, jr)
 
 
 def test_schema_upgrade_with_a_backlog_syncs_everything(
