@@ -190,6 +190,48 @@ class SyncConfig(_Section):
         return parse_size(self.batch_bytes)
 
 
+_CURRENCY = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+
+
+def _listen_address(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("not HOST:PORT; write e.g. 127.0.0.1:8765")
+    return value
+
+
+class ApiConfig(_Section):
+    socket: str | None = None
+    """Unix socket path; default $RUNTIME_DIRECTORY/api.sock, else <state dir>/api.sock."""
+    listen: Annotated[str, AfterValidator(_listen_address)] | None = None
+    """Optional TCP address, loopback only unless allow_non_loopback."""
+    allow_non_loopback: bool = False
+    token_file: str | None = None
+    """Bearer token for the till; unset: created as <state dir>/api-token (mode 0600)."""
+
+
+class SalesConfig(_Section):
+    currencies: list[_CURRENCY] = ["EUR", "USD", "GBP", "CHF"]
+    """ISO 4217 codes the till may sell in."""
+    authorization_timeout: Annotated[str, _duration_between(0.1, 120)] = "10s"
+    in_doubt: Literal["offline", "decline"] = "offline"
+    """After an unknown authorization outcome: try the offline policy, or decline."""
+    void_alert_window: Annotated[str, _duration_between(0, 86400)] = "60s"
+    receipt_copies: list[Literal["customer", "merchant"]] = ["customer", "merchant"]
+    merchant_name: Annotated[str, Field(max_length=64)] = "posedge demo shop"
+
+
+class OfflineConfig(_Section):
+    enabled: bool = True
+    max_per_sale: dict[_CURRENCY, Annotated[int, Field(ge=0)]] = {"EUR": 10000}
+    """Per-sale maximum in minor units; a currency not listed is never approved offline."""
+    max_total: dict[_CURRENCY, Annotated[int, Field(ge=0)]] = {"EUR": 50000}
+    """Outstanding (not yet forwarded) offline amount per currency."""
+    max_count: Annotated[int, Field(ge=0, le=10000)] = 100
+    forward_by: Annotated[str, _duration_between(60, 30 * 86400)] = "72h"
+    """Offline sales not forwarded by then expire (card data deleted, alert raised)."""
+
+
 class LogConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -200,6 +242,9 @@ class Config(_Section):
     printer: PrinterConfig = PrinterConfig()
     reader: ReaderConfig = ReaderConfig()
     sync: SyncConfig = SyncConfig()
+    api: ApiConfig = ApiConfig()
+    sales: SalesConfig = SalesConfig()
+    offline: OfflineConfig = OfflineConfig()
     log: LogConfig = LogConfig()
 
 
