@@ -116,22 +116,28 @@ def test_print_human_output_over_a_pty(
     assert device.wait_for_receipts(1, 2.0)
 
 
-@pytest.mark.parametrize(
-    ("fault", "named", "hint"),
-    [("paper_out", "paper_end", "load a new paper roll"), ("cover_open", "cover_open", "cover")],
-)
-def test_print_not_ready_exits_3_and_prints_nothing(
-    tmp_path: Path, printer_pty: tuple[VirtualPrinter, str], fault: str, named: str, hint: str
+def test_print_paper_out_exits_3_and_prints_nothing(
+    tmp_path: Path, printer_pty: tuple[VirtualPrinter, str]
 ) -> None:
     device, path = printer_pty
-    device.apply_fault(fault)
+    device.apply_fault("paper_out")
     done = run(tmp_path, "test", "print", "--printer", path)
     assert done.returncode == 3
-    assert named in done.stderr and hint in done.stderr and "nothing was printed" in done.stderr
-    done = run(tmp_path, "--json", "test", "print", "--printer", path)
+    assert "paper_end" in done.stderr and "load a new paper roll" in done.stderr
+    assert "nothing was printed" in done.stderr
+    assert device.job_bytes_received == 0 and device.receipts == []
+
+
+def test_print_cover_open_exits_3_as_json(
+    tmp_path: Path, printer: tuple[VirtualPrinter, str]
+) -> None:
+    device, url = printer
+    device.apply_fault("cover_open")
+    done = run(tmp_path, "--json", "test", "print", "--printer", url)
     assert done.returncode == 3
     doc = document(done)
-    assert doc["faults"] == [named] and doc["printed"] is False and doc["ok"] is False
+    assert doc["faults"] == ["cover_open"] and doc["printed"] is False and doc["ok"] is False
+    assert "close the printer cover" in doc["error"]["hint"]
     assert device.job_bytes_received == 0 and device.receipts == []
 
 

@@ -217,7 +217,7 @@ def test_framed_nak_storm(make_rig: Callable[..., Rig]) -> None:
 def test_no_response_is_a_timeout(make_rig: Callable[..., Rig]) -> None:
     rig = make_rig()
     rig.sim.apply_fault("no_response")
-    got = rig.read(timeout_s=0.3, card={})
+    got = rig.read(timeout_s=0.2, card={})
     assert isinstance(got, DeviceTimeout), repr(got)
 
 
