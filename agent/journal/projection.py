@@ -1,11 +1,15 @@
 """Transactions as a projection of the events.
 
-Each event that names a transaction (``txn``) moves that transaction's row in
-``transactions``; the row is written in the same SQLite transaction as the
-event, so the projection never disagrees with the log. It can always be
-rebuilt from the events (:func:`rebuild_projection`), which the v2 migration
-does for an existing backlog. The events are the truth; this table is an
-index for the till API and the reports.
+Each event that names a transaction (``txn``) updates that transaction's row
+in ``transactions``, in the same SQLite transaction as the event, so the
+projection never disagrees with the log. It can always be rebuilt from the
+events (:func:`rebuild_projection`). The events are the truth; this table is
+an index for the till API, crash recovery and reports.
+
+``summary`` is a JSON object of the sale's visible facts, merged event by
+event: the whitelisted payload fields below, plus the receipt, reversal and
+forward sub-states derived from event types. Card data never reaches it (the
+journal refuses it before this runs).
 """
 
 from __future__ import annotations
@@ -14,8 +18,7 @@ import json
 import sqlite3
 from typing import Any
 
-# Event type → transaction state it leads to. Types not listed (receipts,
-# device status, ...) leave the state as it is.
+# Event type → transaction state it leads to. Types not listed leave it.
 STATE_AFTER: dict[str, str] = {
     "sale.created": "created",
     "card.read": "card_read",
@@ -23,17 +26,46 @@ STATE_AFTER: dict[str, str] = {
     "auth.approved": "approved",
     "auth.declined": "declined",
     "auth.unknown": "in_doubt",
-    "reversal.requested": "reversing",
-    "reversal.acked": "reversed",
     "offline.approved": "approved_offline",
-    "offline.declined": "declined",
-    "forward.approved": "approved_offline",
-    "forward.declined": "declined_after_forward",
+    "sale.declined": "declined",
+    "sale.reversed": "reversed",
     "sale.cancelled": "cancelled",
     "sale.abandoned": "abandoned",
-    "sale.declined": "declined",
     "sale.voided": "voided",
 }
+
+# Event type → (summary key, value) it sets.
+SUBSTATE_AFTER: dict[str, tuple[str, str]] = {
+    "receipt.printing": ("receipt", "printing"),
+    "receipt.printed": ("receipt", "printed"),
+    "receipt.failed": ("receipt", "failed"),
+    "receipt.skipped": ("receipt", "not_required"),
+    "reversal.requested": ("reversal", "pending"),
+    "reversal.acked": ("reversal", "acked"),
+    "offline.approved": ("forward", "pending"),
+    "forward.requested": ("forward", "requested"),
+    "forward.approved": ("forward", "approved"),
+    "forward.declined": ("forward", "declined"),
+    "forward.expired": ("forward", "expired"),
+    "forward.cancelled": ("forward", "cancelled"),
+}
+
+# Payload fields copied into the summary when an event carries them.
+SUMMARY_FIELDS = frozenset(
+    {
+        "reference", "online", "request_hash", "masked_pan", "brand", "entry_mode",
+        "pan_token", "auth_code", "reason", "offline", "forward_by", "copies",
+        "receipt_error", "approved_at", "lane",
+    }
+)  # fmt: skip
+
+
+def summary_patch(type_: str, payload: dict[str, Any]) -> dict[str, Any]:
+    patch = {key: value for key, value in payload.items() if key in SUMMARY_FIELDS}
+    sub = SUBSTATE_AFTER.get(type_)
+    if sub is not None:
+        patch[sub[0]] = sub[1]
+    return patch
 
 
 def apply_event(
@@ -50,18 +82,22 @@ def apply_event(
     state = STATE_AFTER.get(type_)
     amount = payload.get("amount") if isinstance(payload.get("amount"), int) else None
     currency = payload.get("currency") if isinstance(payload.get("currency"), str) else None
+    idem = payload.get("idempotency_key") if type_ == "sale.created" else None
+    patch = summary_patch(type_, payload)
     conn.execute(
         """
-        INSERT INTO transactions
-            (txn, state, first_seq, last_seq, created_ts, updated_ts, last_type, amount, currency)
-        VALUES (:txn, :state, :seq, :seq, :ts, :ts, :type, :amount, :currency)
+        INSERT INTO transactions (txn, state, first_seq, last_seq, created_ts, updated_ts,
+                                  last_type, amount, currency, idem_key, summary)
+        VALUES (:txn, :state, :seq, :seq, :ts, :ts, :type, :amount, :currency, :idem, :patch)
         ON CONFLICT (txn) DO UPDATE SET
             state      = COALESCE(:new_state, state),
             last_seq   = :seq,
             updated_ts = :ts,
             last_type  = :type,
             amount     = COALESCE(amount, :amount),
-            currency   = COALESCE(currency, :currency)
+            currency   = COALESCE(currency, :currency),
+            idem_key   = COALESCE(idem_key, :idem),
+            summary    = CASE WHEN :patch = '{}' THEN summary ELSE json_patch(summary, :patch) END
         """,
         {
             "txn": txn,
@@ -72,6 +108,8 @@ def apply_event(
             "type": type_,
             "amount": amount,
             "currency": currency,
+            "idem": idem if isinstance(idem, str) else None,
+            "patch": json.dumps(patch, sort_keys=True, separators=(",", ":")),
         },
     )
 

@@ -11,7 +11,13 @@ Version history:
    ``sync_cursor``.
 2. ``checkpoints`` (signed retention checkpoints), ``retention_guard`` (the
    only way past the DELETE trigger), ``transactions`` (projection of the
-   events, rebuilt from the existing backlog during the migration).
+   events).
+3. ``transactions.idem_key`` (unique: the till's Idempotency-Key) and
+   ``transactions.summary`` (JSON of the sale's visible facts: masked PAN,
+   auth code, receipt, reversal and forward state).
+
+The migration that last changed the projection rebuilds it from the events
+(today: v3), so a backlog written by any older version gets a complete one.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from collections.abc import Callable
 
 from .projection import rebuild_projection
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _V1 = """
 CREATE TABLE meta (
@@ -93,18 +99,30 @@ CREATE INDEX transactions_state ON transactions (state);
 """
 
 
+_V3 = """
+ALTER TABLE transactions ADD COLUMN idem_key TEXT;
+ALTER TABLE transactions ADD COLUMN summary TEXT NOT NULL DEFAULT '{}';
+CREATE UNIQUE INDEX transactions_idem_key ON transactions (idem_key) WHERE idem_key IS NOT NULL;
+"""
+
+
 def _migrate_v1(conn: sqlite3.Connection) -> None:
     _run_script(conn, _V1)
 
 
 def _migrate_v2(conn: sqlite3.Connection) -> None:
     _run_script(conn, _V2)
+
+
+def _migrate_v3(conn: sqlite3.Connection) -> None:
+    _run_script(conn, _V3)
     rebuild_projection(conn)
 
 
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: _migrate_v1,
     2: _migrate_v2,
+    3: _migrate_v3,
 }
 
 

@@ -489,7 +489,34 @@ class Journal:
     def transaction(self, txn: str) -> dict[str, Any] | None:
         with self._lock:
             row = self._conn.execute("SELECT * FROM transactions WHERE txn = ?", (txn,)).fetchone()
-        return dict(row) if row else None
+        return _transaction_dict(row) if row else None
+
+    def transaction_by_idempotency_key(self, key: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT * FROM transactions WHERE idem_key = ?", (key,)
+            ).fetchone()
+        return _transaction_dict(row) if row else None
+
+    def transactions_needing_work(self, final_states: frozenset[str]) -> list[dict[str, Any]]:
+        """Transactions not final, or with a receipt, reversal or forward still open.
+
+        A full scan of the projection: for crash recovery at start, not the hot path.
+        """
+        marks = ",".join("?" for _ in final_states)
+        with self._lock:
+            rows = self._conn.execute(
+                f"""
+                SELECT * FROM transactions
+                WHERE state NOT IN ({marks})
+                   OR json_extract(summary, '$.receipt') IN ('pending', 'printing')
+                   OR json_extract(summary, '$.reversal') = 'pending'
+                   OR json_extract(summary, '$.forward') IN ('pending', 'requested')
+                ORDER BY first_seq
+                """,
+                tuple(sorted(final_states)),
+            ).fetchall()
+        return [_transaction_dict(row) for row in rows]
 
     # ---------------------------------------------------------- sync cursor
     def acked_seq(self) -> int:
@@ -626,6 +653,12 @@ class Journal:
             "checkpoint_seq": cp.seq if cp else None,
             "key_fingerprint": self.key.fingerprint,
         }
+
+
+def _transaction_dict(row: sqlite3.Row) -> dict[str, Any]:
+    doc = dict(row)
+    doc["summary"] = json.loads(doc.get("summary") or "{}")
+    return doc
 
 
 def _row_to_event(row: sqlite3.Row) -> Event:

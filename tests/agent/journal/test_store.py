@@ -12,6 +12,7 @@ import pytest
 
 from posedge.agent.journal import (
     JOURNAL_FILE_NAME,
+    SCHEMA_VERSION,
     Journal,
     JournalBusy,
     JournalCorrupt,
@@ -268,7 +269,7 @@ def test_cursor_backlog_and_stats(tmp_path: Path) -> None:
         jr.set_acked(6)
         stats = jr.stats()
         assert stats["unsynced"] == 4 and stats["acked_seq"] == 6
-        assert stats["schema_version"] == 2 and stats["events"] == 10
+        assert stats["schema_version"] == SCHEMA_VERSION and stats["events"] == 10
         with pytest.raises(JournalError, match="between 0"):
             jr.set_acked(11)
         jr.set_acked(3)  # a rewind requested by the back office
