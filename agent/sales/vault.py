@@ -337,7 +337,7 @@ class CardVault:
                 os.fsync(fd)
             except BaseException:
                 os.close(fd)
-                self._shred(temp)
+                self._discard(temp)
                 raise
             os.close(fd)
             old = self._open_existing(target)
@@ -427,6 +427,14 @@ class CardVault:
             path.unlink()
         _fsync_dir(self.directory)
         return True
+
+    def _discard(self, path: Path) -> None:
+        """Best-effort removal on an error path (the disk may be failing): never raises."""
+        try:
+            self._shred(path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                path.unlink()
 
     def txns(self) -> list[str]:
         """Transaction ids with a sealed entry, sorted."""
