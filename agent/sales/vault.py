@@ -68,6 +68,7 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from posedge.agent.carddata import FORBIDDEN_FIELDS, redact
 from posedge.agent.errors import PosedgeError
 
 log = logging.getLogger("posedge.agent.sales.vault")
@@ -93,16 +94,11 @@ _FIELD_RULES: dict[str, tuple[re.Pattern[str], str]] = {
     "service_code": (re.compile(r"[0-9]{3}"), "3 digits"),
     "entry_mode": (re.compile(r"[a-z_]{1,16}"), "a lower-case word such as 'swipe'"),
 }
-# Normalised (lower case, no "_", "-", " ") names that are never stored, even empty.
-FORBIDDEN_CARD_FIELDS = frozenset(
-    {
-        "track", "tracks", "trackdata", "track1", "track2", "track3", "rawtrack",
-        "magstripe", "magneticstripe", "equivalenttrack2", "track2equivalent",
-        "cvv", "cvv2", "cvc", "cvc2", "cvn", "cid", "csc", "securitycode",
-        "cardverificationvalue", "cardsecuritycode", "discretionary", "discretionarydata",
-        "pin", "pinblock", "encryptedpin", "pincode", "name", "cardholdername",
-    }
-)  # fmt: skip
+# Normalised names (lower case, no "_", "-", " ") refused even when empty: the journal's
+# forbidden fields plus what else a track carries.
+FORBIDDEN_CARD_FIELDS = FORBIDDEN_FIELDS | {
+    "discretionary", "discretionarydata", "name", "cardholdername",
+}  # fmt: skip
 _TXN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 
 
@@ -143,7 +139,7 @@ def _norm(name: str) -> str:
 def check_txn(txn: str) -> str:
     """Return ``txn`` if it is safe as a file name (letters, digits, ``_``, ``-``)."""
     if not isinstance(txn, str) or _TXN.fullmatch(txn) is None:
-        shown = repr(txn)[:40] if isinstance(txn, str) and txn.isascii() else "<non-ascii>"
+        shown = redact(repr(txn)[:40]) if isinstance(txn, str) and txn.isascii() else "<non-ascii>"
         raise VaultRefused(
             f"transaction id {shown} cannot name a vault entry; use 1-128 letters, digits, "
             "'_' or '-' starting with a letter or digit"

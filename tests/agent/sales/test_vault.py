@@ -326,3 +326,9 @@ def test_threads_put_and_delete_distinct_txns(vault: CardVault) -> None:
 def test_repr_shows_no_key(vault: CardVault, tmp_path: Path) -> None:
     raw = (tmp_path / "vault.key").read_bytes()
     assert raw.hex() not in repr(vault)
+
+
+def test_bad_txn_error_never_echoes_a_pan(vault: CardVault) -> None:
+    with pytest.raises(VaultRefused) as info:
+        vault.put(f"{PAN}/x", card(), NOW)
+    assert PAN not in str(info.value)
