@@ -1,0 +1,1 @@
+"""Tests of agent/daemon: notify, watchdog supervisor, signals, state-dir lock."""
