@@ -1,0 +1,1 @@
+"""Tests of systemd/: the unit (verify, security score), sysusers and udev rules."""

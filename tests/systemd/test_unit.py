@@ -1,0 +1,137 @@
+"""posedge.service: `systemd-analyze verify` clean, security exposure ≤ 2.0, sysusers valid.
+
+`verify` checks that ExecStart= names an existing executable, and
+/usr/bin/posedge exists only on an installed host. So the unit is verified
+twice: as shipped, where the only complaint accepted is that missing binary,
+and as a copy whose ExecStart= points at the posedge console script of this
+environment (and nothing else differs), which must be completely clean.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+UNIT = ROOT / "systemd" / "posedge.service"
+SYSUSERS = ROOT / "systemd" / "posedge.sysusers.conf"
+SHIPPED_BINARY = "/usr/bin/posedge"
+MAX_EXPOSURE = 2.0
+
+ANALYZE = shutil.which("systemd-analyze")
+needs_analyze = pytest.mark.skipif(
+    ANALYZE is None, reason="systemd-analyze is not installed (CI installs the systemd package)"
+)
+
+
+def unit_settings(text: str) -> dict[str, list[str]]:
+    """``Section.Key`` → values in order (systemd keys may repeat)."""
+    settings: dict[str, list[str]] = {}
+    section = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("["):
+            section = line.strip("[]")
+            continue
+        key, _, value = line.partition("=")
+        settings.setdefault(f"{section}.{key.strip()}", []).append(value.strip())
+    return settings
+
+
+def analyze(*args: str) -> subprocess.CompletedProcess[str]:
+    assert ANALYZE is not None
+    return subprocess.run([ANALYZE, *args], capture_output=True, text=True, timeout=60, check=False)
+
+
+def posedge_script() -> Path:
+    script = Path(sys.executable).parent / "posedge"
+    assert script.exists(), "the posedge console script is not installed in this environment"
+    return script
+
+
+@needs_analyze
+def test_verify_is_clean_with_an_existing_executable(tmp_path: Path) -> None:
+    text = UNIT.read_text()
+    copy = tmp_path / "posedge.service"
+    copy.write_text(text.replace(f"ExecStart={SHIPPED_BINARY} ", f"ExecStart={posedge_script()} "))
+    changed = set(text.splitlines()) ^ set(copy.read_text().splitlines())
+    assert {line.split("=", 1)[0] for line in changed} == {"ExecStart"}
+    result = analyze("verify", str(copy))
+    output = result.stdout + result.stderr
+    # Only lines about our unit count: a host's own broken units are not ours to judge.
+    ours = [line for line in output.splitlines() if "posedge" in line]
+    assert result.returncode == 0 and ours == [], output
+
+
+@needs_analyze
+def test_verify_of_the_shipped_unit_only_misses_the_installed_binary() -> None:
+    result = analyze("verify", str(UNIT))
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    if Path(SHIPPED_BINARY).exists():
+        assert result.returncode == 0 and lines == []
+    else:
+        assert lines == [
+            f"posedge.service: Command {SHIPPED_BINARY} is not executable: "
+            "No such file or directory"
+        ]
+
+
+@needs_analyze
+def test_security_exposure_is_at_most_two() -> None:
+    result = analyze("security", "--offline=true", "--no-pager", str(UNIT))
+    if "--offline" in result.stderr and "unrecognized option" in result.stderr:
+        pytest.skip("this systemd-analyze predates --offline (systemd < 252)")
+    match = re.search(r"Overall exposure level for posedge\.service:\s*([0-9.]+)", result.stdout)
+    assert match, result.stdout + result.stderr
+    assert float(match.group(1)) <= MAX_EXPOSURE, result.stdout
+
+
+def test_unit_keeps_the_contract_the_daemon_relies_on() -> None:
+    s = unit_settings(UNIT.read_text())
+    assert s["Service.Type"] == ["notify"] and s["Service.NotifyAccess"] == ["main"]
+    assert s["Service.ExecStart"] == [f"{SHIPPED_BINARY} run --config /etc/posedge/posedge.toml"]
+    assert s["Service.ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+    assert s["Service.WatchdogSec"] == ["30"] and s["Service.Restart"] == ["on-failure"]
+    assert s["Service.StateDirectory"] == ["posedge"]
+    assert s["Service.StateDirectoryMode"] == ["0700"]
+    assert s["Service.RuntimeDirectory"] == ["posedge"]
+    assert s["Service.RuntimeDirectoryMode"] == ["0750"]
+    assert s["Service.ConfigurationDirectory"] == ["posedge"]
+    assert s["Service.User"] == ["posedge"] and s["Service.Group"] == ["posedge"]
+    assert s["Service.UMask"] == ["0077"]
+
+
+def test_devices_stay_reachable_under_the_hardening() -> None:
+    """A private /dev would hide every serial and USB node; the device ACL must list them."""
+    s = unit_settings(UNIT.read_text())
+    assert s.get("Service.PrivateDevices", ["no"]) == ["no"]
+    assert s["Service.DevicePolicy"] == ["closed"]
+    allowed = {value.split()[0]: value.split()[1] for value in s["Service.DeviceAllow"]}
+    for device_class in ("char-ttyUSB", "char-ttyACM", "char-ttyS", "char-usb_device"):
+        assert allowed.get(device_class) == "rw", device_class
+    families = s["Service.RestrictAddressFamilies"][0].split()
+    assert {"AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK"} <= set(families)
+    assert "dialout" in s["Service.SupplementaryGroups"][0].split()
+    assert s["Service.CapabilityBoundingSet"] == [""]
+
+
+@pytest.mark.skipif(shutil.which("systemd-sysusers") is None, reason="systemd-sysusers missing")
+def test_sysusers_creates_the_posedge_user_and_group(tmp_path: Path) -> None:
+    result = subprocess.run(
+        ["systemd-sysusers", "--dry-run", f"--root={tmp_path}", "-"],
+        input=SYSUSERS.read_text(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Creating group 'posedge'" in output and "Creating user 'posedge'" in output
