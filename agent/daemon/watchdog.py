@@ -190,7 +190,12 @@ class WatchdogSupervisor:
 
     # ---- registration -----------------------------------------------------
     def register(self, name: str, max_stale_s: float, *, critical: bool = True) -> Heartbeat:
-        """A heartbeat for task ``name``; it must beat at least every ``max_stale_s``."""
+        """A heartbeat for task ``name``; it must beat at least every ``max_stale_s``.
+
+        The clock starts now: register when the task starts (or beat right away),
+        and choose ``max_stale_s`` well above the task's own turn period (e.g. 3×
+        its queue-wait timeout) so a busy moment is not mistaken for a hang.
+        """
         if name in self._heartbeats:
             raise ValueError(f"a heartbeat named {name!r} is already registered")
         if max_stale_s <= 0:
@@ -265,8 +270,9 @@ class WatchdogSupervisor:
             self._healthy_since_s = math.inf
         elif self._healthy_since_s == math.inf:
             self._healthy_since_s = now
-        pinged = self._maybe_ping(now, healthy, stuck, blocked)
-        verdict = Verdict(now, lag, blocked, stuck, late, pinged)
+        verdict = Verdict(now, lag, blocked, stuck, late, pinged=False)
+        if self._maybe_ping(now, verdict):
+            verdict = Verdict(now, lag, blocked, stuck, late, pinged=True)
         self.last_verdict = verdict
         self._refresh_status(verdict)
         return verdict
@@ -289,17 +295,16 @@ class WatchdogSupervisor:
             log.warning("task %s makes progress again", name, extra={"task": name})
         self._reported_stuck = names
 
-    def _maybe_ping(self, now: float, healthy: bool, stuck: tuple[str, ...], blocked: bool) -> bool:
+    def _maybe_ping(self, now: float, verdict: Verdict) -> bool:
         if self.interval_s is None:
             return False
         recovered = now - self._healthy_since_s >= self.resume_after_s
-        if not (healthy and recovered):
+        if not (verdict.healthy and recovered):
             if not self._withholding:
-                why = ", ".join(stuck) + (" event loop" if blocked else "")
                 log.error(
                     "withholding watchdog pings (%s); systemd restarts the agent if this "
                     "lasts WatchdogSec",
-                    why.strip() or "recovering",
+                    verdict.reason() or "recovering",
                 )
                 self._withholding = True
             return False
