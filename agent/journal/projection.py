@@ -55,7 +55,7 @@ SUMMARY_FIELDS = frozenset(
     {
         "reference", "online", "request_hash", "masked_pan", "brand", "entry_mode",
         "pan_token", "auth_code", "reason", "offline", "forward_by", "copies",
-        "receipt_error", "approved_at", "lane",
+        "receipt_error", "approved_at", "lane", "receipt",
     }
 )  # fmt: skip
 

@@ -123,6 +123,7 @@ class BackofficeClient:
             follow_redirects=False,
         )
         self.last_skew_s: float | None = None
+        self._connect_timeout_s = settings.seconds("connect_timeout")
 
     def close(self) -> None:
         self._http.close()
@@ -141,18 +142,38 @@ class BackofficeClient:
     def heartbeat(self, document: dict[str, Any]) -> Reply:
         return self._post(f"/v1/terminals/{self.terminal}/heartbeat", _json(document))
 
-    def authorize(self, document: dict[str, Any], txn: str) -> Reply:
-        return self._post("/v1/authorizations", _json(document), idempotency_key=txn)
+    def authorize(
+        self, document: dict[str, Any], key: str, *, timeout_s: float | None = None
+    ) -> Reply:
+        """One authorization; ``key`` is the Idempotency-Key (the transaction id)."""
+        return self._post(
+            "/v1/authorizations", _json(document), idempotency_key=key, timeout_s=timeout_s
+        )
 
-    def reverse(self, document: dict[str, Any], txn: str) -> Reply:
-        return self._post("/v1/reversals", _json(document), idempotency_key=f"reversal:{txn}")
+    def reverse(
+        self, document: dict[str, Any], txn: str, *, timeout_s: float | None = None
+    ) -> Reply:
+        return self._post(
+            "/v1/reversals", _json(document), idempotency_key=f"reversal:{txn}", timeout_s=timeout_s
+        )
 
     # ------------------------------------------------------------ plumbing
-    def _post(self, path: str, body: bytes, idempotency_key: str | None = None) -> Reply:
-        return self._send("POST", path, body, idempotency_key)
+    def _post(
+        self,
+        path: str,
+        body: bytes,
+        idempotency_key: str | None = None,
+        timeout_s: float | None = None,
+    ) -> Reply:
+        return self._send("POST", path, body, idempotency_key, timeout_s)
 
     def _send(
-        self, method: str, path: str, body: bytes | None, idempotency_key: str | None
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        idempotency_key: str | None,
+        timeout_s: float | None = None,
     ) -> Reply:
         headers: dict[str, str] = {}
         if body is not None:
@@ -163,8 +184,20 @@ class BackofficeClient:
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key
         sent_at = time.time()
+        timeout = (
+            httpx.USE_CLIENT_DEFAULT
+            if timeout_s is None
+            else httpx.Timeout(timeout_s, connect=min(timeout_s, self._connect_timeout_s))
+        )
         try:
-            response = self._http.request(method, path, content=body, headers=headers)
+            response = self._http.request(
+                method, path, content=body, headers=headers, timeout=timeout
+            )
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise BackofficeUnreachable(
+                f"back office {self.base_url}: {type(exc).__name__}: {exc or 'connection failed'}",
+                delivered=False,
+            ) from None
         except httpx.TimeoutException as exc:
             raise BackofficeUnreachable(
                 f"back office {self.base_url}: timed out ({type(exc).__name__}) on {path}"
@@ -201,7 +234,9 @@ class BackofficeClient:
                 raise Rewind(expected, acked if isinstance(acked, int) else None, kind, detail)
         if status in (429, 503) or status >= 500 or (status == 409 and kind == "in-progress"):
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            raise BackofficeBusy(f"{where}: {status} {detail}", retry_after_s=retry_after)
+            raise BackofficeBusy(
+                f"{where}: {status} {detail}", status=status, retry_after_s=retry_after
+            )
         raise BackofficeRejected(
             f"{where}: {status} {kind or response.reason_phrase}: {detail}",
             status=status,

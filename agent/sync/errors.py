@@ -20,15 +20,32 @@ class SyncError(PosedgeError):
 
 
 class BackofficeUnreachable(SyncError, PeerUnreachable):
-    """No answer: connection refused or reset, DNS, TLS, timeout."""
+    """No answer: connection refused or reset, DNS, TLS, timeout.
+
+    ``delivered`` is False when the request certainly never reached the back
+    office (the connection was never made), None when it may have: a timeout or
+    reset after sending makes an authorization's outcome unknown.
+    """
 
     exit_code = 4
+
+    def __init__(
+        self, message: str, *, delivered: bool | None = None, retry_after_s: float | None = None
+    ) -> None:
+        super().__init__(message, retry_after_s=retry_after_s)
+        self.delivered = delivered
 
 
 class BackofficeBusy(SyncError):
     """The back office answered 429, 503 or another 5xx: try again later."""
 
     exit_code = 4
+
+    def __init__(
+        self, message: str, *, status: int = 503, retry_after_s: float | None = None
+    ) -> None:
+        super().__init__(message, retry_after_s=retry_after_s)
+        self.status = status
 
 
 class BackofficeRejected(SyncError):

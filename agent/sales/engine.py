@@ -1,0 +1,553 @@
+"""The sale state machine: card → authorization → outcome → receipt, write-ahead.
+
+Every step is journaled *before* it acts: ``sale.created`` before the reader
+is armed, ``auth.requested`` before the request leaves, ``receipt.printing``
+before the printer gets bytes; outcomes are further events. A crash at any
+instant therefore leaves a journal from which :meth:`SaleEngine.start`
+(recovery) drives every sale to a correct final state: sales that never got
+an answer are reversed, approved sales get their receipts, pending reversals
+and forwards resume.
+
+Card data exists only in the :class:`CardRead` of the running sale (wiped
+when the sale leaves the authorization step) and, for offline approvals, in
+the encrypted vault until forwarded. Blocking device and network calls run
+in worker threads; journal appends run on the event loop (each is one short
+fsync).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import secrets
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from posedge.drivers.cardreader import CardReader, SwipeCancelled, SwipeTimeout
+from posedge.drivers.errors import DeviceError
+from posedge.drivers.printer import ReceiptPrinter
+from posedge.drivers.reader.tracks import CardRead, CardUnreadable
+
+from ..alerts import AlertBook
+from ..config import Config, parse_duration
+from ..journal import Journal, JournalWriteError
+from .authorizer import Authorizer
+from .model import (
+    FINAL_STATES,
+    IdempotencyMismatch,
+    NotAccepting,
+    ReaderBusy,
+    SaleConflict,
+    SaleNotFound,
+    SaleRequest,
+    SaleState,
+    SaleView,
+)
+from .policy import Exposure, OfflinePolicy
+from .receipts import build_receipt
+from .vault import CardVault
+from .views import view_from_row
+from .workers import ForwardQueue, ReversalQueue
+
+log = logging.getLogger("posedge.sales")
+
+CANCEL_WAIT_S = 10.0
+RECENT_ALERTS = 50
+_FINAL_VALUES = frozenset(state.value for state in FINAL_STATES)
+
+
+def request_hash(request: SaleRequest) -> str:
+    body = json.dumps(
+        {"amount": request.amount, "currency": request.currency,
+         "reference": request.reference, "online": request.online},
+        sort_keys=True,
+    )  # fmt: skip
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def new_sale_id() -> str:
+    return f"s-{int(time.time() * 1000):x}-{secrets.token_hex(4)}"
+
+
+class SaleEngine:
+    """One card reader, one printer, one back office. Implements ``SalesEngine``."""
+
+    def __init__(
+        self,
+        *,
+        journal: Journal,
+        config: Config,
+        state_dir: Path,
+        reader: CardReader | None,
+        printer: ReceiptPrinter | None,
+        authorizer: Authorizer | None,
+        vault: CardVault | None = None,
+        alerts: AlertBook | None = None,
+    ) -> None:
+        self.journal = journal
+        self.config = config
+        self.reader = reader
+        self.printer = printer
+        self.authorizer = authorizer
+        self.vault = vault or CardVault(state_dir)
+        self.alerts = alerts or AlertBook(journal)
+        self.policy = OfflinePolicy(config.offline)
+        self.exposure = Exposure()
+        self.accepting = False
+        self.network_state = "unknown"
+        self.device_status: dict[str, Any] = {}
+        self.recent_alerts: list[dict[str, Any]] = []
+        self.progress = 0
+        """Incremented by every sale step and worker turn (for the watchdog)."""
+        self._swipe_timeout_s = parse_duration(config.reader.swipe_timeout)
+        self._void_window_s = parse_duration(config.sales.void_alert_window)
+        self._active: str | None = None
+        self._active_task: asyncio.Task[None] | None = None
+        self._cancel_requested: dict[str, str] = {}
+        self._changed: dict[str, asyncio.Event] = {}
+        self.printer_lock = asyncio.Lock()
+        self._op_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.reversals = ReversalQueue(
+            lambda: self.authorizer, self._append, on_progress=self._beat
+        )
+        self.forwards = ForwardQueue(
+            lambda: self.authorizer,
+            self._append,
+            self.vault,
+            self.exposure,
+            alert=self._merchant_alert,
+            on_progress=self._beat,
+        )
+
+    # ------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        """Recover every sale left mid-flight, then accept new sales."""
+        await self._recover()
+        self.reversals.start()
+        self.forwards.start()
+        self.accepting = True
+
+    async def stop(self, timeout_s: float = 10.0) -> None:
+        """Take no new sales; finish or park the one in flight; stop the workers."""
+        self.accepting = False
+        active, task = self._active, self._active_task
+        if active is not None and task is not None:
+            view = self.get_sale(active)
+            if view is not None and view.state == SaleState.CREATED:
+                self._request_cancel(active, "agent stopping")
+            try:
+                await asyncio.wait_for(asyncio.shield(task), timeout_s)
+            except TimeoutError:
+                log.warning("sale still in flight at stop; recovery will finish it",
+                            extra={"sale": active})  # fmt: skip
+        await self.reversals.stop()
+        await self.forwards.stop()
+
+    def _beat(self) -> None:
+        self.progress += 1
+
+    # ------------------------------------------------------------ journal
+    def _append(self, type_: str, payload: dict[str, Any], txn: str | None) -> None:
+        self.journal.append(type_, payload, txn=txn)
+        self._beat()
+        if txn is not None:
+            event = self._changed.pop(txn, None)
+            if event is not None:
+                event.set()
+
+    # ------------------------------------------------------------ queries
+    def get_sale(self, sale_id: str) -> SaleView | None:
+        row = self.journal.transaction(sale_id)
+        if row is None or "request_hash" not in row["summary"]:
+            return None
+        return view_from_row(row)
+
+    async def wait_sale(self, sale_id: str, timeout_s: float) -> SaleView | None:
+        deadline = time.monotonic() + max(0.0, timeout_s)
+        while True:
+            event = self._changed.setdefault(sale_id, asyncio.Event())
+            view = self.get_sale(sale_id)
+            if view is None or view.final:
+                return view
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return view
+            try:
+                await asyncio.wait_for(event.wait(), remaining)
+            except TimeoutError:
+                return self.get_sale(sale_id)
+
+    # ------------------------------------------------------------ new sale
+    async def create_sale(self, idempotency_key: str, request: SaleRequest) -> SaleView:
+        digest = request_hash(request)
+        async with self._op_lock:
+            existing = self.journal.transaction_by_idempotency_key(idempotency_key)
+            if existing is not None:
+                if existing["summary"].get("request_hash") != digest:
+                    raise IdempotencyMismatch(
+                        "this Idempotency-Key was used for a different sale; use a new key "
+                        "for a new sale"
+                    )
+                return view_from_row(existing)
+            if not self.accepting:
+                raise NotAccepting("the agent is stopping or starting; retry shortly")
+            if self.reader is None:
+                raise NotAccepting("no card reader is configured (reader.url)")
+            if self._active is not None:
+                raise ReaderBusy(f"the card reader is serving sale {self._active}; wait for it")
+            if request.currency not in self.config.sales.currencies:
+                raise NotAccepting(f"currency {request.currency} is not enabled")
+            sale_id = new_sale_id()
+            self._append(
+                "sale.created",
+                {"amount": request.amount, "currency": request.currency,
+                 "reference": request.reference, "online": request.online,
+                 "idempotency_key": idempotency_key, "request_hash": digest},
+                sale_id,
+            )  # fmt: skip
+            self._active = sale_id
+            self._active_task = asyncio.create_task(
+                self._run_sale(sale_id, request), name=f"sale-{sale_id}"
+            )
+        view = self.get_sale(sale_id)
+        assert view is not None
+        return view
+
+    async def _run_sale(self, txn: str, request: SaleRequest) -> None:
+        try:
+            card = await self._read_card(txn)
+            if card is None:
+                return
+            try:
+                await self._authorize_and_decide(txn, request, card)
+            finally:
+                card.wipe()
+            await self._print(txn)
+        except JournalWriteError as exc:
+            log.error("journal append failed; the sale stops here and is recovered at restart",
+                      extra={"sale": txn, "error": str(exc)})  # fmt: skip
+        except Exception:
+            log.exception("sale failed unexpectedly", extra={"sale": txn})
+        finally:
+            if self._active == txn:
+                self._active = None
+                self._active_task = None
+            self._cancel_requested.pop(txn, None)
+
+    async def _read_card(self, txn: str) -> CardRead | None:
+        assert self.reader is not None
+        reader = self.reader
+        deadline = time.monotonic() + self._swipe_timeout_s
+        while True:
+            if txn in self._cancel_requested:
+                self._end(txn, "sale.cancelled", self._cancel_requested[txn])
+                return None
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self._end(txn, "sale.abandoned", "no card was presented in time")
+                return None
+            try:
+                card = await asyncio.to_thread(reader.read_card, remaining)
+            except SwipeCancelled:
+                self._end(txn, "sale.cancelled", self._cancel_requested.get(txn, "cancelled"))
+                return None
+            except SwipeTimeout:
+                self._end(txn, "sale.abandoned", "no card was presented in time")
+                return None
+            except CardUnreadable as exc:
+                self._append("card.read_failed", {"reason": str(exc)[:200]}, txn)
+                continue
+            except DeviceError as exc:
+                self._end(txn, "sale.abandoned", f"card reader unavailable: {exc}"[:200])
+                return None
+            entry_mode = "fallback" if card.chip_card else "swipe"
+            self._append(
+                "card.read",
+                {"masked_pan": card.masked_pan, "brand": card.brand, "entry_mode": entry_mode,
+                 "pan_token": card.pan_token, "expired": card.expired},
+                txn,
+            )  # fmt: skip
+            return card
+
+    def _end(self, txn: str, type_: str, reason: str) -> None:
+        """A final state without a receipt (cancelled, abandoned)."""
+        self._append(type_, {"reason": reason, "receipt": "not_required"}, txn)
+
+    # ------------------------------------------------------------ authorization
+    async def _authorize_and_decide(self, txn: str, request: SaleRequest, card: CardRead) -> None:
+        entry_mode = "fallback" if card.chip_card else "swipe"
+        in_doubt = False
+        unavailable_reason = "host unreachable"
+        host_down = self.network_state == "offline"
+        if self.authorizer is not None and self.policy.try_online_first(
+            request.online, host_down=host_down
+        ):
+            authorizer = self.authorizer
+            self._append("auth.requested", {"amount": request.amount,
+                         "currency": request.currency, "entry_mode": entry_mode}, txn)  # fmt: skip
+            document = self._auth_document(txn, request, card, entry_mode, authorizer)
+            try:
+                result = await asyncio.to_thread(authorizer.authorize, document, txn)
+            finally:
+                document.clear()
+            if result.outcome == "approved":
+                self.network_state = "online"
+                self._append("auth.approved", {"auth_code": result.auth_code,
+                             "approved_at": _now_iso(), "receipt": "pending"}, txn)  # fmt: skip
+                return
+            if result.outcome == "declined":
+                self.network_state = "online"
+                self._append("auth.declined", {"reason": result.reason, "receipt": "pending"}, txn)
+                return
+            self.network_state = "offline"
+            if result.outcome == "unknown":
+                in_doubt = True
+                self._append("auth.unknown", {"reason": result.reason}, txn)
+                self._queue_reversal(txn, request.amount, request.currency,
+                                     "timeout waiting for response")  # fmt: skip
+                if self.config.sales.in_doubt == "decline":
+                    self._append("sale.reversed", {"reason": "authorization outcome unknown; "
+                                 "reversed", "receipt": "pending"}, txn)  # fmt: skip
+                    return
+            else:
+                self._append("auth.unavailable", {"reason": result.reason}, txn)
+                unavailable_reason = result.reason or unavailable_reason
+        await self._offline(txn, request, card, entry_mode, in_doubt, unavailable_reason)
+
+    def _auth_document(
+        self, txn: str, request: SaleRequest, card: CardRead, entry_mode: str, auth: Authorizer
+    ) -> dict[str, Any]:
+        """The only structure that carries the PAN, in memory, for one request."""
+        return {
+            "terminal": auth.terminal, "txn": txn, "amount": request.amount,
+            "currency": request.currency, "entry_mode": entry_mode,
+            "card": {"pan": card.sensitive.pan, "expiry": card.expiry,
+                     "service_code": card.service_code.code},
+            "masked_pan": card.masked_pan, "brand": card.brand, "pan_token": card.pan_token,
+            "forwarded": False,
+        }  # fmt: skip
+
+    async def _offline(
+        self, txn: str, request: SaleRequest, card: CardRead, entry_mode: str,
+        in_doubt: bool, unavailable_reason: str,
+    ) -> None:  # fmt: skip
+        decision = self.policy.decide(request, entry_mode, self.exposure,
+                                      card_expired=card.expired)  # fmt: skip
+        if decision.approved:
+            deadline = self.policy.deadline(datetime.now(UTC))
+            vault_card = {
+                "pan": card.sensitive.pan,
+                "expiry": card.expiry,
+                "service_code": card.service_code.code,
+                "entry_mode": entry_mode,
+            }
+            try:
+                await asyncio.to_thread(self.vault.put, txn, vault_card, deadline)
+            finally:
+                vault_card.clear()
+            self._append("offline.approved", {"offline": True, "forward_by": deadline.isoformat(),
+                         "approved_at": _now_iso(), "receipt": "pending"}, txn)  # fmt: skip
+            self.exposure.add(request.currency, request.amount)
+            self.forwards.add(txn, {"amount": request.amount, "currency": request.currency,
+                                    "masked_pan": card.masked_pan, "brand": card.brand,
+                                    "pan_token": card.pan_token})  # fmt: skip
+            return
+        if in_doubt:
+            self._append("sale.reversed", {"reason": f"authorization outcome unknown and "
+                         f"reversed; not approved offline: {decision.reason}",
+                         "receipt": "pending"}, txn)  # fmt: skip
+        else:
+            self._append("sale.declined", {"reason": f"{unavailable_reason}; not approved "
+                         f"offline: {decision.reason}", "receipt": "pending"}, txn)  # fmt: skip
+
+    def _queue_reversal(self, txn: str, amount: int, currency: str, reason: str) -> None:
+        self._append("reversal.requested", {"reason": reason}, txn)
+        self.reversals.add(txn, {"amount": amount, "currency": currency, "reason": reason})
+
+    # ------------------------------------------------------------ receipts
+    def _copies_for(self, view: SaleView) -> list[str]:
+        if view.state in (SaleState.APPROVED, SaleState.APPROVED_OFFLINE):
+            return list(self.config.sales.receipt_copies)
+        return ["customer"]
+
+    async def _print(self, txn: str, *, reprint: bool = False) -> None:
+        view = self.get_sale(txn)
+        if view is None or not view.final:
+            return
+        copies = ["customer"] if reprint else self._copies_for(view)
+        if self.printer is None:
+            self._append("receipt.skipped", {"reason": "no printer configured"}, txn)
+            return
+        printer = self.printer
+        async with self.printer_lock:
+            self._append("receipt.printing", {"copies": copies}, txn)
+            try:
+                for copy in copies:
+                    receipt = build_receipt(
+                        view, copy,  # type: ignore[arg-type]
+                        merchant_name=self.config.sales.merchant_name,
+                        columns=self.config.printer.columns, reprint=reprint,
+                    )  # fmt: skip
+                    result = await asyncio.to_thread(printer.print_receipt, receipt)
+                    if not result.complete:
+                        raise DeviceError(f"receipt not confirmed: {result.fault or 'incomplete'}")
+            except DeviceError as exc:
+                self._append("receipt.failed", {"receipt_error": str(exc)[:200]}, txn)
+                return
+            self._append("receipt.printed", {"copies": copies}, txn)
+
+    # ------------------------------------------------------------ till operations
+    async def cancel(self, sale_id: str) -> SaleView:
+        view = self._require(sale_id)
+        if view.state == SaleState.CANCELLED:
+            return view
+        if view.state != SaleState.CREATED:
+            raise SaleConflict(f"sale {sale_id} is {view.state.value}; only a sale waiting for "
+                               "a card can be cancelled (void it after approval)")  # fmt: skip
+        deadline = time.monotonic() + CANCEL_WAIT_S
+        while True:
+            # Re-issued each turn: a cancel that reaches the reader before its read
+            # starts is forgotten by the driver.
+            self._request_cancel(sale_id, "cancelled by the till")
+            view = self._require(sale_id)
+            if view.state != SaleState.CREATED:
+                break
+            await self.wait_sale(sale_id, max(0.0, min(0.2, deadline - time.monotonic())))
+            if time.monotonic() >= deadline:
+                break
+        if view.state != SaleState.CANCELLED:
+            raise SaleConflict(f"sale {sale_id} is {view.state.value}: the card was read first")
+        return view
+
+    def _request_cancel(self, sale_id: str, reason: str) -> None:
+        self._cancel_requested[sale_id] = reason
+        if self.reader is not None and self._active == sale_id:
+            reader = self.reader
+            task = asyncio.create_task(asyncio.to_thread(reader.cancel))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def void(self, sale_id: str) -> SaleView:
+        async with self._op_lock:
+            view = self._require(sale_id)
+            if view.state == SaleState.VOIDED:
+                return view
+            if view.state not in (SaleState.APPROVED, SaleState.APPROVED_OFFLINE):
+                raise SaleConflict(f"sale {sale_id} is {view.state.value}; only an approved sale "
+                                   "can be voided")  # fmt: skip
+            row = self.journal.transaction(sale_id) or {}
+            approved_at = row.get("summary", {}).get("approved_at")
+            after_s = _seconds_since(approved_at)
+            self._append("sale.voided", {"reason": "voided by the till", "receipt": "pending",
+                         "after_s": after_s}, sale_id)  # fmt: skip
+            if after_s is not None and after_s <= self._void_window_s:
+                self._one_shot_alert("void_after_approval", sale_id,
+                                     f"sale voided {after_s:.1f}s after approval")  # fmt: skip
+            self._undo_authorization(sale_id, view)
+        await self._print(sale_id)
+        return self._require(sale_id)
+
+    def _undo_authorization(self, sale_id: str, view: SaleView) -> None:
+        if view.state == SaleState.APPROVED or view.forward_state in ("approved", "requested"):
+            self._queue_reversal(sale_id, view.amount, view.currency, "void")
+        elif view.forward_state == "pending":
+            info = self.forwards.pending.pop(sale_id, None)
+            self._append("forward.cancelled", {"reason": "voided before forwarding"}, sale_id)
+            self.vault.delete(sale_id)
+            if info is not None:
+                self.exposure.remove(view.currency, view.amount)
+
+    async def reprint(self, sale_id: str) -> SaleView:
+        view = self._require(sale_id)
+        if not view.final:
+            raise SaleConflict(f"sale {sale_id} is {view.state.value}; it has no receipt yet")
+        if view.receipt.state == "not_required":
+            raise SaleConflict(f"sale {sale_id} is {view.state.value}; it has no receipt")
+        await self._print(sale_id, reprint=True)
+        return self._require(sale_id)
+
+    def _require(self, sale_id: str) -> SaleView:
+        view = self.get_sale(sale_id)
+        if view is None:
+            raise SaleNotFound(f"no sale {sale_id}")
+        return view
+
+    # ------------------------------------------------------------ alerts, status
+    def _one_shot_alert(self, kind: str, txn: str, detail: str) -> None:
+        self._append("alert.raised", {"kind": kind, "detail": detail}, txn)
+        self.recent_alerts.append({"kind": kind, "sale": txn, "detail": detail, "at": _now_iso()})
+        del self.recent_alerts[:-RECENT_ALERTS]
+
+    def _merchant_alert(self, kind: str, txn: str, detail: str) -> None:
+        self._one_shot_alert(kind, txn, detail)
+
+    def status(self) -> dict[str, Any]:
+        stats = self.journal.stats()
+        return {
+            "accepting": self.accepting,
+            "active_sale": self._active,
+            "devices": self.device_status,
+            "network": {"state": self.network_state},
+            "offline_exposure": self.exposure.as_dict(),
+            "forwards_pending": len(self.forwards.pending),
+            "in_doubt": len(self.reversals.pending),
+            "backlog": {"unsynced": stats["unsynced"],
+                        "oldest_age_s": stats["oldest_unsynced_age_s"]},
+            "alerts": {"active": self.alerts.as_list(), "recent": list(self.recent_alerts)},
+        }  # fmt: skip
+
+    # ------------------------------------------------------------ recovery
+    async def _recover(self) -> None:
+        keep: set[str] = set()
+        for row in self.journal.transactions_needing_work(_FINAL_VALUES):
+            txn, state, summary = row["txn"], row["state"], row["summary"]
+            if "request_hash" not in summary:
+                continue  # not a sale
+            amount, currency = int(row["amount"] or 0), str(row["currency"] or "")
+            if state in ("created", "card_read", "open"):
+                self._end(txn, "sale.abandoned", "the agent restarted before the sale completed; "
+                          "present the card again")  # fmt: skip
+                continue
+            if state in ("authorizing", "in_doubt"):
+                if state == "authorizing":
+                    self._append("auth.unknown", {"reason": "agent restarted while authorizing"},
+                                 txn)  # fmt: skip
+                if summary.get("reversal") != "pending":
+                    self._queue_reversal(txn, amount, currency, "timeout waiting for response")
+                reason = "the agent restarted while authorizing; the authorization was reversed"
+                self._append("sale.reversed", {"reason": reason, "receipt": "pending"}, txn)
+                summary = (self.journal.transaction(txn) or row)["summary"]
+            if summary.get("reversal") == "pending" and txn not in self.reversals.pending:
+                reason = "void" if row["state"] == "voided" else "timeout waiting for response"
+                self.reversals.add(txn, {"amount": amount, "currency": currency, "reason": reason})
+            if summary.get("forward") in ("pending", "requested"):
+                keep.add(txn)
+                self.exposure.add(currency, amount)
+                info = {key: summary.get(key) for key in ("masked_pan", "brand", "pan_token")}
+                info |= {"amount": amount, "currency": currency,
+                         "requested": summary.get("forward") == "requested"}  # fmt: skip
+                self.forwards.add(txn, info)
+            if summary.get("receipt") in ("pending", "printing"):
+                await self._print(txn, reprint=summary.get("receipt") == "printing")
+        orphans = self.vault.purge_orphans(keep)
+        if orphans:
+            log.warning("deleted vault entries with no outstanding offline sale",
+                        extra={"count": len(orphans)})  # fmt: skip
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _seconds_since(iso: object) -> float | None:
+    if not isinstance(iso, str):
+        return None
+    try:
+        return max(0.0, (datetime.now(UTC) - datetime.fromisoformat(iso)).total_seconds())
+    except ValueError:
+        return None

@@ -1,0 +1,248 @@
+"""The running agent: one asyncio process composing journal, devices, sales, sync, API.
+
+Start order (DESIGN §4 write-ahead, issue 6 readiness): open the journal
+(integrity-checked) → journal ``agent.started`` → open devices → recover
+every sale left mid-flight → start sync and heartbeats → listen on the API.
+Only then is the agent ready. Stop order is the reverse: the API stops
+taking requests, the sale in flight is finished or parked (journaled), sync
+flushes what it can, devices close, ``agent.stopped`` is journaled.
+
+``simulate=True`` swaps in the simulated printer and reader (in-process
+``sim://``) and an embedded reference back office whose database lives in
+the state directory — the whole product on one machine, for demos and tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from posedge.drivers.cardreader import CardReader
+from posedge.drivers.errors import DeviceError
+from posedge.drivers.printer import ReceiptPrinter
+
+from .alerts import AlertBook
+from .config import Config, parse_duration
+from .devices import open_printer, open_reader
+from .journal import Journal
+from .sales.authorizer import Authorizer
+from .sales.engine import SaleEngine
+from .sync import BackofficeClient, SyncService, terminal_id
+from .sync.client import agent_version, read_token
+from .sync.runner import SyncRunner
+
+log = logging.getLogger("posedge.agent")
+
+DEVICE_POLL_S = 10.0
+
+
+@dataclass
+class SimulatedWorld:
+    """The simulated devices and back office of ``posedge run --simulate``."""
+
+    printer: Any
+    reader: Any
+    backoffice: Any
+    cleanups: list[Callable[[], None]] = field(default_factory=list)
+
+    def close(self) -> None:
+        for cleanup in reversed(self.cleanups):
+            try:
+                cleanup()
+            except Exception:  # pragma: no cover - best effort at shutdown
+                log.exception("simulator cleanup failed")
+
+
+def start_simulated_world(state_dir: Path, *, card_delay_s: float = 0.3) -> SimulatedWorld:
+    """Virtual printer and reader on ``sim://`` and a back office on loopback."""
+    from posedge.drivers.transport.sim import register_sim_device, unregister_sim_device
+    from posedge.simulator.backoffice.server import BackofficeServer
+    from posedge.simulator.printer import VirtualPrinter
+    from posedge.simulator.reader import VirtualReader
+
+    printer = VirtualPrinter()
+    reader = VirtualReader("magtek", auto_present=True, auto_present_delay_s=card_delay_s)
+    register_sim_device("printer", printer)
+    register_sim_device("reader", reader)
+    backoffice = BackofficeServer(state_dir / "backoffice.sqlite3").start()
+    world = SimulatedWorld(printer=printer, reader=reader, backoffice=backoffice)
+    world.cleanups += [
+        lambda: unregister_sim_device("printer"),
+        lambda: unregister_sim_device("reader"),
+        reader.close,
+        backoffice.close,
+    ]
+    return world
+
+
+def simulated_config(config: Config, backoffice_url: str) -> Config:
+    """The configuration with devices and back office pointed at the simulation."""
+    return config.model_copy(
+        update={
+            "printer": config.printer.model_copy(update={"url": "sim://printer"}),
+            "reader": config.reader.model_copy(update={"url": "sim://reader",
+                                                       "protocol": "magtek"}),
+            "sync": config.sync.model_copy(update={"url": backoffice_url}),
+        }
+    )  # fmt: skip
+
+
+class Agent:
+    """Everything ``posedge run`` runs. Use :meth:`start`, then :meth:`stop`."""
+
+    def __init__(self, config: Config, state_dir: Path, *, simulate: bool = False) -> None:
+        self.config = config
+        self.state_dir = state_dir
+        self.simulate = simulate
+        self.world: SimulatedWorld | None = None
+        self.journal: Journal | None = None
+        self.printer: ReceiptPrinter | None = None
+        self.reader: CardReader | None = None
+        self.engine: SaleEngine | None = None
+        self.sync: SyncService | None = None
+        self.runner: SyncRunner | None = None
+        self.client: BackofficeClient | None = None
+        self.started_at = 0.0
+        self._poller: asyncio.Task[None] | None = None
+        self.device_progress = 0
+
+    # ------------------------------------------------------------ start
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.started_at = loop.time()
+        if self.simulate:
+            self.world = await asyncio.to_thread(start_simulated_world, self.state_dir)
+            self.config = simulated_config(self.config, self.world.backoffice.url)
+        config = self.config
+        self.journal = Journal.open(self.state_dir, busy_timeout_s=config.journal.busy_timeout_s)
+        self.journal.append(
+            "agent.started",
+            {"version": agent_version(), "pid": os.getpid(), "simulate": self.simulate},
+        )
+        self.printer, self.reader = self._open_devices()
+        authorizer = None
+        if config.sync.url:
+            self.client = BackofficeClient(
+                config.sync.url,
+                terminal_id(config.terminal.id, self.state_dir),
+                config.sync,
+                token=read_token(config.sync.token_file),
+            )
+            authorizer = Authorizer(self.client, parse_duration(config.sales.authorization_timeout))
+            self.sync = SyncService(self.journal, self.client, config.sync,
+                                    state_dir=self.state_dir)  # fmt: skip
+        self.engine = SaleEngine(
+            journal=self.journal,
+            config=config,
+            state_dir=self.state_dir,
+            reader=self.reader,
+            printer=self.printer,
+            authorizer=authorizer,
+            alerts=AlertBook(self.journal),
+        )
+        await self.engine.start()
+        if self.sync is not None:
+            self.runner = SyncRunner(self.sync, heartbeat_extra=self.heartbeat_extra)
+            self.runner.start()
+        self._poller = asyncio.create_task(self._poll_devices(), name="posedge-devices")
+
+    def _open_devices(self) -> tuple[ReceiptPrinter | None, CardReader | None]:
+        config = self.config
+        printer = reader = None
+        if config.printer.url:
+            try:
+                printer = open_printer(config, self.state_dir, reconnect=True)
+            except DeviceError as exc:
+                log.error("printer unavailable at start", extra={"error": str(exc)})
+        if config.reader.url:
+            try:
+                reader = open_reader(config, self.state_dir, reconnect=True)
+            except DeviceError as exc:
+                log.error("card reader unavailable at start", extra={"error": str(exc)})
+        return printer, reader
+
+    # ------------------------------------------------------------ health
+    async def _poll_devices(self) -> None:
+        while True:
+            self.device_progress += 1
+            await self.poll_devices_once()
+            await asyncio.sleep(DEVICE_POLL_S)
+
+    async def poll_devices_once(self) -> None:
+        engine = self.engine
+        if engine is None:
+            return
+        status: dict[str, Any] = {}
+        if self.printer is not None:
+            printer = self.printer
+            async with engine.printer_lock:
+                try:
+                    state = await asyncio.to_thread(printer.status)
+                    status["printer"] = {
+                        "state": "ok" if state.ready else "fault",
+                        "faults": list(state.faults),
+                        "warnings": list(state.warnings),
+                    }
+                except DeviceError as exc:
+                    status["printer"] = {"state": "unavailable", "error": str(exc)[:160]}
+        else:
+            status["printer"] = {"state": "not_configured"}
+        status["reader"] = (
+            {"state": "configured", "url": self.config.reader.url}
+            if self.reader is not None
+            else {"state": "not_configured"}
+        )
+        if status != engine.device_status and self.journal is not None:
+            self.journal.append("device.status", status)
+        engine.device_status = status
+
+    def heartbeat_extra(self) -> dict[str, Any]:
+        engine = self.engine
+        if engine is None:
+            return {}
+        return {
+            "devices": engine.device_status,
+            "offline_exposure": engine.exposure.as_dict(),
+            "in_doubt_count": len(engine.reversals.pending),
+        }
+
+    def status_line(self) -> str:
+        """One human line for systemd's STATUS=."""
+        engine = self.engine
+        if engine is None or self.journal is None:
+            return "starting"
+        parts = ["ready" if engine.accepting else "stopping"]
+        for name in ("printer", "reader"):
+            state = engine.device_status.get(name, {}).get("state", "unknown")
+            parts.append(f"{name} {state}")
+        parts.append(f"backlog {self.journal.stats()['unsynced']}")
+        parts.append(f"in-doubt {len(engine.reversals.pending)}")
+        return " · ".join(parts)
+
+    # ------------------------------------------------------------ stop
+    async def stop(self, timeout_s: float = 20.0) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+        if self.engine is not None:
+            await self.engine.stop(timeout_s=timeout_s / 2)
+        if self.runner is not None:
+            await asyncio.to_thread(self.runner.stop)
+        if self.client is not None:
+            self.client.close()
+        for device in (self.printer, self.reader):
+            if device is not None:
+                with contextlib.suppress(DeviceError):
+                    device.close()
+        if self.journal is not None:
+            self.journal.append("agent.stopped", {"pid": os.getpid()})
+            self.journal.close()
+        if self.world is not None:
+            await asyncio.to_thread(self.world.close)
