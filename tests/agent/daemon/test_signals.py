@@ -164,8 +164,11 @@ def test_a_raising_stop_callback_is_logged_not_propagated() -> None:
 
 
 def test_remove_restores_default_dispositions() -> None:
+    async def no_reload() -> None:
+        pass
+
     async def scenario() -> None:
-        handlers = install_signal_handlers(stop=lambda: None, reload=asyncio.sleep, dump=print)
+        handlers = install_signal_handlers(stop=lambda: None, reload=no_reload, dump=print)
         assert signal.getsignal(signal.SIGHUP) not in (signal.SIG_DFL, None)
         handlers.remove()
 
