@@ -78,7 +78,7 @@ def test_a_regular_file_in_the_way_is_not_deleted(socket_path: Path) -> None:
 def test_too_long_socket_path_names_the_key(tmp_path: Path) -> None:
     path = tmp_path / ("s" * 120)
     server = ApiServer(create_app(FakeEngine(), token=TOKEN, currencies=CURRENCIES), path)
-    with pytest.raises(ConfigError, match="api.socket"):
+    with pytest.raises(ConfigError, match=r"api\.socket"):
         asyncio.run(server.start())
 
 
@@ -149,10 +149,10 @@ def test_token_file_from_config(tmp_path: Path) -> None:
     )
     assert not (tmp_path / "state" / "api-token").exists()
     path.write_text("   \n")
-    with pytest.raises(ConfigError, match="api.token_file") as bad:
+    with pytest.raises(ConfigError, match=r"api\.token_file") as bad:
         load_or_create_token(ApiConfig(token_file=str(path)), tmp_path)
     assert "s3cret" not in str(bad.value)
-    with pytest.raises(ConfigError, match="api.token_file"):
+    with pytest.raises(ConfigError, match=r"api\.token_file"):
         load_or_create_token(ApiConfig(token_file=str(tmp_path / "missing")), tmp_path)
 
 
