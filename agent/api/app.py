@@ -405,8 +405,8 @@ def create_app(
     """The till API over ``engine``; ``token`` is the bearer token the till presents."""
     if not token or not token.isascii() or token != token.strip():
         raise ValueError("the API token must be non-empty printable ASCII without spaces")
-    if not currencies:
-        raise ValueError("at least one currency is needed")
+    if isinstance(currencies, str) or not currencies:
+        raise ValueError("currencies must be a non-empty list of ISO 4217 codes")
     api = TillApi(engine, currencies, max_body_bytes)
     routes = [
         Route("/v1/sales", _endpoint("create_sale", api.create_sale), methods=["POST"]),
