@@ -110,7 +110,7 @@ class Agent:
         self.client: BackofficeClient | None = None
         self.started_at = 0.0
         self._poller: asyncio.Task[None] | None = None
-        self.device_progress = 0
+        self.device_beat: Callable[[], None] = lambda: None
 
     # ------------------------------------------------------------ start
     async def start(self) -> None:
@@ -170,7 +170,7 @@ class Agent:
     # ------------------------------------------------------------ health
     async def _poll_devices(self) -> None:
         while True:
-            self.device_progress += 1
+            self.device_beat()
             await self.poll_devices_once()
             await asyncio.sleep(DEVICE_POLL_S)
 
@@ -211,6 +211,27 @@ class Agent:
             "offline_exposure": engine.exposure.as_dict(),
             "in_doubt_count": len(engine.reversals.pending),
         }
+
+    def apply_config(self, new: Config) -> list[str]:
+        """Apply a reloaded configuration; journal what changed. Returns changed sections.
+
+        Sales, offline limits and logging apply at once; device, sync, API and
+        journal settings need a restart (journaled as ``restart_required``).
+        """
+        old = self.config
+        if self.simulate and self.world is not None:
+            new = simulated_config(new, self.world.backoffice.url)
+        changed = [
+            name for name in type(new).model_fields if getattr(old, name) != getattr(new, name)
+        ]
+        live = {"sales", "offline", "log"}
+        restart = [name for name in changed if name not in live]
+        if self.engine is not None:
+            self.engine.apply_config(new)
+        self.config = new
+        if self.journal is not None and changed:
+            self.journal.append("config.changed", {"changed": changed, "restart_required": restart})
+        return changed
 
     def status_line(self) -> str:
         """One human line for systemd's STATUS=."""

@@ -23,6 +23,7 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -101,8 +102,8 @@ class SaleEngine:
         self.network_state = "unknown"
         self.device_status: dict[str, Any] = {}
         self.recent_alerts: list[dict[str, Any]] = []
-        self.progress = 0
-        """Incremented by every sale step and worker turn (for the watchdog)."""
+        self.beat: Callable[[], None] = lambda: None
+        """Called on every sale step and worker turn (a watchdog heartbeat)."""
         self._swipe_timeout_s = parse_duration(config.reader.swipe_timeout)
         self._void_window_s = parse_duration(config.sales.void_alert_window)
         self._active: str | None = None
@@ -149,7 +150,14 @@ class SaleEngine:
         await self.forwards.stop()
 
     def _beat(self) -> None:
-        self.progress += 1
+        self.beat()
+
+    def apply_config(self, config: Config) -> None:
+        """Take new sales and offline settings (a reload); device settings are not touched."""
+        self.config = config
+        self.policy = OfflinePolicy(config.offline)
+        self._swipe_timeout_s = parse_duration(config.reader.swipe_timeout)
+        self._void_window_s = parse_duration(config.sales.void_alert_window)
 
     # ------------------------------------------------------------ journal
     def _append(self, type_: str, payload: dict[str, Any], txn: str | None) -> None:

@@ -17,9 +17,6 @@ from .service import SyncService
 
 log = logging.getLogger("posedge.sync")
 
-IDLE_POLL_S = 5.0
-"""Longest wait for new events when idle (appends in this process wake it at once)."""
-
 
 class SyncRunner:
     def __init__(
@@ -33,14 +30,16 @@ class SyncRunner:
         self.stop_event = threading.Event()
         self.heartbeats_sent = 0
         self.last_heartbeat_error: str | None = None
-        self.progress = 0
-        """Incremented on every loop turn: a watchdog can see the threads are alive."""
+        self.upload_beat: Callable[[], None] = lambda: None
+        self.heartbeat_beat: Callable[[], None] = lambda: None
+        """Called at least once a second by each thread while it is healthy (watchdog)."""
         self._threads = [
             threading.Thread(target=self._upload_loop, name="posedge-sync", daemon=True),
             threading.Thread(target=self._heartbeat_loop, name="posedge-heartbeat", daemon=True),
         ]
 
     def start(self) -> None:
+        self.service.tick = lambda: self.upload_beat()
         for thread in self._threads:
             thread.start()
 
@@ -54,20 +53,20 @@ class SyncRunner:
     def _upload_loop(self) -> None:
         journal = self.service.journal
         while not self.stop_event.is_set():
-            self.progress += 1
+            self.upload_beat()
             try:
                 report = self.service.drain(stop=self.stop_event)
             except Exception:  # a bug must not end syncing for good
                 log.exception("sync loop error; retrying")
-                self.stop_event.wait(self.service.settings.seconds("backoff_cap"))
+                self._wait(self.service.settings.seconds("backoff_cap"), self.upload_beat)
                 continue
             if report.complete and journal.acked_seq() >= journal.head().seq:
-                journal.wait_for_append(IDLE_POLL_S)
+                journal.wait_for_append(1.0)
 
     def _heartbeat_loop(self) -> None:
         interval = self.service.settings.seconds("heartbeat_interval")
         while not self.stop_event.is_set():
-            self.progress += 1
+            self.heartbeat_beat()
             try:
                 self.service.send_heartbeat(self.heartbeat_extra())
                 self.heartbeats_sent += 1
@@ -77,4 +76,13 @@ class SyncRunner:
                 log.warning("heartbeat failed", extra={"error": str(exc)})
             except Exception:
                 log.exception("heartbeat error")
-            self.stop_event.wait(interval)
+            self._wait(interval, self.heartbeat_beat)
+
+    def _wait(self, seconds: float, beat: Callable[[], None]) -> None:
+        """Wait ``seconds`` or until stopped, beating every second."""
+        remaining = seconds
+        while remaining > 0 and not self.stop_event.is_set():
+            beat()
+            step = min(1.0, remaining)
+            self.stop_event.wait(step)
+            remaining -= step

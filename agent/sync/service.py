@@ -113,6 +113,8 @@ class SyncService:
         self.started = started_monotonic or time.monotonic()
         self._batch_events = settings.batch_events
         self._last_rewind: int | None = None
+        self.tick: Callable[[], None] = lambda: None
+        """Called at least once a second while draining or waiting (liveness for a watchdog)."""
 
     # ------------------------------------------------------------ one batch
     def push_batch(self) -> Batch | None:
@@ -224,7 +226,7 @@ class SyncService:
             ),
             wait=wait if max_wait_s is None else _capped_wait(wait, max_wait_s),
             stop=_stop_when(stop, max_attempts),
-            sleep=lambda seconds: _interruptible_sleep(stop, seconds),
+            sleep=lambda seconds: _interruptible_sleep(stop, seconds, self.tick),
             before_sleep=self._note_failure,
             reraise=True,
         )
@@ -239,6 +241,7 @@ class SyncService:
             if batch is None:
                 report.complete = True
                 break
+            self.tick()
             report.batches += 1
             report.sent_events += batch.count
             if progress:
@@ -329,8 +332,15 @@ def _capped_wait(inner: wait_base, cap_s: float) -> wait_base:
     return _Capped()
 
 
-def _interruptible_sleep(stop: threading.Event, seconds: float) -> None:
-    stop.wait(seconds)
+def _interruptible_sleep(stop: threading.Event, seconds: float, tick: Callable[[], None]) -> None:
+    """Wait ``seconds`` (or until stopped), ticking every second."""
+    deadline = time.monotonic() + seconds
+    while not stop.is_set():
+        tick()
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        stop.wait(min(remaining, 1.0))
 
 
 __all__ = [

@@ -1,0 +1,71 @@
+"""``posedge run``: the agent as a long-running service (systemd or a terminal)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from ..config import load_config
+from ..logs import configure_logging
+from ..runloop import RunOptions, run_daemon
+from .context import CliContext, pass_cli
+
+
+@click.command()
+@click.option(
+    "--simulate",
+    is_flag=True,
+    help="Use a simulated printer and card reader and an embedded reference back office "
+    "(its database lives in the state directory).",
+)
+@click.option(
+    "--api-listen",
+    metavar="HOST:PORT",
+    default=None,
+    help="Also serve the till API on this TCP address (loopback unless "
+    "api.allow_non_loopback). Port 0 picks a free port.",
+)
+@pass_cli
+def run(cli: CliContext, simulate: bool, api_listen: str | None) -> None:
+    """Run the agent until SIGTERM/SIGINT; SIGHUP reloads the configuration.
+
+    Under systemd (Type=notify) it reports READY=1 once the journal is open,
+    crash recovery is done and the API listens, keeps STATUS= current and
+    pings the watchdog while every critical task makes progress.
+    """
+    loaded = cli.loaded_config  # a bad configuration fails here: exit 2, nothing touched
+    configure_logging(loaded.config.log.level)
+
+    def announce(where: dict[str, Any]) -> None:
+        if cli.json_output:
+            sys.stdout.write(json.dumps(where, sort_keys=True) + "\n")
+        else:
+            lines = [f"posedge is running (state in {where['state_dir']})",
+                     f"  till API:   unix socket {where['socket']}"]  # fmt: skip
+            if where.get("tcp"):
+                lines.append(f"              {where['tcp']}")
+            lines += [
+                f"  token:      {where['token_file']}",
+                f"  back office: {where['backoffice'] or '(none: sales approve offline only)'}",
+                "  try:",
+                f'    curl --unix-socket {where["socket"]} -H "Authorization: Bearer '
+                f"$(cat {where['token_file']})\" -H 'Idempotency-Key: demo-1' "
+                "-H 'Content-Type: application/json' "
+                '-d \'{"amount": 1234, "currency": "EUR", "reference": "order-1"}\' '
+                "http://posedge/v1/sales",
+                "  stop with Ctrl-C (SIGTERM); reload the configuration with SIGHUP",
+            ]
+            sys.stdout.write("\n".join(lines) + "\n")
+        sys.stdout.flush()
+
+    options = RunOptions(
+        state_dir=cli.state_dir, simulate=simulate, api_listen=api_listen, announce=announce
+    )
+    sys.exit(run_daemon(loaded, lambda: load_config(cli.config_option), options))
+
+
+def register(root: click.Group) -> None:
+    root.add_command(run)

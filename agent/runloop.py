@@ -1,0 +1,175 @@
+"""``posedge run``: the daemon's life from exec to exit, as systemd sees it.
+
+1. take the state-dir lock (a second daemon is refused; a crash leaves no lock);
+2. start the :class:`~posedge.agent.service.Agent` (journal, recovery, devices,
+   sync) and the till API;
+3. ``READY=1`` — only now — then supervise: ``WATCHDOG=1`` only while the event
+   loop and every critical task make progress, ``STATUS=`` kept current;
+4. SIGHUP reloads the configuration (an invalid file is rejected with a logged
+   reason and an alert; the old one stays in force), SIGTERM/SIGINT stop:
+   ``STOPPING=1``, no new sales, the sale in flight finished or parked, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .alerts import AlertBook
+from .api.app import begin_drain, create_app
+from .api.bearer import load_or_create_token
+from .api.server import ApiServer, resolve_api_paths
+from .config import Config, LoadedConfig
+from .daemon import Notifier, StateDirLock, WatchdogSupervisor, install_signal_handlers
+from .errors import ConfigError
+from .logs import configure_logging
+from .service import Agent
+
+log = logging.getLogger("posedge.run")
+
+ALERT_CONFIG = "config_invalid"
+STOP_TIMEOUT_S = 20.0
+# Longest a healthy task may go without beating (each beats at least every few seconds).
+HEARTBEAT_MAX_STALE_S = {"sales": 30.0, "devices": 45.0, "sync-upload": 120.0,
+                         "sync-heartbeat": 30.0}  # fmt: skip
+
+
+@dataclass
+class RunOptions:
+    state_dir: Path
+    simulate: bool = False
+    api_listen: str | None = None
+    announce: Callable[[dict[str, Any]], None] | None = None
+    """Called once when ready with where the API is (the CLI prints it)."""
+
+
+class Daemon:
+    def __init__(self, loaded: LoadedConfig, load: Callable[[], LoadedConfig], opts: RunOptions):
+        self.loaded = loaded
+        self.load = load
+        self.opts = opts
+        self.notifier = Notifier.from_env()
+        self.agent: Agent | None = None
+        self.api: ApiServer | None = None
+        self.stop_event = asyncio.Event()
+        self.supervisor = WatchdogSupervisor.from_env(
+            notifier=self.notifier, status_provider=self.status_line
+        )
+
+    # ------------------------------------------------------------ status
+    def status_line(self) -> str:
+        return self.agent.status_line() if self.agent is not None else "starting"
+
+    # ------------------------------------------------------------ run
+    async def run(self) -> int:
+        supervise = asyncio.create_task(self.supervisor.run(), name="posedge-watchdog")
+        handlers = install_signal_handlers(stop=self.stop_event.set, reload=self.reload)
+        try:
+            await self._start()
+            self.notifier.ready(self.status_line())
+            log.info("ready", extra={"status": self.status_line()})
+            await self.stop_event.wait()
+            self.notifier.stopping("stopping")
+            log.info("stopping")
+            await self._stop()
+            return 0
+        finally:
+            handlers.remove()
+            supervise.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await supervise
+            self.notifier.close()
+
+    async def _start(self) -> None:
+        config = self.loaded.config
+        opts = self.opts
+        self.agent = Agent(config, opts.state_dir, simulate=opts.simulate)
+        await self.agent.start()
+        self._register_heartbeats()
+        engine = self.agent.engine
+        assert engine is not None
+        config = self.agent.config
+        token = load_or_create_token(config, opts.state_dir)
+        app = create_app(engine, token=token, currencies=config.sales.currencies)
+        if opts.simulate:
+            from .simroutes import add_simulator_routes
+
+            add_simulator_routes(app, self.agent)
+        paths = resolve_api_paths(config, opts.state_dir)
+        self.api = ApiServer(
+            app,
+            paths.socket,
+            opts.api_listen or config.api.listen,
+            allow_non_loopback=config.api.allow_non_loopback,
+        )
+        await self.api.start()
+        if opts.announce is not None:
+            opts.announce(
+                {
+                    "socket": str(paths.socket),
+                    "tcp": self.api.tcp_url,
+                    "token_file": str(paths.token_file),
+                    "state_dir": str(opts.state_dir),
+                    "backoffice": config.sync.url,
+                    "simulate": opts.simulate,
+                }
+            )
+
+    def _register_heartbeats(self) -> None:
+        agent = self.agent
+        assert agent is not None and agent.engine is not None
+        register = self.supervisor.register
+        agent.engine.beat = register("sales", HEARTBEAT_MAX_STALE_S["sales"]).beat
+        agent.device_beat = register("devices", HEARTBEAT_MAX_STALE_S["devices"]).beat
+        if agent.runner is not None:
+            agent.runner.upload_beat = register(
+                "sync-upload", HEARTBEAT_MAX_STALE_S["sync-upload"]
+            ).beat
+            agent.runner.heartbeat_beat = register(
+                "sync-heartbeat", HEARTBEAT_MAX_STALE_S["sync-heartbeat"]
+            ).beat
+
+    async def _stop(self) -> None:
+        if self.api is not None:
+            begin_drain(self.api.app)
+            await self.api.stop()
+        if self.agent is not None:
+            await self.agent.stop(STOP_TIMEOUT_S)
+
+    # ------------------------------------------------------------ reload
+    async def reload(self) -> None:
+        """SIGHUP: load the configuration again; keep the old one if the new is invalid."""
+        self.notifier.reloading("reloading configuration")
+        agent = self.agent
+        try:
+            try:
+                loaded = self.load()
+            except ConfigError as exc:
+                log.error("configuration reload rejected; the old configuration stays",
+                          extra={"error": str(exc)})  # fmt: skip
+                if agent is not None and agent.journal is not None:
+                    AlertBook(agent.journal).raise_(ALERT_CONFIG, str(exc)[:500])
+                return
+            if agent is not None:
+                changed = agent.apply_config(loaded.config)
+                if agent.journal is not None:
+                    AlertBook(agent.journal).clear(ALERT_CONFIG)
+                log.info("configuration reloaded", extra={"changed": changed})
+                configure_logging(loaded.config.log.level)
+            self.loaded = loaded
+        finally:
+            self.notifier.ready(self.status_line())
+
+
+def run_daemon(loaded: LoadedConfig, load: Callable[[], LoadedConfig], opts: RunOptions) -> int:
+    """Run until stopped; the exit code."""
+    with StateDirLock.for_state_dir(opts.state_dir):
+        return asyncio.run(Daemon(loaded, load, opts).run())
+
+
+__all__ = ["Config", "Daemon", "RunOptions", "run_daemon"]
