@@ -96,10 +96,19 @@ def simulated_config(config: Config, backoffice_url: str) -> Config:
 class Agent:
     """Everything ``posedge run`` runs. Use :meth:`start`, then :meth:`stop`."""
 
-    def __init__(self, config: Config, state_dir: Path, *, simulate: bool = False) -> None:
+    def __init__(
+        self,
+        config: Config,
+        state_dir: Path,
+        *,
+        simulate: bool = False,
+        card_delay_s: float = 0.3,
+    ) -> None:
         self.config = config
         self.state_dir = state_dir
         self.simulate = simulate
+        self.card_delay_s = card_delay_s
+        """Simulation only: how soon the virtual reader presents a card once armed."""
         self.world: SimulatedWorld | None = None
         self.journal: Journal | None = None
         self.printer: ReceiptPrinter | None = None
@@ -117,7 +126,9 @@ class Agent:
         loop = asyncio.get_running_loop()
         self.started_at = loop.time()
         if self.simulate:
-            self.world = await asyncio.to_thread(start_simulated_world, self.state_dir)
+            self.world = await asyncio.to_thread(
+                start_simulated_world, self.state_dir, card_delay_s=self.card_delay_s
+            )
             self.config = simulated_config(self.config, self.world.backoffice.url)
         config = self.config
         self.journal = Journal.open(self.state_dir, busy_timeout_s=config.journal.busy_timeout_s)

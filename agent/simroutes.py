@@ -5,12 +5,14 @@ fault to the simulated ``printer`` or ``reader`` (e.g. ``{"fault": "card", "para
 {"pan": "5555555555554444"}}`` presents a chosen test card; ``unreadable`` a bad
 read; ``paper_out``; ``clear``). ``POST /v1/simulator/backoffice`` with a fault
 rule (``{"kind": "down", "duration_s": 30}``) or ``{"clear": true}`` faults the
-embedded back office. Same bearer token as the rest of the API. Never mounted
+embedded back office; ``{"power": "off"}`` / ``{"power": "on"}`` stops and
+restarts it (connections refused: a real outage). Same bearer token as the rest of the API. Never mounted
 in production: the route does not exist without ``--simulate``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -35,6 +37,11 @@ def add_simulator_routes(app: Starlette, agent: Agent) -> None:
         if not isinstance(body, dict):
             return _problem(400, "body must be a JSON object")
         if device == "backoffice":
+            if body.get("power") in ("off", "on"):
+                # A real outage: nothing listens, connections are refused.
+                action = world.backoffice.stop if body["power"] == "off" else world.backoffice.start
+                await asyncio.to_thread(action)
+                return JSONResponse({"power": body["power"]})
             if body.get("clear"):
                 world.backoffice.faults.clear()
                 return JSONResponse({"faults": []})

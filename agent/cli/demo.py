@@ -1,77 +1,215 @@
-"""``posedge demo``: a scripted session in one command (the README's main job).
+"""``posedge demo``: the whole product in one command (the README's main job).
 
-Until the sales flow exists this exercises what does: it journals the steps
-of a few sales, shows that a full card number is refused, verifies the chain
-and prints a summary. Everything it writes stays under the state directory
-(a temporary one when --state-dir is not given).
+Runs the real agent with simulated devices and an embedded reference back
+office, and drives it through the real till API (HTTP over its Unix socket):
+online sales with two test cards, a network outage (store-and-forward), an
+in-doubt authorization (reversal), a paper-out (receipt failed, reprinted), a
+void right after approval (alert); then recovery (forwards and reversals
+complete), a full sync and a verified journal. Everything it writes, the back
+office database included, stays under the state directory (a temporary one
+when --state-dir is not given).
 """
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import click
+import httpx
 
-from ..journal import Journal, PayloadRejected, verify_journal
+from ..api import ApiServer, create_app, load_or_create_token
+from ..config import Config
+from ..journal import verify_journal
+from ..logs import configure_logging
+from ..service import Agent
+from ..simroutes import add_simulator_routes
 from .context import CliContext, pass_cli
+from .output import table
 
-TEST_PANS = ("4111111111111111", "5555555555554444")
+MASTERCARD_TEST_PAN = "5555555555554444"
+SCENARIO_SALES = 5
+SETTLE_TIMEOUT_S = 60.0
 
 
 @click.command()
-@click.option("--sales", type=click.IntRange(1, 10_000), default=5, show_default=True)
+@click.option(
+    "--sales",
+    type=click.IntRange(SCENARIO_SALES + 1, 1000),
+    default=10,
+    show_default=True,
+    help=f"Sales in the session: {SCENARIO_SALES} scripted incidents plus ordinary sales.",
+)
 @pass_cli
 def demo(cli: CliContext, sales: int) -> None:
-    """Run a scripted session and print a summary."""
+    """Run a scripted session against simulated hardware and print a summary."""
+    configure_logging("error")  # the story goes to stdout; only real errors to stderr
+    narrate = (lambda text: None) if cli.json_output else click.echo
     if cli.state_dir_option is not None:
-        _run(cli, cli.state_dir_option, sales)
-        return
-    with tempfile.TemporaryDirectory(prefix="posedge-demo-") as tmp:
-        _run(cli, Path(tmp), sales)
+        summary = asyncio.run(_session(cli.state_dir_option, sales, narrate))
+    else:
+        with tempfile.TemporaryDirectory(prefix="posedge-demo-") as tmp:
+            summary = asyncio.run(_session(Path(tmp), sales, narrate))
+    rows = [(key.replace("_", " "), str(value)) for key, value in summary.items()]
+    cli.emit(summary, table(["summary", ""], rows))
 
 
-def _run(cli: CliContext, state_dir: Path, sales: int) -> None:
-    refused = 0
-    with Journal.open(state_dir) as jr:
-        jr.append("agent.started", {"mode": "demo"})
-        for number in range(sales):
-            pan = TEST_PANS[number % len(TEST_PANS)]
-            txn = f"demo-{uuid.uuid4().hex[:12]}"
-            amount = 500 + 137 * number
-            jr.append("sale.created", {"amount": amount, "currency": "EUR"}, txn=txn)
-            try:  # the journal must refuse a full PAN: prove it on every sale
-                jr.append("card.read", {"pan": pan}, txn=txn)
-            except PayloadRejected:
-                refused += 1
-            masked = f"{pan[:6]}******{pan[-4:]}"
-            jr.append("card.read", {"masked_pan": masked, "entry": "swipe"}, txn=txn)
-            jr.append("auth.requested", {"amount": amount, "currency": "EUR"}, txn=txn)
-            jr.append("auth.approved", {"auth_code": f"{number:06d}"}, txn=txn)
-            jr.append("receipt.printed", {"copies": 1}, txn=txn)
-        jr.append("agent.stopped", {"mode": "demo"})
-        result = verify_journal(jr)
-        stats = jr.stats()
-    summary: dict[str, Any] = {
-        "sales": sales,
-        "approved_online": sales,
-        "card_data_refused": refused,
-        "events_journaled": stats["head_seq"],
-        "journal_verified": result.ok,
-        "head": {"seq": result.head_seq, "hash": result.head_hash},
-        "state_dir": str(state_dir),
+def _demo_config() -> Config:
+    return Config.model_validate(
+        {
+            "terminal": {"id": "demo-lane-1"},
+            "sales": {"authorization_timeout": "2s", "merchant_name": "posedge demo shop"},
+            "offline": {"max_per_sale": {"EUR": 10000}, "max_total": {"EUR": 50000}},
+            "sync": {"backoff_initial": "50ms", "backoff_cap": "500ms",
+                     "heartbeat_interval": "5s"},
+            "log": {"level": "error"},
+        }
+    )  # fmt: skip
+
+
+class _Till:
+    """The till's side: real HTTP calls to the agent's API."""
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self.http = http
+        self.ids: list[str] = []
+
+    async def sale(self, amount: int, reference: str) -> dict[str, Any]:
+        response = await self.http.post(
+            "/v1/sales",
+            json={"amount": amount, "currency": "EUR", "reference": reference},
+            headers={"Idempotency-Key": uuid.uuid4().hex},
+        )
+        response.raise_for_status()
+        sale_id = response.json()["id"]
+        self.ids.append(sale_id)
+        return await self.wait(sale_id)
+
+    async def wait(self, sale_id: str) -> dict[str, Any]:
+        for _ in range(30):
+            doc: dict[str, Any] = (
+                await self.http.get(f"/v1/sales/{sale_id}", params={"wait": 10})
+            ).json()
+            if doc["final"]:
+                return doc
+        raise click.ClickException(f"sale {sale_id} did not finish")
+
+    async def settled(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """Wait until the receipt of a final sale has printed or failed."""
+        for _ in range(500):
+            if doc["receipt"]["state"] not in ("pending", "printing"):
+                return doc
+            await asyncio.sleep(0.01)
+            doc = (await self.http.get(f"/v1/sales/{doc['id']}")).json()
+        raise click.ClickException(f"receipt of sale {doc['id']} did not settle")
+
+    async def post(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        response = await self.http.post(path, json=body or {})
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
+    async def status(self) -> dict[str, Any]:
+        result: dict[str, Any] = (await self.http.get("/v1/status")).json()
+        return result
+
+
+async def _session(state_dir: Path, sales: int, narrate: Any) -> dict[str, Any]:
+    agent = Agent(_demo_config(), state_dir, simulate=True, card_delay_s=0.05)
+    await agent.start()
+    assert agent.engine is not None and agent.journal is not None
+    token = load_or_create_token(agent.config, state_dir)
+    app = create_app(agent.engine, token=token, currencies=agent.config.sales.currencies)
+    add_simulator_routes(app, agent)
+    api = ApiServer(app, state_dir / "api.sock", log_level="error")
+    await api.start()
+    try:
+        transport = httpx.AsyncHTTPTransport(uds=str(state_dir / "api.sock"))
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://posedge", timeout=30,
+            headers={"Authorization": f"Bearer {token}"},
+        ) as http:  # fmt: skip
+            till = _Till(http)
+            await _script(till, sales, narrate)
+            await _settle(till, narrate)
+        narrate("full sync to the back office …")
+        if agent.runner is not None:
+            await asyncio.to_thread(agent.runner.stop)
+        assert agent.sync is not None
+        report = await asyncio.to_thread(agent.sync.drain)
+        verified = verify_journal(agent.journal)
+        return _summary(agent, till.ids, report.acked_seq, verified.ok)
+    finally:
+        await api.stop()
+        await agent.stop()
+
+
+async def _script(till: _Till, sales: int, narrate: Any) -> None:
+    ordinary = sales - SCENARIO_SALES
+    for number in range(ordinary):
+        if number % 2:
+            await till.post("/v1/simulator/reader",
+                            {"fault": "card", "params": {"pan": MASTERCARD_TEST_PAN}})  # fmt: skip
+        doc = await till.sale(1000 + 250 * number, f"order-{number + 1}")
+        narrate(f"sale {number + 1}: {doc['state']} {doc['brand']} {doc['masked_pan']}")
+    narrate("network outage: the back office is unreachable …")
+    await till.post("/v1/simulator/backoffice", {"power": "off"})
+    doc = await till.sale(2500, "outage-1")
+    narrate(f"  sale during the outage: {doc['state']} (store-and-forward)")
+    await till.post("/v1/simulator/backoffice", {"power": "on"})
+    narrate("in-doubt authorization: the host's reply is lost …")
+    await till.post("/v1/simulator/backoffice",
+                    {"kind": "drop_reply", "endpoint": "authorizations", "count": 1})  # fmt: skip
+    doc = await till.sale(1800, "in-doubt-1")
+    narrate(f"  outcome unknown → reversed, then {doc['state']}")
+    narrate("paper out at the printer …")
+    await till.post("/v1/simulator/printer", {"fault": "paper_out"})
+    doc = await till.settled(await till.sale(900, "paper-out-1"))
+    narrate(f"  sale {doc['state']}, receipt {doc['receipt']['state']}")
+    await till.post("/v1/simulator/printer", {"fault": "clear"})
+    doc = await till.post(f"/v1/sales/{doc['id']}/reprint")
+    narrate(f"  paper loaded, reprinted: receipt {doc['receipt']['state']}")
+    doc = await till.sale(4200, "void-1")
+    doc = await till.post(f"/v1/sales/{doc['id']}/void")
+    narrate(f"void right after approval: {doc['state']} (alert raised)")
+    await till.post("/v1/simulator/backoffice", {"power": "off"})
+    doc = await till.sale(1300, "outage-2")
+    narrate(f"another outage sale: {doc['state']}")
+
+
+async def _settle(till: _Till, narrate: Any) -> None:
+    narrate("recovery: the back office is back; forwarding and reversing …")
+    await till.post("/v1/simulator/backoffice", {"power": "on"})
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + SETTLE_TIMEOUT_S
+    while True:
+        status = await till.status()
+        if status["forwards_pending"] == 0 and status["in_doubt"] == 0:
+            return
+        if loop.time() > deadline:
+            raise click.ClickException("forwards and reversals did not complete in time")
+        await asyncio.sleep(0.1)
+
+
+def _summary(agent: Agent, ids: list[str], synced: int, verified: bool) -> dict[str, Any]:
+    assert agent.engine is not None and agent.journal is not None
+    states = Counter(view.state.value for view in map(agent.engine.get_sale, ids) if view)
+    events = Counter(event.type for event in agent.journal.iter_events())
+    return {
+        "sales": len(ids),
+        "approved_online": states["approved"] + states["voided"],
+        "approved_offline": states["approved_offline"],
+        "declined": states["declined"],
+        "reversed": events["reversal.acked"],
+        "voided": states["voided"],
+        "alerts": events["alert.raised"],
+        "receipts_printed": events["receipt.printed"],
+        "receipts_failed": events["receipt.failed"],
+        "events_journaled": agent.journal.head().seq,
+        "events_synced": synced,
+        "journal_verified": verified,
     }
-    cli.emit(
-        summary,
-        "\n".join(
-            [
-                f"posedge demo — {sales} sales journaled in {state_dir}",
-                f"  events journaled:     {stats['head_seq']}",
-                f"  full PANs refused:    {refused} (never stored)",
-                f"  journal verified:     {'yes' if result.ok else 'NO'}",
-                f"  head:                 seq {result.head_seq} {result.head_hash[:16]}…",
-            ]
-        ),
-    )

@@ -107,7 +107,9 @@ class SaleEngine:
         self._swipe_timeout_s = parse_duration(config.reader.swipe_timeout)
         self._void_window_s = parse_duration(config.sales.void_alert_window)
         self._active: str | None = None
-        self._active_task: asyncio.Task[None] | None = None
+        """The sale holding the card reader (until its outcome is journaled)."""
+        self.sale_tasks: set[asyncio.Task[None]] = set()
+        """Running sales, receipts included."""
         self._cancel_requested: dict[str, str] = {}
         self._changed: dict[str, asyncio.Event] = {}
         self.printer_lock = asyncio.Lock()
@@ -136,14 +138,14 @@ class SaleEngine:
     async def stop(self, timeout_s: float = 10.0) -> None:
         """Take no new sales; finish or park the one in flight; stop the workers."""
         self.accepting = False
-        active, task = self._active, self._active_task
-        if active is not None and task is not None:
+        active = self._active
+        if active is not None:
             view = self.get_sale(active)
             if view is not None and view.state == SaleState.CREATED:
                 self._request_cancel(active, "agent stopping")
-            try:
-                await asyncio.wait_for(asyncio.shield(task), timeout_s)
-            except TimeoutError:
+        if self.sale_tasks:
+            _, pending = await asyncio.wait(set(self.sale_tasks), timeout=timeout_s)
+            if pending:
                 log.warning("sale still in flight at stop; recovery will finish it",
                             extra={"sale": active})  # fmt: skip
         await self.reversals.stop()
@@ -219,9 +221,9 @@ class SaleEngine:
                 sale_id,
             )  # fmt: skip
             self._active = sale_id
-            self._active_task = asyncio.create_task(
-                self._run_sale(sale_id, request), name=f"sale-{sale_id}"
-            )
+            task = asyncio.create_task(self._run_sale(sale_id, request), name=f"sale-{sale_id}")
+            self.sale_tasks.add(task)
+            task.add_done_callback(self.sale_tasks.discard)
         view = self.get_sale(sale_id)
         assert view is not None
         return view
@@ -235,6 +237,7 @@ class SaleEngine:
                 await self._authorize_and_decide(txn, request, card)
             finally:
                 card.wipe()
+            self._release_reader(txn)  # the outcome is journaled: the next sale may start
             await self._print(txn)
         except JournalWriteError as exc:
             log.error("journal append failed; the sale stops here and is recovered at restart",
@@ -242,10 +245,12 @@ class SaleEngine:
         except Exception:
             log.exception("sale failed unexpectedly", extra={"sale": txn})
         finally:
-            if self._active == txn:
-                self._active = None
-                self._active_task = None
-            self._cancel_requested.pop(txn, None)
+            self._release_reader(txn)
+
+    def _release_reader(self, txn: str) -> None:
+        if self._active == txn:
+            self._active = None
+        self._cancel_requested.pop(txn, None)
 
     async def _read_card(self, txn: str) -> CardRead | None:
         assert self.reader is not None

@@ -60,9 +60,9 @@ class Lane:
 
     async def settle(self) -> None:
         """Let the sale task finish its receipts (it runs after the final state)."""
-        task = self.engine._active_task
-        if task is not None:
-            await asyncio.wait_for(asyncio.shield(task), 10)
+        tasks = set(self.engine.sale_tasks)
+        if tasks:
+            await asyncio.wait(tasks, timeout=10)
 
     def types(self, txn: str) -> list[str]:
         return [e.type for e in self.journal.iter_events() if e.txn == txn]
