@@ -6,8 +6,9 @@ fault to the simulated ``printer`` or ``reader`` (e.g. ``{"fault": "card", "para
 read; ``paper_out``; ``clear``). ``POST /v1/simulator/backoffice`` with a fault
 rule (``{"kind": "down", "duration_s": 30}``) or ``{"clear": true}`` faults the
 embedded back office; ``{"power": "off"}`` / ``{"power": "on"}`` stops and
-restarts it (connections refused: a real outage). Same bearer token as the rest of the API. Never mounted
-in production: the route does not exist without ``--simulate``.
+restarts it (connections refused: a real outage). Same bearer token as the
+rest of the API. Never mounted in production: the route does not exist
+without ``--simulate``.
 """
 
 from __future__ import annotations
