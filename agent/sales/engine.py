@@ -21,7 +21,9 @@ import asyncio
 import hashlib
 import json
 import logging
+import os
 import secrets
+import signal
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -57,6 +59,9 @@ from .workers import ForwardQueue, ReversalQueue
 log = logging.getLogger("posedge.sales")
 
 CANCEL_WAIT_S = 10.0
+CRASH_HOOK_ENV = "POSEDGE_TEST_CRASH_AFTER"
+_CRASH_AFTER = os.environ.get(CRASH_HOOK_ENV)
+"""Test hook for the crash tests: the event type after which the process kills itself."""
 RECENT_ALERTS = 50
 _FINAL_VALUES = frozenset(state.value for state in FINAL_STATES)
 
@@ -164,6 +169,8 @@ class SaleEngine:
     # ------------------------------------------------------------ journal
     def _append(self, type_: str, payload: dict[str, Any], txn: str | None) -> None:
         self.journal.append(type_, payload, txn=txn)
+        if type_ == _CRASH_AFTER:
+            os.kill(os.getpid(), signal.SIGKILL)  # test hook: die right after this step
         self._beat()
         if txn is not None:
             event = self._changed.pop(txn, None)
