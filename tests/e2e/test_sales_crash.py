@@ -69,20 +69,19 @@ class Expected:
 _BEFORE_AUTH = {"sale.created": 1, "card.read": 1}
 _OFFLINE = {**_BEFORE_AUTH, "auth.requested": 1, "auth.unavailable": 1, "offline.approved": 1,
             "forward.requested": 1, "forward.approved": 1}  # fmt: skip
+_REVERSED = {**_BEFORE_AUTH, "auth.requested": 1, "auth.unknown": 1, "reversal.requested": 1,
+             "sale.reversed": 1, "reversal.acked": 1}  # fmt: skip
 _FORWARDED = [{"forwarded": 1, "outcome": "approved", "reversed_at": None}]
 
 CASES: dict[str, Expected] = {
-    "sale.created": Expected(
-        "abandoned", "not_required", {"sale.created": 1, "sale.abandoned": 1}
-    ),
+    "sale.created": Expected("abandoned", "not_required", {"sale.created": 1, "sale.abandoned": 1}),
     "card.read": Expected("abandoned", "not_required", {**_BEFORE_AUTH, "sale.abandoned": 1}),
     # The request never left: the host holds no authorization, yet the reversal is sent
     # (the agent cannot know) and acknowledged as reversing nothing.
     "auth.requested": Expected(
         "reversed",
         "printed",
-        {**_BEFORE_AUTH, "auth.requested": 1, "auth.unknown": 1, "reversal.requested": 1,
-         "sale.reversed": 1, "reversal.acked": 1},  # fmt: skip
+        _REVERSED,
         reversal=0,
     ),
     "auth.approved": Expected(
@@ -130,9 +129,8 @@ def simulator(http: httpx.Client, device: str, body: dict[str, Any]) -> None:
 
 def expect_killed(daemon: Daemon) -> None:
     code = daemon.wait_exit(30)
-    assert code == -signal.SIGKILL, (
-        f"expected death by the crash hook, exit {code}:\n" + "".join(daemon.stderr_lines[-20:])
-    )
+    tail = "".join(daemon.stderr_lines[-20:])
+    assert code == -signal.SIGKILL, f"expected death by the crash hook, exit {code}:\n{tail}"
 
 
 def settled_view(http: httpx.Client, sale_id: str) -> dict[str, Any]:
