@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,28 @@ STOP_TIMEOUT_S = 20.0
 # Longest a healthy task may go without beating (each beats at least every few seconds).
 HEARTBEAT_MAX_STALE_S = {"sales": 30.0, "devices": 45.0, "sync-upload": 120.0,
                          "sync-heartbeat": 30.0}  # fmt: skip
+TEST_STALE_ENV = "POSEDGE_TEST_HEARTBEAT_STALE_S"
+"""Test hook: ``name=seconds[,name=seconds]`` shortens those heartbeats' allowed staleness,
+so a test that stalls one (``POSEDGE_TEST_STALL``) sees pings stop in seconds, not minutes."""
+
+
+def heartbeat_max_stale(env: Mapping[str, str] | None = None) -> dict[str, float]:
+    """:data:`HEARTBEAT_MAX_STALE_S` with the :data:`TEST_STALE_ENV` overrides applied."""
+    limits = dict(HEARTBEAT_MAX_STALE_S)
+    spec = (os.environ if env is None else env).get(TEST_STALE_ENV, "")
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        name, _, value = item.partition("=")
+        try:
+            seconds = float(value)
+        except ValueError:
+            seconds = -1.0
+        if name not in limits or not seconds > 0:
+            raise ConfigError(
+                f"{TEST_STALE_ENV}: {item!r} is not NAME=SECONDS with NAME one of "
+                f"{', '.join(limits)} and SECONDS > 0"
+            )
+        limits[name] = seconds
+    return limits
 
 
 @dataclass
@@ -60,6 +83,7 @@ class Daemon:
         self.supervisor = WatchdogSupervisor.from_env(
             notifier=self.notifier, status_provider=self.status_line
         )
+        self.heartbeat_limits = heartbeat_max_stale()
 
     # ------------------------------------------------------------ status
     def status_line(self) -> str:
@@ -124,15 +148,12 @@ class Daemon:
         agent = self.agent
         assert agent is not None and agent.engine is not None
         register = self.supervisor.register
-        agent.engine.beat = register("sales", HEARTBEAT_MAX_STALE_S["sales"]).beat
-        agent.device_beat = register("devices", HEARTBEAT_MAX_STALE_S["devices"]).beat
+        limits = self.heartbeat_limits
+        agent.engine.beat = register("sales", limits["sales"]).beat
+        agent.device_beat = register("devices", limits["devices"]).beat
         if agent.runner is not None:
-            agent.runner.upload_beat = register(
-                "sync-upload", HEARTBEAT_MAX_STALE_S["sync-upload"]
-            ).beat
-            agent.runner.heartbeat_beat = register(
-                "sync-heartbeat", HEARTBEAT_MAX_STALE_S["sync-heartbeat"]
-            ).beat
+            agent.runner.upload_beat = register("sync-upload", limits["sync-upload"]).beat
+            agent.runner.heartbeat_beat = register("sync-heartbeat", limits["sync-heartbeat"]).beat
 
     async def _stop(self) -> None:
         if self.api is not None:
