@@ -66,6 +66,9 @@ def start_simulated_world(state_dir: Path, *, card_delay_s: float = 0.3) -> Simu
     from posedge.simulator.printer import VirtualPrinter
     from posedge.simulator.reader import VirtualReader
 
+    # The back office database lives in the state dir, which may not exist yet (the
+    # journal creates it later, with the same mode).
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     printer = VirtualPrinter()
     reader = VirtualReader("magtek", auto_present=True, auto_present_delay_s=card_delay_s)
     register_sim_device("printer", printer)
