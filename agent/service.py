@@ -30,7 +30,7 @@ from posedge.drivers.printer import ReceiptPrinter
 from .alerts import AlertBook
 from .config import Config, parse_duration
 from .devices import open_printer, open_reader
-from .journal import Journal
+from .journal import Journal, JournalError
 from .sales.authorizer import Authorizer
 from .sales.engine import SaleEngine
 from .sync import BackofficeClient, SyncService, terminal_id
@@ -40,6 +40,7 @@ from .sync.runner import SyncRunner
 log = logging.getLogger("posedge.agent")
 
 DEVICE_POLL_S = 10.0
+RETENTION_EVERY_S = 3600.0
 
 
 @dataclass
@@ -122,6 +123,7 @@ class Agent:
         self.client: BackofficeClient | None = None
         self.started_at = 0.0
         self._poller: asyncio.Task[None] | None = None
+        self._maintenance: asyncio.Task[None] | None = None
         self.device_beat: Callable[[], None] = lambda: None
 
     # ------------------------------------------------------------ start
@@ -165,6 +167,7 @@ class Agent:
             self.runner = SyncRunner(self.sync, heartbeat_extra=self.heartbeat_extra)
             self.runner.start()
         self._poller = asyncio.create_task(self._poll_devices(), name="posedge-devices")
+        self._maintenance = asyncio.create_task(self._retention(), name="posedge-retention")
 
     def _open_devices(self) -> tuple[ReceiptPrinter | None, CardReader | None]:
         config = self.config
@@ -187,6 +190,22 @@ class Agent:
             self.device_beat()
             await self.poll_devices_once()
             await asyncio.sleep(DEVICE_POLL_S)
+
+    async def _retention(self) -> None:
+        """Hourly: replace the acknowledged prefix older than journal.retention by a checkpoint."""
+        while True:
+            journal = self.journal
+            if journal is not None:
+                try:
+                    checkpoint = await asyncio.to_thread(
+                        journal.prune, self.config.journal.retention_s
+                    )
+                except JournalError as exc:
+                    log.warning("journal retention failed", extra={"error": str(exc)})
+                else:
+                    if checkpoint is not None:
+                        log.info("journal pruned", extra={"through_seq": checkpoint.seq})
+            await asyncio.sleep(RETENTION_EVERY_S)
 
     async def poll_devices_once(self) -> None:
         engine = self.engine
@@ -262,10 +281,11 @@ class Agent:
 
     # ------------------------------------------------------------ stop
     async def stop(self, timeout_s: float = 20.0) -> None:
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
+        for task in (self._poller, self._maintenance):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self.engine is not None:
             await self.engine.stop(timeout_s=timeout_s / 2)
         if self.runner is not None:
