@@ -14,6 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from ..openapi_schema import component_schemas
+from ..openapi_schema import ref as _ref
 from .models import (
     MAX_AMOUNT,
     FieldError,
@@ -35,21 +37,7 @@ _MODELS: tuple[type[BaseModel], ...] = (
     Health,
     Status,
 )
-_REF = "#/components/schemas/{model}"
 _MAX_WAIT_S = 60  # app.MAX_WAIT_S; kept literal here so this module imports nothing heavy
-
-
-def _schemas() -> dict[str, Any]:
-    schemas: dict[str, Any] = {}
-    for model in _MODELS:
-        schema = model.model_json_schema(ref_template=_REF)
-        schemas.update(schema.pop("$defs", {}))
-        schemas[model.__name__] = schema
-    return dict(sorted(schemas.items()))
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": _REF.format(model=name)}
 
 
 def _problems(*names: str) -> dict[str, Any]:
@@ -226,7 +214,7 @@ def build_document() -> dict[str, Any]:
         "security": [{"bearer": []}],
         "paths": paths,
         "components": {
-            "schemas": _schemas(),
+            "schemas": component_schemas(_MODELS),
             "securitySchemes": {
                 "bearer": {
                     "type": "http",

@@ -14,6 +14,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from posedge.agent.openapi_schema import component_schemas
+from posedge.agent.openapi_schema import ref as _ref
+
 from .faults import FaultRule
 from .models import (
     AuthorizationRequest,
@@ -46,20 +49,6 @@ _MODELS: tuple[type[BaseModel], ...] = (
     FaultRule,
     AuthorizationPolicy,
 )
-_REF = "#/components/schemas/{model}"
-
-
-def _schemas() -> dict[str, Any]:
-    schemas: dict[str, Any] = {}
-    for model in _MODELS:
-        schema = model.model_json_schema(ref_template=_REF)
-        schemas.update(schema.pop("$defs", {}))
-        schemas[model.__name__] = schema
-    return dict(sorted(schemas.items()))
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": _REF.format(model=name)}
 
 
 def _json_body(name: str) -> dict[str, Any]:
@@ -251,7 +240,7 @@ def build_document() -> dict[str, Any]:
             )
         },
     }
-    schemas = _schemas()
+    schemas = component_schemas(_MODELS)
     schemas["FaultList"] = {
         "type": "object",
         "required": ["faults"],
