@@ -164,7 +164,8 @@ async def _script(till: _Till, sales: int, narrate: Any) -> None:
     narrate("in-doubt authorization: the host's reply is lost …")
     await till.post("/v1/simulator/backoffice",
                     {"kind": "drop_reply", "endpoint": "authorizations", "count": 1})  # fmt: skip
-    doc = await till.sale(1800, "in-doubt-1")
+    # Its receipt must be out before the paper runs out, or it fails too.
+    doc = await till.settled(await till.sale(1800, "in-doubt-1"))
     narrate(f"  outcome unknown → reversed, then {doc['state']}")
     narrate("paper out at the printer …")
     await till.post("/v1/simulator/printer", {"fault": "paper_out"})
