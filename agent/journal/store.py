@@ -498,6 +498,15 @@ class Journal:
             ).fetchone()
         return _transaction_dict(row) if row else None
 
+    def incomplete_card_reads(self) -> int:
+        """Sales whose card was read but that never completed (abandoned or cancelled)."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT count(*) FROM transactions WHERE state IN ('abandoned', 'cancelled') "
+                "AND json_extract(summary, '$.masked_pan') IS NOT NULL"
+            ).fetchone()
+        return int(row[0])
+
     def transactions_needing_work(self, final_states: frozenset[str]) -> list[dict[str, Any]]:
         """Transactions not final, or with a receipt, reversal or forward still open.
 

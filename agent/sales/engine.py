@@ -516,6 +516,7 @@ class SaleEngine:
             "offline_exposure": self.exposure.as_dict(),
             "forwards_pending": len(self.forwards.pending),
             "in_doubt": len(self.reversals.pending),
+            "card_reads_not_completed": self.journal.incomplete_card_reads(),
             "backlog": {"unsynced": stats["unsynced"],
                         "oldest_age_s": stats["oldest_unsynced_age_s"]},
             "alerts": {"active": self.alerts.as_list(), "recent": list(self.recent_alerts)},

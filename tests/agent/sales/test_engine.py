@@ -231,6 +231,7 @@ def test_recovery_drives_every_interrupted_sale_to_a_final_state(tmp_path: Path)
             "s-approved": SaleState.APPROVED,
         }
         assert lane.engine.get_sale("s-approved").receipt.state == "printed"  # type: ignore[union-attr]
+        assert lane.engine.status()["card_reads_not_completed"] == 1  # s-carded
         await until(lambda: "reversal.acked" in lane.types("s-authorizing"))
         assert not AlertBook(lane.journal).active()
 
