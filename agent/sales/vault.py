@@ -63,13 +63,13 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from typing import TYPE_CHECKING, Any
 
 from posedge.agent.carddata import FORBIDDEN_FIELDS, redact
 from posedge.agent.errors import PosedgeError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 log = logging.getLogger("posedge.agent.sales.vault")
 
@@ -211,8 +211,19 @@ class _VaultKey:
     """The AES key and its public id, both derived from the 32 raw bytes."""
 
     def __init__(self, raw: bytes) -> None:
-        self.aead = AESGCM(hmac.new(raw, b"posedge/vault/aes-256-gcm", hashlib.sha256).digest())
+        self._aes_key = hmac.new(raw, b"posedge/vault/aes-256-gcm", hashlib.sha256).digest()
+        self._aead: AESGCM | None = None
         self.key_id = hmac.new(raw, b"posedge/vault/key-id", hashlib.sha256).digest()[:8]
+
+    @property
+    def aead(self) -> AESGCM:
+        # cryptography is imported on the first seal/unseal, not at daemon start:
+        # it costs ~7 MiB of RSS an idle agent with no offline sale never needs.
+        if self._aead is None:
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+            self._aead = AESGCM(self._aes_key)
+        return self._aead
 
     def __repr__(self) -> str:
         return f"_VaultKey(id={self.key_id.hex()})"
@@ -373,6 +384,8 @@ class CardVault:
                     f"{self.key_path}; restore the matching key, or let the sale expire",
                     txn=txn,
                 )
+            from cryptography.exceptions import InvalidTag
+
             try:
                 plaintext = key.aead.decrypt(header[20:], blob[HEADER_BYTES:], _aad(txn, header))
             except InvalidTag:
