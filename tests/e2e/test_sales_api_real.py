@@ -12,6 +12,9 @@ against the journal and the back office.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
+import os
 import sqlite3
 import threading
 import uuid
@@ -32,10 +35,12 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from posedge.agent.api import ApiServer, create_app, load_or_create_token
+from posedge.agent.carddata import find_card_data
 from posedge.agent.config import Config
 from posedge.agent.journal import Journal, verify_journal
 from posedge.agent.service import Agent
 from posedge.agent.simroutes import add_simulator_routes
+from posedge.drivers.reader.tracks import pan_token
 
 from ..agent.api.test_bad_requests import CASES as BAD_REQUESTS
 from ..agent.api.test_endpoints import problem_of
@@ -350,6 +355,33 @@ def test_paper_out_fails_the_receipt_not_the_sale_then_reprint(
     ]  # fmt: skip
     printed = running.call(lambda: running.agent.world.printer.plain_text())  # type: ignore[union-attr]
     assert "REPRINT" in printed.upper()
+
+
+# ---------------------------------------------------------------- digests vs the card-data guard
+def _plain_digest(reference: str) -> str:
+    body = {"amount": 1234, "currency": "EUR", "reference": reference, "online": "prefer"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def test_a_sale_whose_plain_request_digest_looks_like_a_card_number_is_taken(
+    running: RunningAgent, http: httpx.Client
+) -> None:
+    """Regression: the journaled request hash was a plain SHA-256 hex digest, and about
+    1 in 125 holds a Luhn-valid digit run the journal refuses: that sale was a 500."""
+    reference = next(
+        ref for ref in (f"digest-{n}" for n in range(10_000)) if find_card_data(_plain_digest(ref))
+    )
+    reply = post_sale(http, "digest-1", reference=reference)
+    assert reply.status_code == 202, reply.text
+    assert settled(http, reply.json()["id"])["state"] == "approved"
+    assert post_sale(http, "digest-1", reference=reference).json()["id"] == reply.json()["id"]
+
+
+def test_pan_tokens_never_look_like_card_numbers() -> None:
+    """Regression: 1 card in ~125 per device key had a token the journal refused at card.read."""
+    tokens = [pan_token("4111111111111111", os.urandom(32)) for _ in range(3000)]
+    assert [t for t in tokens if find_card_data({"pan_token": t})] == []
+    assert len({len(t) for t in tokens}) == 1
 
 
 # ---------------------------------------------------------------- bad requests
