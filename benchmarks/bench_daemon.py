@@ -94,7 +94,16 @@ class RunningDaemon:
         self.log = (work / f"{mode}-{state_dir.name}.log").open("w")
         self.exec_at = time.monotonic()
         self.proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=self.log)
-        self.ready_s = self.notify.wait_ready(READY_TIMEOUT_S) - self.exec_at
+        try:
+            self.ready_s = self.notify.wait_ready(READY_TIMEOUT_S) - self.exec_at
+        except TimeoutError:
+            self.proc.kill()
+            self.stop()
+            tail = Path(self.log.name).read_text().splitlines()[-20:]
+            raise RuntimeError(
+                f"{mode}: no READY=1 within {READY_TIMEOUT_S}s (exit {self.proc.returncode}); "
+                "stderr:\n" + "\n".join(tail)
+            ) from None
 
     def stop(self) -> int:
         if self.proc.poll() is None:

@@ -24,8 +24,14 @@ import httpx
 import pytest
 
 from posedge.agent.daemon.lockfile import LOCK_FILE_NAME
+from posedge.agent.errors import ConfigError
 from posedge.agent.journal import Journal
-from posedge.agent.runloop import STOP_TIMEOUT_S, TEST_STALE_ENV
+from posedge.agent.runloop import (
+    HEARTBEAT_MAX_STALE_S,
+    STOP_TIMEOUT_S,
+    TEST_STALE_ENV,
+    heartbeat_max_stale,
+)
 from posedge.agent.sales.engine import CRASH_HOOK_ENV
 
 from .daemon_support import POSEDGE, Daemon, create_sale, wait_final, wait_until
@@ -150,6 +156,15 @@ def test_watchdog_pings_at_half_the_watchdog_interval(state_dir: Path) -> None:
         assert all(m.get("WATCHDOG") == "1" for _, m in daemon.notify.messages if "WATCHDOG" in m)
         daemon.signal(signal.SIGTERM)
         assert daemon.wait_exit() == 0
+
+
+def test_heartbeat_staleness_override_parses_and_refuses_nonsense() -> None:
+    assert heartbeat_max_stale({}) == HEARTBEAT_MAX_STALE_S
+    limits = heartbeat_max_stale({TEST_STALE_ENV: "devices=2, sales=0.5"})
+    assert limits == {**HEARTBEAT_MAX_STALE_S, "devices": 2.0, "sales": 0.5}
+    for bad in ("devices", "devices=0", "devices=x", "printer=2"):
+        with pytest.raises(ConfigError, match=TEST_STALE_ENV):
+            heartbeat_max_stale({TEST_STALE_ENV: bad})
 
 
 @pytest.mark.parametrize("task", ["devices", "sales"])
