@@ -17,6 +17,7 @@ from typing import Any
 from posedge.drivers.reader.pan import (
     MASK_KEEP_FIRST,
     MASK_KEEP_LAST,
+    PAN_MAX_DIGITS,
     PAN_MIN_DIGITS,
     looks_like_pan,
     mask_pan,
@@ -39,8 +40,11 @@ PAN_FIELDS = frozenset(
     {"pan", "cardnumber", "accountnumber", "primaryaccountnumber", "maskedpan", "number"}
 )
 
-# 13–19 digits, optionally separated by single spaces or dashes.
-_DIGIT_RUN = re.compile(r"(?<![0-9])[0-9](?:[ -]?[0-9]){12,}(?![0-9])")
+# A candidate card number: 13 or more digits, optionally separated by single spaces
+# or dashes, standing on its own — not glued to letters or digits, so the digits
+# inside hex digests, tokens and UUIDs are not mistaken for card numbers.
+_DIGIT_RUN = re.compile(r"(?<![0-9A-Za-z])[0-9](?:[ -]?[0-9]){12,}(?![0-9A-Za-z])")
+_SEPARATOR = re.compile(r"[ -]")
 # Cheap pre-filter with no look-around: can a 13-digit run exist in the text at all?
 _DIGIT_RUN_QUICK = re.compile(r"[0-9](?:[ -]?[0-9]){12}")
 _MASKED_PAN = re.compile(rf"^(\d{{0,{MASK_KEEP_FIRST}}})[*Xx#•]+(\d{{0,{MASK_KEEP_LAST}}})$")
@@ -90,23 +94,41 @@ def _suspect(value: Any) -> bool:
 
 
 def _has_pan(text: str) -> bool:
-    if len(text) < 13 or _DIGIT_RUN.search(text) is None:
+    if len(text) < PAN_MIN_DIGITS or _DIGIT_RUN.search(text) is None:
         return False
     return any(True for _ in _pan_runs(text))
 
 
 def _pan_runs(text: str) -> Iterator[str]:
     for match in _DIGIT_RUN.finditer(text):
-        digits = re.sub(r"[ -]", "", match.group())
-        # A longer run may hide a PAN: try every 13–19 digit window.
-        for length in range(min(len(digits), 19), 12, -1):
-            for start in range(len(digits) - length + 1):
-                if looks_like_pan(digits[start : start + length]):
-                    yield digits[start : start + length]
-                    break
-            else:
-                continue
-            break
+        run = match.group()
+        groups = _SEPARATOR.split(run)
+        if len(groups) == 1 or (len(set(_SEPARATOR.findall(run))) == 1 and _card_grouping(groups)):
+            yield from _pans_in_digits("".join(groups))
+        else:  # separators that do not group a card number split the run instead
+            for group in groups:
+                yield from _pans_in_digits(group)
+
+
+def _card_grouping(groups: list[str]) -> bool:
+    """How card numbers are written: 4-4-4-4(-3), 4-4-4-1..4, 4-6-5 (Amex), 4-6-4 (Diners)."""
+    lengths = [len(group) for group in groups]
+    if lengths in ([4, 6, 5], [4, 6, 4]):
+        return True
+    fours = all(n == 4 for n in lengths[:-1]) and 1 <= lengths[-1] <= 4
+    return fours or lengths == [4, 4, 4, 4, 3]
+
+
+def _pans_in_digits(digits: str) -> Iterator[str]:
+    """A PAN is the whole run, or leads a longer one (PAN followed by expiry, ...)."""
+    if PAN_MIN_DIGITS <= len(digits) <= PAN_MAX_DIGITS:
+        if looks_like_pan(digits):
+            yield digits
+    elif len(digits) > PAN_MAX_DIGITS:
+        for length in range(PAN_MAX_DIGITS, PAN_MIN_DIGITS - 1, -1):
+            if looks_like_pan(digits[:length]):
+                yield digits[:length]
+                return
 
 
 def _check_pan_field(path: str, value: Any) -> Iterator[Finding]:

@@ -20,6 +20,9 @@ from posedge.agent.carddata import CardDataRejected, ensure_no_card_data, find_c
         {"reference": "4111111111111112"},  # network prefix but Luhn fails
         {"track2": None, "cvv": ""},  # empty sensitive fields carry nothing
         {"text": "replaced print head"},
+        {"digest": "9f86d081884c7d659a2feaa0c55ad015a4111111111111111b0b822cd15d6c15b"},
+        {"key": "12345678-4111-1111-1111-111111111111"},  # UUID grouping, not a card's
+        {"mixed": "4111 1111-1111 1111"},  # inconsistent separators split the run
     ],
 )
 def test_allowed(value: dict[str, object]) -> None:
@@ -37,7 +40,10 @@ def test_allowed(value: dict[str, object]) -> None:
         ({"memo": "pan 5555-5555-5555-4444"}, "$.memo"),
         ({"memo": "378282246310005"}, "$.memo"),  # amex, 15 digits
         ({"lines": ["ok", {"x": "4111 1111 1111 1111"}]}, "$.lines[1].x"),
-        ({"x": "prefix99994111111111111111"}, "$.x"),  # hidden inside a longer run
+        ({"x": "pan=4111111111111111"}, "$.x"),
+        ({"x": "4111111111111111291210100000"}, "$.x"),  # PAN leading a longer run
+        ({"x": "3782 822463 10005"}, "$.x"),  # Amex 4-6-5 grouping
+        ({"x": "id_4111111111111111"}, "$.x"),  # underscore is not a letter
     ],
 )
 def test_refused_with_the_place(value: dict[str, object], path: str) -> None:
