@@ -28,6 +28,8 @@ from .config import Config, ReaderConfig, SerialSettings, parse_duration
 from .errors import ConfigError
 from .journal.chain import pan_token_key
 
+STATS_SAVE_INTERVAL_S = 5.0
+"""A busy lane saves device counters at most this often (and always on close)."""
 PRINTER_ID = "printer"
 READER_ID = "reader"
 READER_PROTOCOLS = ("magtek", "framed")
@@ -88,7 +90,9 @@ def open_printer(
     return ReceiptPrinter(
         transport,
         device_id=PRINTER_ID,
-        statistics=DeviceStatistics(state_dir, PRINTER_ID),
+        statistics=DeviceStatistics(
+            state_dir, PRINTER_ID, min_save_interval_s=STATS_SAVE_INTERVAL_S
+        ),
         code_page=CodePage[section.code_page],
         columns=section.columns,
         poll_timeout_s=parse_duration(section.poll_timeout),
@@ -127,7 +131,9 @@ def open_reader(
         token_key=key,
         protocol="framed" if chosen == "framed" else "magtek",
         device_id=READER_ID,
-        statistics=DeviceStatistics(state_dir, READER_ID),
+        statistics=DeviceStatistics(
+            state_dir, READER_ID, min_save_interval_s=STATS_SAVE_INTERVAL_S
+        ),
         lrc_rule=lrc_rule(section),
         track_lrc=section.track_lrc,
         inter_byte_timeout_s=parse_duration(section.inter_byte_timeout),

@@ -69,6 +69,8 @@ class RunOptions:
     api_listen: str | None = None
     announce: Callable[[dict[str, Any]], None] | None = None
     """Called once when ready with where the API is (the CLI prints it)."""
+    card_delay_s: float = 0.3
+    """Simulation only: seconds until the simulated reader presents a card."""
 
 
 class Daemon:
@@ -92,7 +94,9 @@ class Daemon:
     # ------------------------------------------------------------ run
     async def run(self) -> int:
         supervise = asyncio.create_task(self.supervisor.run(), name="posedge-watchdog")
-        handlers = install_signal_handlers(stop=self.stop_event.set, reload=self.reload)
+        handlers = install_signal_handlers(
+            stop=self.stop_event.set, force_stop=self.force_stop, reload=self.reload
+        )
         try:
             await self._start()
             self.notifier.ready(self.status_line())
@@ -112,7 +116,9 @@ class Daemon:
     async def _start(self) -> None:
         config = self.loaded.config
         opts = self.opts
-        self.agent = Agent(config, opts.state_dir, simulate=opts.simulate)
+        self.agent = Agent(
+            config, opts.state_dir, simulate=opts.simulate, card_delay_s=opts.card_delay_s
+        )
         await self.agent.start()
         self._register_heartbeats()
         engine = self.agent.engine
@@ -161,6 +167,13 @@ class Daemon:
             await self.api.stop()
         if self.agent is not None:
             await self.agent.stop(STOP_TIMEOUT_S)
+
+    def force_stop(self) -> None:
+        """A second SIGTERM: stop waiting for the sale in flight (it is journaled; the next
+        start's recovery finishes it)."""
+        log.warning("second stop signal: not waiting for the sale in flight")
+        if self.agent is not None and self.agent.engine is not None:
+            self.agent.engine.force_stop()
 
     # ------------------------------------------------------------ reload
     async def reload(self) -> None:

@@ -166,6 +166,7 @@ class Agent:
         if self.sync is not None:
             self.runner = SyncRunner(self.sync, heartbeat_extra=self.heartbeat_extra)
             self.runner.start()
+        await self.poll_devices_once()  # so READY's STATUS already tells the device state
         self._poller = asyncio.create_task(self._poll_devices(), name="posedge-devices")
         self._maintenance = asyncio.create_task(self._retention(), name="posedge-retention")
 
@@ -188,8 +189,8 @@ class Agent:
     async def _poll_devices(self) -> None:
         while True:
             self.device_beat()
-            await self.poll_devices_once()
             await asyncio.sleep(DEVICE_POLL_S)
+            await self.poll_devices_once()
 
     async def _retention(self) -> None:
         """Hourly: replace the acknowledged prefix older than journal.retention by a checkpoint."""
@@ -275,7 +276,7 @@ class Agent:
         for name in ("printer", "reader"):
             state = engine.device_status.get(name, {}).get("state", "unknown")
             parts.append(f"{name} {state}")
-        parts.append(f"backlog {self.journal.stats()['unsynced']}")
+        parts.append(f"backlog {self.journal.backlog()[0]}")
         parts.append(f"in-doubt {len(engine.reversals.pending)}")
         return " · ".join(parts)
 
@@ -289,7 +290,7 @@ class Agent:
         if self.engine is not None:
             await self.engine.stop(timeout_s=timeout_s / 2)
         if self.runner is not None:
-            await asyncio.to_thread(self.runner.stop)
+            await asyncio.to_thread(self.runner.stop, 2.0)
         if self.client is not None:
             self.client.close()
         for device in (self.printer, self.reader):

@@ -15,21 +15,21 @@
 Targets (issue 5): ≥ 100 sales/s, p99 card read → receipt printed ≤ 50 ms.
 Not run by CI.
 
-    .venv/bin/python benchmarks/bench_sales.py [--sales 500] [--dir DIR] [--profile FILE]
+    .venv/bin/python benchmarks/bench_sales.py [--sales 500] [--dir DIR]
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import cProfile
 import json
+import os
+import signal
 import statistics
+import subprocess
+import sys
 import tempfile
-import threading
 import time
 from collections import Counter
-from collections.abc import Coroutine
 from datetime import datetime
 from itertools import pairwise
 from pathlib import Path
@@ -37,10 +37,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from posedge.agent.api import ApiServer, create_app, load_or_create_token
-from posedge.agent.config import Config
 from posedge.agent.journal import Journal
-from posedge.agent.service import Agent
 
 T = TypeVar("T")
 WARMUP_SALES = 20
@@ -48,51 +45,49 @@ TARGET_SALES_PER_S = 100.0
 TARGET_P99_MS = 50.0
 
 
-def bench_config() -> Config:
-    return Config.model_validate({"terminal": {"id": "bench-lane"}, "log": {"level": "error"}})
+POSEDGE = Path(sys.executable).parent / "posedge"
+BENCH_CONFIG = """
+[terminal]
+id = "bench-lane"
+[log]
+level = "error"
+"""
 
 
-class AgentThread:
-    """The agent and its API in their own event loop thread (the till is another thread)."""
+class AgentProcess:
+    """``posedge run --simulate`` as its own process: the till (this process) is another,
+    as on a real lane, so the two do not share an interpreter lock."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, config: Path) -> None:
         self.state_dir = state_dir
-        self.agent = Agent(bench_config(), state_dir, simulate=True, card_delay_s=0.0)
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.api: ApiServer | None = None
-        self.token = ""
+        self.config = config
+        self.proc: subprocess.Popen[str] | None = None
+        self.where: dict[str, Any] = {}
 
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(120)
+    @property
+    def token(self) -> str:
+        return (self.state_dir / "api-token").read_text().strip()
 
-    async def _start(self) -> None:
-        await self.agent.start()
-        assert self.agent.engine is not None
-        self.token = load_or_create_token(self.agent.config, self.state_dir)
-        app = create_app(
-            self.agent.engine, token=self.token, currencies=self.agent.config.sales.currencies
-        )
-        self.api = ApiServer(app, self.state_dir / "api.sock", log_level="error")
-        await self.api.start()
-
-    async def _stop(self) -> None:
-        if self.api is not None:
-            await self.api.stop()
-        await self.agent.stop()
-
-    def __enter__(self) -> AgentThread:
-        self.thread.start()
-        self.run(self._start())
+    def __enter__(self) -> AgentProcess:
+        env = {k: v for k, v in os.environ.items() if k != "POSEDGE_CONFIG"}
+        self.proc = subprocess.Popen(
+            [str(POSEDGE), "--state-dir", str(self.state_dir), "--config", str(self.config),
+             "--json", "run", "--simulate", "--card-delay", "0"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+        )  # fmt: skip
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()  # printed once the agent is ready
+        if not line:
+            raise RuntimeError("the agent did not start")
+        self.where = json.loads(line)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        try:
-            self.run(self._stop())
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(10)
-            self.loop.close()
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(60)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
 
 
 def sell(http: httpx.Client, amount: int) -> tuple[str, float]:
@@ -158,20 +153,12 @@ def timeline(
     return card_to_printed, steps, types
 
 
-def run_sales(
-    directory: Path, count: int, profile: cProfile.Profile | None, without: set[str]
-) -> dict[str, Any]:
+def run_sales(directory: Path, count: int) -> dict[str, Any]:
     state = directory / "agent"
-    with AgentThread(state) as running:
-        # Diagnostics (--without): what the background sync and the device counters cost.
-        if "sync" in without and running.agent.runner is not None:
-            running.agent.runner.stop()
-        if "device-stats" in without:
-            for device in (running.agent.printer, running.agent.reader):
-                stats = getattr(device, "stats", None)
-                if stats is not None:
-                    stats.path = None
-        transport = httpx.HTTPTransport(uds=str(state / "api.sock"))
+    config = directory / "bench.toml"
+    config.write_text(BENCH_CONFIG)
+    with AgentProcess(state, config) as running:
+        transport = httpx.HTTPTransport(uds=running.where["socket"])
         with httpx.Client(
             transport=transport,
             base_url="http://posedge",
@@ -180,18 +167,13 @@ def run_sales(
         ) as http:
             warm = [sell(http, 100 + n)[0] for n in range(WARMUP_SALES)]
             wait_receipts(http, warm)
-            if profile is not None:
-                profile.enable()
             start = time.perf_counter()
             results = [sell(http, 1000 + n) for n in range(count)]
             ids = [sale_id for sale_id, _ in results]
             wait_receipts(http, ids)
             elapsed = time.perf_counter() - start
-            if profile is not None:
-                profile.disable()
-        journal = running.agent.journal
-        assert journal is not None
-        latencies, steps, types = running.run(_async(timeline, journal, set(ids)))
+    with Journal.open(state, readonly=True) as journal:
+        latencies, steps, types = timeline(journal, set(ids))
     events_per_sale = sum(types.values()) / count
     return {
         "sales": count,
@@ -203,10 +185,6 @@ def run_sales(
         "events_per_sale": round(events_per_sale, 2),
         "event_types": dict(types),
     }
-
-
-async def _async(fn: Any, *args: Any) -> Any:
-    return fn(*args)
 
 
 def run_baseline(directory: Path, events: int) -> dict[str, Any]:
@@ -232,25 +210,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sales", type=int, default=500)
     parser.add_argument("--dir", type=Path, default=None, help="directory on the disk to test")
-    parser.add_argument("--profile", type=Path, default=None, help="write cProfile stats here")
-    parser.add_argument(
-        "--without",
-        action="append",
-        choices=["sync", "device-stats"],
-        default=[],
-        help="diagnostic: stop the background sync, or the device counters' file saves",
-    )
     args = parser.parse_args()
-    profile = cProfile.Profile() if args.profile else None
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="posedge-bench-sales-") as tmp:
-        sales = run_sales(Path(tmp), args.sales, profile, set(args.without))
+        sales = run_sales(Path(tmp), args.sales)
         events = round(sales["events_per_sale"] * args.sales)
         baseline = run_baseline(Path(tmp), events)
-    if profile is not None:
-        profile.dump_stats(str(args.profile))
     p99 = sales["card_read_to_receipt_printed"]["p99_ms"]
     report = {
-        "without": sorted(args.without),
         "sales": sales,
         "baseline_journal_appends": baseline,
         "ratios": {

@@ -189,7 +189,7 @@ class CardReader:
 
     def close(self) -> None:
         self.statistics.mark_online(False)
-        self.statistics.save()
+        self.statistics.save(force=True)
         self.transport.close()
 
     # ---- framed ------------------------------------------------------------------

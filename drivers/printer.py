@@ -239,9 +239,9 @@ class ReceiptPrinter:
         self.stats.increment(COMM_ERRORS)
         self._save_stats()
 
-    def _save_stats(self) -> None:
+    def _save_stats(self, *, force: bool = False) -> None:
         try:
-            self.stats.save()
+            self.stats.save(force=force)
         except OSError as exc:  # counters are diagnostics, never a reason to fail a job
             log.warning("could not save printer statistics to %s: %s", self.stats.path, exc)
 
@@ -372,7 +372,7 @@ class ReceiptPrinter:
     def close(self) -> None:
         """Stop counting online time and save statistics (the transport stays open)."""
         self.stats.mark_online(False)
-        self._save_stats()
+        self._save_stats(force=True)
 
     def __enter__(self) -> ReceiptPrinter:
         return self

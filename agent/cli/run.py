@@ -28,8 +28,15 @@ from .context import CliContext, pass_cli
     help="Also serve the till API on this TCP address (loopback unless "
     "api.allow_non_loopback). Port 0 picks a free port.",
 )
+@click.option(
+    "--card-delay",
+    type=click.FloatRange(0, 60),
+    default=0.3,
+    show_default=True,
+    help="With --simulate: seconds until the simulated reader presents a card once armed.",
+)
 @pass_cli
-def run(cli: CliContext, simulate: bool, api_listen: str | None) -> None:
+def run(cli: CliContext, simulate: bool, api_listen: str | None, card_delay: float) -> None:
     """Run the agent until SIGTERM/SIGINT; SIGHUP reloads the configuration.
 
     Under systemd (Type=notify) it reports READY=1 once the journal is open,
@@ -62,7 +69,11 @@ def run(cli: CliContext, simulate: bool, api_listen: str | None) -> None:
         sys.stdout.flush()
 
     options = RunOptions(
-        state_dir=cli.state_dir, simulate=simulate, api_listen=api_listen, announce=announce
+        state_dir=cli.state_dir,
+        simulate=simulate,
+        api_listen=api_listen,
+        announce=announce,
+        card_delay_s=card_delay,
     )
     sys.exit(run_daemon(loaded, lambda: load_config(cli.config_option), options))
 

@@ -631,6 +631,19 @@ class Journal:
         return Checkpoint(upto, last, cp_ts, sig)
 
     # ---------------------------------------------------------------- stats
+    def backlog(self) -> tuple[int, float | None]:
+        """(unsynced events, age in seconds of the oldest) — two indexed lookups, cheap."""
+        with self._lock:
+            head = self._head_in_txn().seq
+            acked = self.acked_seq()
+            oldest = self._conn.execute(
+                "SELECT ts FROM events WHERE seq > ? ORDER BY seq LIMIT 1", (acked,)
+            ).fetchone()
+        if oldest is None:
+            return head - acked, None
+        age = max(0.0, time.time() - datetime.fromisoformat(oldest[0]).timestamp())
+        return head - acked, round(age, 3)
+
     def stats(self) -> dict[str, Any]:
         with self._lock:
             head = self._head_in_txn()

@@ -119,6 +119,7 @@ class SaleEngine:
         self._changed: dict[str, asyncio.Event] = {}
         self.printer_lock = asyncio.Lock()
         self._op_lock = asyncio.Lock()
+        self._force_stop = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self.reversals = ReversalQueue(
             lambda: self.authorizer, self._append, on_progress=self._beat
@@ -144,17 +145,26 @@ class SaleEngine:
         """Take no new sales; finish or park the one in flight; stop the workers."""
         self.accepting = False
         active = self._active
-        if active is not None:
-            view = self.get_sale(active)
-            if view is not None and view.state == SaleState.CREATED:
-                self._request_cancel(active, "agent stopping")
-        if self.sale_tasks:
-            _, pending = await asyncio.wait(set(self.sale_tasks), timeout=timeout_s)
-            if pending:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self.sale_tasks and not self._force_stop.is_set():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
                 log.warning("sale still in flight at stop; recovery will finish it",
                             extra={"sale": active})  # fmt: skip
+                break
+            view = self.get_sale(active) if active is not None else None
+            if active is not None and view is not None and view.state == SaleState.CREATED:
+                # Re-sent each turn: a cancel that reaches the reader before its read
+                # starts is forgotten by the driver.
+                self._request_cancel(active, "agent stopping")
+            await asyncio.wait(set(self.sale_tasks), timeout=min(0.2, remaining))
         await self.reversals.stop()
         await self.forwards.stop()
+
+    def force_stop(self) -> None:
+        """Stop waiting for the sale in flight (a second SIGTERM); recovery finishes it."""
+        self._force_stop.set()
 
     def _beat(self) -> None:
         self.beat()
@@ -507,7 +517,7 @@ class SaleEngine:
         self._one_shot_alert(kind, txn, detail)
 
     def status(self) -> dict[str, Any]:
-        stats = self.journal.stats()
+        unsynced, oldest_age_s = self.journal.backlog()
         return {
             "accepting": self.accepting,
             "active_sale": self._active,
@@ -517,8 +527,7 @@ class SaleEngine:
             "forwards_pending": len(self.forwards.pending),
             "in_doubt": len(self.reversals.pending),
             "card_reads_not_completed": self.journal.incomplete_card_reads(),
-            "backlog": {"unsynced": stats["unsynced"],
-                        "oldest_age_s": stats["oldest_unsynced_age_s"]},
+            "backlog": {"unsynced": unsynced, "oldest_age_s": oldest_age_s},
             "alerts": {"active": self.alerts.as_list(), "recent": list(self.recent_alerts)},
         }  # fmt: skip
 

@@ -17,6 +17,9 @@ from .service import SyncService
 
 log = logging.getLogger("posedge.sync")
 
+UPLOAD_LINGER_S = 0.25
+"""After new events wake the uploader, how long it waits for more before sending."""
+
 
 class SyncRunner:
     def __init__(
@@ -62,6 +65,9 @@ class SyncRunner:
                 continue
             if report.complete and journal.acked_seq() >= journal.head().seq:
                 journal.wait_for_append(1.0)
+                # Let the rest of a sale's events arrive: one upload and one cursor
+                # write for them all, instead of one per event competing with the sale.
+                self.stop_event.wait(UPLOAD_LINGER_S)
 
     def _heartbeat_loop(self) -> None:
         interval = self.service.settings.seconds("heartbeat_interval")

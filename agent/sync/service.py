@@ -288,7 +288,8 @@ class SyncService:
     # ------------------------------------------------------------ heartbeat
     def heartbeat_document(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """DESIGN §6 heartbeat fields; ``extra`` supplies devices, exposure, in-doubt."""
-        stats = self.journal.stats()
+        head = self.journal.head()
+        unsynced, oldest_age_s = self.journal.backlog()
         disk = shutil.disk_usage(self.state_dir)
         doc: dict[str, Any] = {
             "terminal": self.client.terminal,
@@ -296,9 +297,9 @@ class SyncService:
             "agent_version": agent_version(),
             "uptime_s": round(time.monotonic() - self.started, 3),
             "devices": {},
-            "journal_head": {"seq": stats["head_seq"], "hash": stats["head_hash"]},
-            "unsynced_count": stats["unsynced"],
-            "oldest_unsynced_age_s": stats["oldest_unsynced_age_s"],
+            "journal_head": {"seq": head.seq, "hash": head.hash},
+            "unsynced_count": unsynced,
+            "oldest_unsynced_age_s": oldest_age_s,
             "offline_exposure": {},
             "in_doubt_count": 0,
             "disk_free_bytes": disk.free,
