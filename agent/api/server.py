@@ -260,7 +260,7 @@ class ApiServer:
         server = _EmbeddedServer(
             uvicorn.Config(
                 self.app,
-                http="h11",
+                http="httptools",
                 ws="none",
                 loop="none",
                 lifespan="off",

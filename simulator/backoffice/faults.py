@@ -183,14 +183,15 @@ def retry_after_value(seconds: float, form: str, now: float | None = None) -> st
 async def reset_connection(send: Send) -> None:
     """Close the client's connection with a TCP RST and no response at all.
 
-    uvicorn (h11) hands the app the bound ``send`` of its request cycle, which
-    holds the asyncio transport; SO_LINGER 0 turns the close into a reset.
+    uvicorn (httptools and h11 alike) hands the app the bound ``send`` of its
+    request cycle, which holds the asyncio transport; SO_LINGER 0 turns the close
+    into a reset.
     """
     transport = getattr(getattr(send, "__self__", None), "transport", None)
     if transport is None:
         raise RuntimeError(
             "cannot reach the connection to reset it: run the back office under uvicorn "
-            "with http='h11' and FaultMiddleware as the outermost ASGI layer"
+            "(httptools or h11) with FaultMiddleware as the outermost ASGI layer"
         )
     sock = transport.get_extra_info("socket")
     if sock is not None:

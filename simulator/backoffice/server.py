@@ -58,7 +58,7 @@ def _bind(host: str, port: int) -> socket.socket:
 def _uvicorn_config(app: object, log_level: str, access_log: bool) -> uvicorn.Config:
     return uvicorn.Config(
         app,  # type: ignore[arg-type]
-        http="h11",
+        http="httptools",
         loop="asyncio",
         lifespan="off",
         log_level=log_level,
