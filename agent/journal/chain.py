@@ -100,7 +100,7 @@ class ChainSigner:
         self, prev_hash: str, seq: int, ts: str, type_: str, txn: str | None, payload: str
     ) -> str:
         message = f"{prev_hash}\n{seq}\n{ts}\n{type_}\n{txn or ''}\n{payload}"
-        return hmac.new(self._chain_key, message.encode("utf-8"), hashlib.sha256).hexdigest()
+        return hmac.digest(self._chain_key, message.encode("utf-8"), "sha256").hex()
 
     def checkpoint_sig(self, seq: int, hash_: str, ts: str) -> str:
         body = canonical_json({"checkpoint": True, "hash": hash_, "seq": seq, "ts": ts})

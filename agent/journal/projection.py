@@ -109,7 +109,7 @@ def apply_event(
             "amount": amount,
             "currency": currency,
             "idem": idem if isinstance(idem, str) else None,
-            "patch": json.dumps(patch, sort_keys=True, separators=(",", ":")),
+            "patch": json.dumps(patch, sort_keys=True, separators=(",", ":")) if patch else "{}",
         },
     )
 
