@@ -13,7 +13,7 @@ import threading
 from typing import Any
 
 from .journal import Journal
-from .journal.store import utc_now_iso
+from .journal.records import utc_now_iso
 
 ACTIVE_KEY = "active_alerts"
 

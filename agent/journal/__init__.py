@@ -11,8 +11,9 @@ from .errors import (
     JournalWriteError,
     PayloadRejected,
 )
+from .records import Checkpoint, Event, Head
 from .schema import SCHEMA_VERSION
-from .store import JOURNAL_FILE_NAME, Checkpoint, Event, Head, Journal
+from .store import JOURNAL_FILE_NAME, Journal
 from .verify import Anchor, Problem, VerifyResult, verify_journal
 
 __all__ = [

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from contextlib import AbstractContextManager
 from typing import Any
 
 # Event type → transaction state it leads to. Types not listed leave it.
@@ -125,3 +126,64 @@ def rebuild_projection(conn: sqlite3.Connection) -> int:
         apply_event(conn, seq, ts, type_, txn, json.loads(payload))
         count += 1
     return count
+
+
+class TransactionIndex:
+    """Reads of the projection: one transaction, by idempotency key, work left at start.
+
+    Shares the journal's connection and lock (``Journal.transactions``).
+    """
+
+    def __init__(self, conn: sqlite3.Connection, lock: AbstractContextManager[Any]) -> None:
+        self._conn = conn
+        self._lock = lock
+
+    def get(self, txn: str) -> dict[str, Any] | None:
+        return self._one("SELECT * FROM transactions WHERE txn = ?", txn)
+
+    def by_idempotency_key(self, key: str) -> dict[str, Any] | None:
+        return self._one("SELECT * FROM transactions WHERE idem_key = ?", key)
+
+    def _one(self, sql: str, value: str) -> dict[str, Any] | None:
+        with self._lock:
+            cursor = self._conn.cursor()
+            cursor.row_factory = sqlite3.Row
+            row = cursor.execute(sql, (value,)).fetchone()
+        return _as_dict(row) if row else None
+
+    def incomplete_card_reads(self) -> int:
+        """Sales whose card was read but that never completed (abandoned or cancelled)."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT count(*) FROM transactions WHERE state IN ('abandoned', 'cancelled') "
+                "AND json_extract(summary, '$.masked_pan') IS NOT NULL"
+            ).fetchone()
+        return int(row[0])
+
+    def needing_work(self, final_states: frozenset[str]) -> list[dict[str, Any]]:
+        """Transactions not final, or with a receipt, reversal or forward still open.
+
+        A full scan of the projection: for crash recovery at start, not the hot path.
+        """
+        marks = ",".join("?" for _ in final_states)
+        with self._lock:
+            cursor = self._conn.cursor()
+            cursor.row_factory = sqlite3.Row
+            rows = cursor.execute(
+                f"""
+                SELECT * FROM transactions
+                WHERE state NOT IN ({marks})
+                   OR json_extract(summary, '$.receipt') IN ('pending', 'printing')
+                   OR json_extract(summary, '$.reversal') = 'pending'
+                   OR json_extract(summary, '$.forward') IN ('pending', 'requested')
+                ORDER BY first_seq
+                """,
+                tuple(sorted(final_states)),
+            ).fetchall()
+        return [_as_dict(row) for row in rows]
+
+
+def _as_dict(row: sqlite3.Row) -> dict[str, Any]:
+    doc = dict(row)
+    doc["summary"] = json.loads(doc.get("summary") or "{}")
+    return doc

@@ -12,14 +12,12 @@ This module never logs or stores card data: every payload passes
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,17 +26,16 @@ from ..carddata import CardDataRejected, find_card_data
 from .canonical import NotCanonical, canonical_json
 from .chain import GENESIS_HASH, ChainSigner, DeviceKey, load_device_key
 from .errors import (
-    JournalBusy,
     JournalCorrupt,
-    JournalDiskFull,
     JournalError,
-    JournalIOError,
     JournalReadOnly,
     JournalWriteError,
     PayloadRejected,
 )
-from .projection import apply_event
+from .projection import TransactionIndex, apply_event
+from .records import Checkpoint, Event, Head, row_to_event, utc_now_iso
 from .schema import SCHEMA_VERSION, migrate, schema_version
+from .sqlite_errors import map_write_error
 
 JOURNAL_FILE_NAME = "journal.db"
 MAX_PAYLOAD_BYTES = 64 * 1024
@@ -50,98 +47,6 @@ _META_UPSERT = (
     "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
 )
 PAGE_SIZE = 4096  # set explicitly for new files; the benchmark showed no gain from smaller
-
-# SQLite primary result codes (sqlite3.h).
-_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_READONLY = 5, 6, 8
-_SQLITE_IOERR, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_CANTOPEN, _SQLITE_NOTADB = 10, 11, 13, 14, 26
-
-
-def _read_only_fs(path: Path) -> bool:
-    try:
-        return bool(os.statvfs(path.parent).f_flag & os.ST_RDONLY) or not os.access(
-            path.parent, os.W_OK
-        )
-    except OSError:
-        return False
-
-
-@dataclass(frozen=True)
-class Event:
-    seq: int
-    ts: str
-    type: str
-    txn: str | None
-    payload: dict[str, Any]
-    prev_hash: str
-    hash: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "seq": self.seq,
-            "ts": self.ts,
-            "type": self.type,
-            "txn": self.txn,
-            "payload": self.payload,
-            "prev_hash": self.prev_hash,
-            "hash": self.hash,
-        }
-
-
-@dataclass(frozen=True)
-class Head:
-    seq: int
-    hash: str
-    ts: str | None
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    seq: int
-    hash: str
-    ts: str
-    sig: str
-
-
-def utc_now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
-def _map_write_error(exc: sqlite3.Error, path: Path) -> JournalError:
-    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
-    text = str(exc)
-    if code == _SQLITE_FULL or "full" in text:
-        return JournalDiskFull(
-            f"journal {path}: disk full ({text}); free space on the state directory's "
-            "filesystem — the event was not stored"
-        )
-    if (
-        code == _SQLITE_READONLY
-        or "readonly" in text
-        or (code == _SQLITE_CANTOPEN and _read_only_fs(path))
-    ):
-        return JournalReadOnly(
-            f"journal {path}: read-only ({text}); check file ownership, mode and that "
-            "the filesystem is mounted read-write — the event was not stored"
-        )
-    if code in (_SQLITE_BUSY, _SQLITE_LOCKED) or "locked" in text:
-        return JournalBusy(
-            f"journal {path}: locked by another writer ({text}); only one posedge process "
-            "may write the journal — stop the other one (is the daemon running?)"
-        )
-    if code == _SQLITE_CANTOPEN:
-        return JournalIOError(
-            f"journal {path}: cannot open the database file ({text}); check that the state "
-            "directory exists and is readable by the posedge user"
-        )
-    if code in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
-        return JournalCorrupt(
-            f"journal {path} is damaged or not a posedge journal ({text}); it was left "
-            "untouched — keep a copy and restore from the back office or a backup"
-        )
-    return JournalIOError(
-        f"journal {path}: I/O error ({text}); check the disk and kernel log — "
-        "the event was not stored"
-    )
 
 
 class Journal:
@@ -163,6 +68,8 @@ class Journal:
         self.readonly = readonly
         self._lock = threading.RLock()
         self._appended = threading.Condition()
+        self.transactions = TransactionIndex(conn, self._lock)
+        """Reads of the transactions projection."""
 
     # ------------------------------------------------------------------ open
     @classmethod
@@ -218,7 +125,7 @@ class Journal:
             conn.execute("PRAGMA synchronous = FULL")
             return conn
         except sqlite3.Error as exc:
-            raise _map_write_error(exc, path) from None
+            raise map_write_error(exc, path) from None
 
     @staticmethod
     def _check_and_prepare(
@@ -258,7 +165,7 @@ class Journal:
             try:
                 migrate(conn)
             except sqlite3.Error as exc:
-                raise _map_write_error(exc, path) from None
+                raise map_write_error(exc, path) from None
         has_data = conn.execute(
             "SELECT EXISTS (SELECT 1 FROM events) OR EXISTS (SELECT 1 FROM checkpoints)"
         ).fetchone()[0]
@@ -330,7 +237,7 @@ class Journal:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
-                raise _map_write_error(exc, self.path) from None
+                raise map_write_error(exc, self.path) from None
             try:
                 event = self._insert_event(type_, payload, payload_text, txn)
                 self._conn.execute("COMMIT")
@@ -338,7 +245,7 @@ class Journal:
                     self._appended.notify_all()
             except sqlite3.Error as exc:
                 self._rollback()
-                raise _map_write_error(exc, self.path) from None
+                raise map_write_error(exc, self.path) from None
             except BaseException:
                 self._rollback()
                 raise
@@ -470,7 +377,7 @@ class Journal:
 
     def iter_events(self, since: int = 0, until: int | None = None) -> Iterator[Event]:
         for row in self.iter_rows(since, until):
-            yield _row_to_event(row)
+            yield row_to_event(row)
 
     def get(self, seq: int) -> Event | None:
         with self._lock:
@@ -478,54 +385,13 @@ class Journal:
                 "SELECT seq, ts, type, txn, payload, prev_hash, hash FROM events WHERE seq = ?",
                 (seq,),
             ).fetchone()
-        return _row_to_event(row) if row else None
+        return row_to_event(row) if row else None
 
     def find_seqs_by_hash(self, digest: str) -> list[int]:
         """Seqs whose stored hash is ``digest`` (a full scan: for diagnostics only)."""
         with self._lock:
             rows = self._conn.execute("SELECT seq FROM events WHERE hash = ?", (digest,))
             return [int(r[0]) for r in rows]
-
-    def transaction(self, txn: str) -> dict[str, Any] | None:
-        with self._lock:
-            row = self._conn.execute("SELECT * FROM transactions WHERE txn = ?", (txn,)).fetchone()
-        return _transaction_dict(row) if row else None
-
-    def transaction_by_idempotency_key(self, key: str) -> dict[str, Any] | None:
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT * FROM transactions WHERE idem_key = ?", (key,)
-            ).fetchone()
-        return _transaction_dict(row) if row else None
-
-    def incomplete_card_reads(self) -> int:
-        """Sales whose card was read but that never completed (abandoned or cancelled)."""
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT count(*) FROM transactions WHERE state IN ('abandoned', 'cancelled') "
-                "AND json_extract(summary, '$.masked_pan') IS NOT NULL"
-            ).fetchone()
-        return int(row[0])
-
-    def transactions_needing_work(self, final_states: frozenset[str]) -> list[dict[str, Any]]:
-        """Transactions not final, or with a receipt, reversal or forward still open.
-
-        A full scan of the projection: for crash recovery at start, not the hot path.
-        """
-        marks = ",".join("?" for _ in final_states)
-        with self._lock:
-            rows = self._conn.execute(
-                f"""
-                SELECT * FROM transactions
-                WHERE state NOT IN ({marks})
-                   OR json_extract(summary, '$.receipt') IN ('pending', 'printing')
-                   OR json_extract(summary, '$.reversal') = 'pending'
-                   OR json_extract(summary, '$.forward') IN ('pending', 'requested')
-                ORDER BY first_seq
-                """,
-                tuple(sorted(final_states)),
-            ).fetchall()
-        return [_transaction_dict(row) for row in rows]
 
     # ---------------------------------------------------------- sync cursor
     def acked_seq(self) -> int:
@@ -569,7 +435,7 @@ class Journal:
             self._conn.execute("COMMIT")
         except sqlite3.Error as exc:
             self._rollback()
-            raise _map_write_error(exc, self.path) from None
+            raise map_write_error(exc, self.path) from None
 
     # -------------------------------------------------------------- meta kv
     def get_meta(self, key: str) -> str | None:
@@ -627,7 +493,7 @@ class Journal:
                 self._conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._rollback()
-                raise _map_write_error(exc, self.path) from None
+                raise map_write_error(exc, self.path) from None
         return Checkpoint(upto, last, cp_ts, sig)
 
     # ---------------------------------------------------------------- stats
@@ -675,24 +541,6 @@ class Journal:
             "checkpoint_seq": cp.seq if cp else None,
             "key_fingerprint": self.key.fingerprint,
         }
-
-
-def _transaction_dict(row: sqlite3.Row) -> dict[str, Any]:
-    doc = dict(row)
-    doc["summary"] = json.loads(doc.get("summary") or "{}")
-    return doc
-
-
-def _row_to_event(row: sqlite3.Row) -> Event:
-    return Event(
-        seq=row["seq"],
-        ts=row["ts"],
-        type=row["type"],
-        txn=row["txn"],
-        payload=json.loads(row["payload"]),
-        prev_hash=row["prev_hash"],
-        hash=row["hash"],
-    )
 
 
 __all__ = [

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .chain import GENESIS_HASH
-from .store import Checkpoint, Journal
+from .records import Checkpoint
+from .store import Journal
 
 ANCHOR_RE = re.compile(r"^(\d+):([0-9a-f]{64})$")
 MAX_TRACE_DEPTH = 16

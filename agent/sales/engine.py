@@ -189,7 +189,7 @@ class SaleEngine:
 
     # ------------------------------------------------------------ queries
     def get_sale(self, sale_id: str) -> SaleView | None:
-        row = self.journal.transaction(sale_id)
+        row = self.journal.transactions.get(sale_id)
         if row is None or "request_hash" not in row["summary"]:
             return None
         return view_from_row(row)
@@ -213,7 +213,7 @@ class SaleEngine:
     async def create_sale(self, idempotency_key: str, request: SaleRequest) -> SaleView:
         digest = request_hash(request)
         async with self._op_lock:
-            existing = self.journal.transaction_by_idempotency_key(idempotency_key)
+            existing = self.journal.transactions.by_idempotency_key(idempotency_key)
             if existing is not None:
                 if existing["summary"].get("request_hash") != digest:
                     raise IdempotencyMismatch(
@@ -470,7 +470,7 @@ class SaleEngine:
             if view.state not in (SaleState.APPROVED, SaleState.APPROVED_OFFLINE):
                 raise SaleConflict(f"sale {sale_id} is {view.state.value}; only an approved sale "
                                    "can be voided")  # fmt: skip
-            row = self.journal.transaction(sale_id) or {}
+            row = self.journal.transactions.get(sale_id) or {}
             approved_at = row.get("summary", {}).get("approved_at")
             after_s = _seconds_since(approved_at)
             self._append("sale.voided", {"reason": "voided by the till", "receipt": "pending",
@@ -526,7 +526,7 @@ class SaleEngine:
             "offline_exposure": self.exposure.as_dict(),
             "forwards_pending": len(self.forwards.pending),
             "in_doubt": len(self.reversals.pending),
-            "card_reads_not_completed": self.journal.incomplete_card_reads(),
+            "card_reads_not_completed": self.journal.transactions.incomplete_card_reads(),
             "backlog": {"unsynced": unsynced, "oldest_age_s": oldest_age_s},
             "alerts": {"active": self.alerts.as_list(), "recent": list(self.recent_alerts)},
         }  # fmt: skip
@@ -534,7 +534,7 @@ class SaleEngine:
     # ------------------------------------------------------------ recovery
     async def _recover(self) -> None:
         keep: set[str] = set()
-        for row in self.journal.transactions_needing_work(_FINAL_VALUES):
+        for row in self.journal.transactions.needing_work(_FINAL_VALUES):
             txn, state, summary = row["txn"], row["state"], row["summary"]
             if "request_hash" not in summary:
                 continue  # not a sale
@@ -551,7 +551,7 @@ class SaleEngine:
                     self._queue_reversal(txn, amount, currency, "timeout waiting for response")
                 reason = "the agent restarted while authorizing; the authorization was reversed"
                 self._append("sale.reversed", {"reason": reason, "receipt": "pending"}, txn)
-                summary = (self.journal.transaction(txn) or row)["summary"]
+                summary = (self.journal.transactions.get(txn) or row)["summary"]
             if summary.get("reversal") == "pending" and txn not in self.reversals.pending:
                 reason = "void" if row["state"] == "voided" else "timeout waiting for response"
                 self.reversals.add(txn, {"amount": amount, "currency": currency, "reason": reason})

@@ -29,7 +29,7 @@ from tenacity.wait import wait_base
 from ..alerts import AlertBook
 from ..config import SyncConfig
 from ..journal import Journal, JournalError
-from ..journal.store import utc_now_iso
+from ..journal.records import utc_now_iso
 from .batch import Batch, next_batch
 from .client import BackofficeClient, Rewind, agent_version
 from .errors import BackofficeRejected, BackofficeUnreachable, SyncError

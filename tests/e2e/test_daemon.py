@@ -65,7 +65,7 @@ def events(state_dir: Path) -> list[dict[str, Any]]:
 
 def sale_row(state_dir: Path, sale_id: str) -> dict[str, Any]:
     with Journal.open(state_dir, readonly=True) as journal:
-        row = journal.transaction(sale_id)
+        row = journal.transactions.get(sale_id)
     assert row is not None, f"sale {sale_id} is not in the journal"
     return row
 

@@ -61,7 +61,7 @@ def test_v1_backlog_survives_migration(tmp_path: Path) -> None:
         assert stats["unsynced"] == BACKLOG - ACKED and stats["acked_seq"] == ACKED
         assert [e.hash for e in jr.iter_events()] == hashes
         # The projection was rebuilt from the backlog during the migration.
-        sale = jr.transaction("sale-10")
+        sale = jr.transactions.get("sale-10")
         assert sale is not None and sale["first_seq"] == 40 and sale["last_seq"] == 43
         assert sale["state"] == "approved" and sale["amount"] == 1040
         assert verify_journal(jr).ok

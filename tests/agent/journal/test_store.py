@@ -42,9 +42,9 @@ def test_append_builds_a_gap_free_hash_chain(tmp_path: Path) -> None:
             {"amount": 1234, "currency": "EUR"},
             {"masked_pan": "411111******1111"},
         ]
-        assert jr.transaction("s1") is not None
-        assert jr.transaction("s1")["state"] == "card_read"  # type: ignore[index]
-        assert jr.transaction("s1")["amount"] == 1234  # type: ignore[index]
+        assert jr.transactions.get("s1") is not None
+        assert jr.transactions.get("s1")["state"] == "card_read"  # type: ignore[index]
+        assert jr.transactions.get("s1")["amount"] == 1234  # type: ignore[index]
 
 
 def test_reopen_continues_the_chain_and_verifies(tmp_path: Path) -> None:
