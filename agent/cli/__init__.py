@@ -64,12 +64,13 @@ def cli(
 
 
 def _register() -> None:
-    from . import backoffice, demo, devices, journal, run, simulate, sync, test_cmd
+    from . import backoffice, demo, devices, journal, run, simcontrol, simulate, sync, test_cmd
 
     cli.add_command(journal.journal)
     cli.add_command(demo.demo)
     for module in (devices, simulate, test_cmd, sync, backoffice, run):
         module.register(cli)
+    simcontrol.register(simulate.simulate)
 
 
 _register()
