@@ -197,10 +197,11 @@ class SaleEngine:
     async def wait_sale(self, sale_id: str, timeout_s: float) -> SaleView | None:
         deadline = time.monotonic() + max(0.0, timeout_s)
         while True:
-            event = self._changed.setdefault(sale_id, asyncio.Event())
             view = self.get_sale(sale_id)
             if view is None or view.final:
                 return view
+            # No await since the read above: no event can slip in between.
+            event = self._changed.setdefault(sale_id, asyncio.Event())
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return view
@@ -260,9 +261,20 @@ class SaleEngine:
             log.error("journal append failed; the sale stops here and is recovered at restart",
                       extra={"sale": txn, "error": str(exc)})  # fmt: skip
         except Exception:
-            log.exception("sale failed unexpectedly", extra={"sale": txn})
+            log.exception("sale failed unexpectedly; settling it", extra={"sale": txn})
+            await self._settle_after_error(txn)
         finally:
             self._release_reader(txn)
+
+    async def _settle_after_error(self, txn: str) -> None:
+        """A bug or device surprise mid-sale: finish it now, as recovery would at restart."""
+        try:
+            row = self.journal.transactions.get(txn)
+            if row is not None:
+                await self._settle(row, "an internal error interrupted the sale")
+        except Exception:
+            log.exception("could not settle the sale; recovery at the next start will",
+                          extra={"sale": txn})  # fmt: skip
 
     def _release_reader(self, txn: str) -> None:
         if self._active == txn:
@@ -533,41 +545,49 @@ class SaleEngine:
 
     # ------------------------------------------------------------ recovery
     async def _recover(self) -> None:
+        """At start: drive every sale a crash interrupted to a correct state."""
         keep: set[str] = set()
         for row in self.journal.transactions.needing_work(_FINAL_VALUES):
-            txn, state, summary = row["txn"], row["state"], row["summary"]
-            if "request_hash" not in summary:
-                continue  # not a sale
-            amount, currency = int(row["amount"] or 0), str(row["currency"] or "")
-            if state in ("created", "card_read", "open"):
-                self._end(txn, "sale.abandoned", "the agent restarted before the sale completed; "
-                          "present the card again")  # fmt: skip
-                continue
-            if state in ("authorizing", "in_doubt"):
-                if state == "authorizing":
-                    self._append("auth.unknown", {"reason": "agent restarted while authorizing"},
-                                 txn)  # fmt: skip
-                if summary.get("reversal") != "pending":
-                    self._queue_reversal(txn, amount, currency, "timeout waiting for response")
-                reason = "the agent restarted while authorizing; the authorization was reversed"
-                self._append("sale.reversed", {"reason": reason, "receipt": "pending"}, txn)
-                summary = (self.journal.transactions.get(txn) or row)["summary"]
-            if summary.get("reversal") == "pending" and txn not in self.reversals.pending:
-                reason = "void" if row["state"] == "voided" else "timeout waiting for response"
-                self.reversals.add(txn, {"amount": amount, "currency": currency, "reason": reason})
-            if summary.get("forward") in ("pending", "requested"):
-                keep.add(txn)
-                self.exposure.add(currency, amount)
-                info = {key: summary.get(key) for key in ("masked_pan", "brand", "pan_token")}
-                info |= {"amount": amount, "currency": currency,
-                         "requested": summary.get("forward") == "requested"}  # fmt: skip
-                self.forwards.add(txn, info)
-            if summary.get("receipt") in ("pending", "printing"):
-                await self._print(txn, reprint=summary.get("receipt") == "printing")
+            if "request_hash" in row["summary"]:  # only sales
+                await self._settle(row, "the agent restarted")
+                if row["summary"].get("forward") in ("pending", "requested"):
+                    keep.add(row["txn"])
         orphans = self.vault.purge_orphans(keep)
         if orphans:
             log.warning("deleted vault entries with no outstanding offline sale",
                         extra={"count": len(orphans)})  # fmt: skip
+
+    async def _settle(self, row: dict[str, Any], why: str) -> None:
+        """Finish one interrupted sale from what its journal says (``why`` goes in reasons).
+
+        Card data is gone (it only lived in memory), so a sale before its outcome
+        is abandoned, and one that was authorizing is reversed.
+        """
+        txn, state, summary = row["txn"], row["state"], row["summary"]
+        amount, currency = int(row["amount"] or 0), str(row["currency"] or "")
+        if state in ("created", "card_read", "open"):
+            self._end(txn, "sale.abandoned", f"{why} before the sale completed; "
+                      "present the card again")  # fmt: skip
+            return
+        if state in ("authorizing", "in_doubt"):
+            if state == "authorizing":
+                self._append("auth.unknown", {"reason": f"{why} while authorizing"}, txn)
+            if summary.get("reversal") != "pending":
+                self._queue_reversal(txn, amount, currency, "timeout waiting for response")
+            reason = f"{why} while authorizing; the authorization was reversed"
+            self._append("sale.reversed", {"reason": reason, "receipt": "pending"}, txn)
+            summary = (self.journal.transactions.get(txn) or row)["summary"]
+        if summary.get("reversal") == "pending" and txn not in self.reversals.pending:
+            reason = "void" if state == "voided" else "timeout waiting for response"
+            self.reversals.add(txn, {"amount": amount, "currency": currency, "reason": reason})
+        if summary.get("forward") in ("pending", "requested") and txn not in self.forwards.pending:
+            self.exposure.add(currency, amount)
+            info = {key: summary.get(key) for key in ("masked_pan", "brand", "pan_token")}
+            info |= {"amount": amount, "currency": currency,
+                     "requested": summary.get("forward") == "requested"}  # fmt: skip
+            self.forwards.add(txn, info)
+        if summary.get("receipt") in ("pending", "printing"):
+            await self._print(txn, reprint=summary.get("receipt") == "printing")
 
 
 def _now_iso() -> str:

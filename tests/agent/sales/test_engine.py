@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 from pathlib import Path
 
 import pytest
@@ -236,3 +237,21 @@ def test_recovery_drives_every_interrupted_sale_to_a_final_state(tmp_path: Path)
         assert not AlertBook(lane.journal).active()
 
     run_lane(tmp_path, body)
+
+
+def test_a_failure_mid_sale_is_settled_at_once_not_left_hanging(tmp_path: Path) -> None:
+    """The vault's directory is broken (a file where it should be): the offline approval
+    cannot store its card; the sale must still end final (reversed) right away."""
+
+    async def body(lane: Lane) -> None:
+        first = await lane.sale(1000)
+        assert first.state == SaleState.APPROVED_OFFLINE
+        vault_dir = tmp_path / "state" / "vault"
+        shutil.rmtree(vault_dir)
+        vault_dir.write_text("not a directory")
+        second = await lane.sale(1100)
+        assert second.state == SaleState.REVERSED
+        assert "internal error" in (second.decline_reason or "")
+        assert lane.engine._active is None  # the reader is free for the next sale
+
+    run_lane(tmp_path, body, start_backoffice=False)
