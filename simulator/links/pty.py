@@ -27,9 +27,7 @@ from pathlib import Path
 
 from ..core import VirtualDevice
 from . import routing
-
-READ_CHUNK_BYTES = 4096
-POLL_S = 0.1
+from .routing import POLL_S, READ_CHUNK_BYTES
 
 
 class _PtyPair:
@@ -65,29 +63,13 @@ class _PtyPair:
             self.device.receive(data)
 
     def _write_all(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            _, writable, _ = select.select([self._wake_r], [self.master], [], POLL_S)
-            if self._stop.is_set():
-                return
-            if not writable:
-                continue
-            try:
-                view = view[os.write(self.master, view) :]
-            except BlockingIOError:
-                continue
-            except OSError:
-                return
+        routing.write_all(
+            data, lambda view: os.write(self.master, view), self.master, self._stop, self._wake_r
+        )
 
     def stop(self) -> None:
         """Stop the pumps, then close the master (the host sees an unplug)."""
-        self._stop.set()
-        os.write(self._wake_w, b"x")
-        routing.detach(self.device, self)
-        current = threading.current_thread()
-        for thread in self._threads:
-            if thread is not current:
-                thread.join()
+        routing.halt(self.device, self, self._stop, self._wake_w, self._threads)
         for fd in (self.master, self.slave, self._wake_r, self._wake_w):
             with contextlib.suppress(OSError):
                 os.close(fd)

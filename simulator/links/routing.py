@@ -13,6 +13,9 @@ link detaches, and never drops a reply while some link is attached.
 
 from __future__ import annotations
 
+import os
+import select
+import socket
 import threading
 from collections.abc import Callable
 
@@ -83,3 +86,47 @@ def claim(device: VirtualDevice, link: object) -> None:
         router = _routers.get(id(device))
         if router is not None:
             router.owner = id(link)
+
+
+# ---- helpers every link's pump threads share ------------------------------------
+Waitable = int | socket.socket
+
+
+def write_all(
+    data: bytes,
+    write: Callable[[memoryview], int],
+    target: Waitable,
+    stop: threading.Event,
+    wake: int,
+) -> None:
+    """Write all of ``data`` through a non-blocking ``target``; give up on stop or error."""
+    view = memoryview(data)
+    while view and not stop.is_set():
+        _, writable, _ = select.select([wake], [target], [], POLL_S)
+        if stop.is_set():
+            return
+        if not writable:
+            continue
+        try:
+            view = view[write(view) :]
+        except BlockingIOError:
+            continue
+        except OSError:
+            return
+
+
+def halt(
+    device: VirtualDevice,
+    link: object,
+    stop: threading.Event,
+    wake_w: int,
+    threads: list[threading.Thread],
+) -> None:
+    """Stop a link's pump threads: signal, wake their select, detach, join."""
+    stop.set()
+    os.write(wake_w, b"x")
+    detach(device, link)
+    current = threading.current_thread()
+    for thread in threads:
+        if thread is not current:
+            thread.join()

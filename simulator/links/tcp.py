@@ -23,9 +23,8 @@ import threading
 
 from ..core import VirtualDevice
 from . import routing
+from .routing import POLL_S, READ_CHUNK_BYTES
 
-READ_CHUNK_BYTES = 4096
-POLL_S = 0.1
 ACCEPT_GRACE_S = 0.5
 
 
@@ -101,26 +100,10 @@ class _Server:
             conn = self._conn
         if conn is None:
             return  # nobody connected: the reply goes nowhere, as on a real network
-        view = memoryview(data)
-        while view and not self._stop.is_set():
-            _, writable, _ = select.select([], [conn], [], POLL_S)
-            if not writable:
-                continue
-            try:
-                view = view[conn.send(view) :]
-            except BlockingIOError:
-                continue
-            except OSError:
-                return
+        routing.write_all(data, conn.send, conn, self._stop, self._wake_r)
 
     def stop(self) -> None:
-        self._stop.set()
-        os.write(self._wake_w, b"x")
-        routing.detach(self.device, self)
-        current = threading.current_thread()
-        for thread in self._threads:
-            if thread is not current:
-                thread.join()
+        routing.halt(self.device, self, self._stop, self._wake_w, self._threads)
         with self._conn_lock:
             conn, self._conn = self._conn, None
         if conn is not None:
