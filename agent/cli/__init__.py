@@ -16,7 +16,7 @@ import click
 
 from ..errors import PosedgeError
 from ..logs import configure_logging
-from .context import CliContext
+from .context import CliContext, add_json_option
 
 EXIT_INTERNAL = 1
 
@@ -71,6 +71,8 @@ def _register() -> None:
     for module in (devices, simulate, test_cmd, sync, backoffice, run):
         module.register(cli)
     simcontrol.register(simulate.simulate)
+    for command in cli.commands.values():
+        add_json_option(command)
 
 
 _register()

@@ -183,9 +183,8 @@ def build_config(tokens: dict[str, str] | None, **opts: Any) -> Any:
 @click.option(
     "--db", type=click.Path(path_type=Path, dir_okay=False), required=True, help="SQLite file."
 )
-@click.option("--json", "json_flag", is_flag=True, help="Print one JSON document on stdout.")
 @click.pass_context
-def report(ctx: click.Context, db: Path, json_flag: bool) -> None:
+def report(ctx: click.Context, db: Path) -> None:
     """Per terminal: events held, seqs, gaps, chain breaks, duplicates, heartbeats, silence.
 
     Exit 3 when the held events have holes or chain breaks (never expected).
@@ -199,9 +198,8 @@ def report(ctx: click.Context, db: Path, json_flag: bool) -> None:
     with store:
         doc = report_document(store)
     cli = ctx.find_object(CliContext)
-    as_json = json_flag or (cli is not None and cli.json_output)
-    if as_json:
-        CliContext(None, None, json_output=True).emit(doc)
+    if cli is not None and cli.json_output:
+        cli.emit(doc)
     else:
         click.echo(render_report(doc))
     bad = [t for t in doc["terminals"] if t["missing_seqs"] or t["chain_breaks_held"]]

@@ -51,6 +51,32 @@ class CliContext:
 pass_cli = click.make_pass_decorator(CliContext)
 
 
+def _json_requested(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if not value:
+        return
+    cli = ctx.find_object(CliContext)
+    if cli is None:  # a command group run on its own (python -m posedge.simulator.backoffice)
+        cli = ctx.obj = CliContext(state_dir_option=None, config_option=None, json_output=True)
+    cli.json_output = True
+
+
+def add_json_option(command: click.Command) -> None:
+    """Accept ``--json`` after the subcommand too, on ``command`` and everything below it."""
+    if not any(param.name == "json" for param in command.params):
+        command.params.append(
+            click.Option(
+                ["--json"],
+                is_flag=True,
+                expose_value=False,
+                callback=_json_requested,
+                help="Print one JSON document on stdout (same as the global --json).",
+            )
+        )
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            add_json_option(sub)
+
+
 def get_cli(ctx: click.Context) -> CliContext:
     obj = ctx.find_object(CliContext)
     if obj is None:  # pragma: no cover - the root group always sets it

@@ -19,13 +19,10 @@ from .output import table
 
 
 @click.group("devices", invoke_without_command=True)
-@click.option("--json", "json_flag", is_flag=True, help="Print one JSON document on stdout.")
 @click.pass_context
-def devices(ctx: click.Context, json_flag: bool) -> None:
+def devices(ctx: click.Context) -> None:
     """List serial ports and USB devices, known models, and whether you can open them."""
     cli = get_cli(ctx)
-    if json_flag:
-        cli.json_output = True
     if ctx.invoked_subcommand is not None:
         return
     found = discover()

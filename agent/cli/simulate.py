@@ -71,7 +71,6 @@ def simulate() -> None:
     type=click.Path(path_type=Path, dir_okay=False),
     help="TOML scenario file: faults applied on a timer.",
 )
-@click.option("--json", "json_flag", is_flag=True, help="Print the endpoints as one JSON document.")
 @click.pass_context
 def simulate_devices(
     ctx: click.Context,
@@ -81,11 +80,9 @@ def simulate_devices(
     reader_port: int,
     reader_protocol: str,
     scenario: Path | None,
-    json_flag: bool,
 ) -> None:
     """Serve a virtual printer and reader on pty and TCP until SIGINT/SIGTERM."""
     cli = get_cli(ctx)
-    cli.json_output = cli.json_output or json_flag
     devices = make_devices(reader_protocol)
     plan = _load_scenario(scenario, devices)
     if symlink_dir is not None:

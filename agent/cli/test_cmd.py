@@ -81,38 +81,23 @@ def _bad_url(exc: UnsupportedURL, given: str | None, key: str, option: str) -> E
     return ConfigError(f"{key}: {exc.message}")
 
 
-def _use_json(ctx: click.Context, json_flag: bool) -> CliContext:
-    cli = get_cli(ctx)
-    cli.json_output = cli.json_output or json_flag
-    return cli
-
-
-json_option = click.option(
-    "--json", "json_flag", is_flag=True, help="Print one JSON document on stdout."
-)
-
-
 @click.group("test")
-@json_option
-@click.pass_context
-def test_group(ctx: click.Context, json_flag: bool) -> None:
+def test_group() -> None:
     """Exercise one device: print a test receipt, read a test swipe."""
-    _use_json(ctx, json_flag)
 
 
 # ---- test print ----------------------------------------------------------------
 @test_group.command("print")
 @click.option("--printer", "url", metavar="URL", help="Printer URL [default: printer.url].")
-@json_option
 @click.pass_context
-def test_print(ctx: click.Context, url: str | None, json_flag: bool) -> None:
+def test_print(ctx: click.Context, url: str | None) -> None:
     """Print the test receipt and report the printer's status.
 
     Exit 3 naming the fault when the printer is not ready (nothing is printed),
     when the job could not be confirmed (reprint), or when the printer is
     unplugged or silent.
     """
-    cli = _use_json(ctx, json_flag)
+    cli = get_cli(ctx)
     printer = _open_printer(cli, cli.config, url)
     try:
         result = printer.print_receipt(printer.test_receipt())
@@ -214,21 +199,19 @@ def _report_print(cli: CliContext, url: str, result: PrintResult) -> None:
     metavar="S",
     help="Seconds to wait for the swipe [default: reader.swipe_timeout].",
 )
-@json_option
 @click.pass_context
 def test_swipe(
     ctx: click.Context,
     url: str | None,
     protocol: str | None,
     timeout_s: float | None,
-    json_flag: bool,
 ) -> None:
     """Wait for one swipe; show masked PAN, brand, expiry and per-track quality.
 
     Never shows the full card number or track data. Exit 3 with the reason on
     a failed read, a timeout, or an unplugged / silent reader.
     """
-    cli = _use_json(ctx, json_flag)
+    cli = get_cli(ctx)
     config = cli.config
     wait_s = timeout_s if timeout_s is not None else swipe_timeout_s(config)
     reader = _open_reader(cli, config, url, protocol)
@@ -319,7 +302,6 @@ def _card_text(reader: CardReader, card: dict[str, Any]) -> str:
     metavar="S",
     help="Seconds to wait for a swipe at external level [default: reader.swipe_timeout].",
 )
-@json_option
 @click.pass_context
 def devices_check(
     ctx: click.Context,
@@ -327,14 +309,13 @@ def devices_check(
     reader_url: str | None,
     level: str,
     timeout_s: float | None,
-    json_flag: bool,
 ) -> None:
     """UnifiedPOS health checks ("Internal HCheck: Successful") on the printer and reader.
 
     Devices default to printer.url and reader.url; a device with no URL is
     skipped. Exit 3 if any check fails.
     """
-    cli = _use_json(ctx, json_flag)
+    cli = get_cli(ctx)
     health = HealthLevel(level)
     if health is HealthLevel.INTERACTIVE and not sys.stdin.isatty():
         raise click.UsageError(
