@@ -515,14 +515,9 @@ class Journal:
             head = self._head_in_txn()
             count = int(self._conn.execute("SELECT count(*) FROM events").fetchone()[0])
             acked = self.acked_seq()
-            oldest = self._conn.execute(
-                "SELECT ts FROM events WHERE seq > ? ORDER BY seq LIMIT 1", (acked,)
-            ).fetchone()
+            unsynced, age_s = self.backlog()
             version = schema_version(self._conn)
             cp = self.latest_checkpoint()
-        age_s: float | None = None
-        if oldest is not None:
-            age_s = max(0.0, time.time() - datetime.fromisoformat(oldest[0]).timestamp())
         size = sum(
             os.path.getsize(p)
             for p in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm"))
@@ -534,8 +529,8 @@ class Journal:
             "head_seq": head.seq,
             "head_hash": head.hash,
             "acked_seq": acked,
-            "unsynced": head.seq - acked,
-            "oldest_unsynced_age_s": None if age_s is None else round(age_s, 3),
+            "unsynced": unsynced,
+            "oldest_unsynced_age_s": age_s,
             "file_bytes": size,
             "schema_version": version,
             "checkpoint_seq": cp.seq if cp else None,
