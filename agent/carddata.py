@@ -78,19 +78,41 @@ def _normalise(name: str) -> str:
     return name.translate(_NAME_NOISE).lower()
 
 
+# Type tuples built once: ``isinstance(v, list | tuple)`` builds a union per call.
+_SEQUENCES = (list, tuple)
+_BYTES = (bytes, bytearray)
+_SCALARS = frozenset({int, float, bool, type(None)})
+
+
 def _suspect(value: Any) -> bool:
     """Cheap pre-check: could ``value`` hold card data at all? (The hot path.)"""
     if isinstance(value, str):
         return len(value) >= PAN_MIN_DIGITS and _DIGIT_RUN_QUICK.search(value) is not None
+    if type(value) in _SCALARS:  # numbers and null: most values, answered in one lookup
+        return False
     if isinstance(value, dict):
         for key, item in value.items():
-            name = _normalise(str(key))
-            if name in FORBIDDEN_FIELDS or name in PAN_FIELDS or _suspect(key) or _suspect(item):
+            if (key not in _PLAIN_KEYS and _suspect_key(key)) or _suspect(item):
                 return True
         return False
-    if isinstance(value, list | tuple):
+    if isinstance(value, _SEQUENCES):
         return any(_suspect(item) for item in value)
-    return isinstance(value, bytes | bytearray)
+    return isinstance(value, _BYTES)
+
+
+# Field names already seen to be neither card-data names nor card numbers: the
+# journal checks the same few dozen names on every append.
+_PLAIN_KEYS: set[str] = set()
+_PLAIN_KEYS_MAX = 1024
+
+
+def _suspect_key(key: Any) -> bool:
+    name = _normalise(str(key))
+    if name in FORBIDDEN_FIELDS or name in PAN_FIELDS or _suspect(key):
+        return True
+    if isinstance(key, str) and len(_PLAIN_KEYS) < _PLAIN_KEYS_MAX:
+        _PLAIN_KEYS.add(key)
+    return False
 
 
 def _has_pan(text: str) -> bool:

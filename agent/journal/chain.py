@@ -95,12 +95,15 @@ class ChainSigner:
 
     def __init__(self, key: DeviceKey) -> None:
         self._chain_key = key.derive("chain")
+        # Keyed once; each hash copies it (the key schedule is not redone per event).
+        self._keyed = hmac.new(self._chain_key, digestmod="sha256")
 
     def event_hash(
         self, prev_hash: str, seq: int, ts: str, type_: str, txn: str | None, payload: str
     ) -> str:
-        message = f"{prev_hash}\n{seq}\n{ts}\n{type_}\n{txn or ''}\n{payload}"
-        return hmac.digest(self._chain_key, message.encode("utf-8"), "sha256").hex()
+        mac = self._keyed.copy()
+        mac.update(f"{prev_hash}\n{seq}\n{ts}\n{type_}\n{txn or ''}\n{payload}".encode())
+        return mac.hexdigest()
 
     def checkpoint_sig(self, seq: int, hash_: str, ts: str) -> str:
         body = canonical_json({"checkpoint": True, "hash": hash_, "seq": seq, "ts": ts})

@@ -15,6 +15,11 @@ Version history:
 3. ``transactions.idem_key`` (unique: the till's Idempotency-Key) and
    ``transactions.summary`` (JSON of the sale's visible facts: masked PAN,
    auth code, receipt, reversal and forward state).
+4. The projection is folded lazily (see :mod:`.projection`): the watermark
+   ``meta.projected_seq`` starts at the head, which v3 kept projected.
+   ``transactions_state`` is replaced by ``transactions_unfinished_reads``, a
+   partial index holding only abandoned and cancelled sales — the one query
+   that looks transactions up by state (``/v1/status``).
 
 The migration that last changed the projection rebuilds it from the events
 (today: v3), so a backlog written by any older version gets a complete one.
@@ -25,9 +30,9 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-from .projection import rebuild_projection
+from .projection import PROJECTED_SEQ_KEY, UNFINISHED_READ_STATES, rebuild_projection
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _V1 = """
 CREATE TABLE meta (
@@ -105,6 +110,14 @@ ALTER TABLE transactions ADD COLUMN summary TEXT NOT NULL DEFAULT '{}';
 CREATE UNIQUE INDEX transactions_idem_key ON transactions (idem_key) WHERE idem_key IS NOT NULL;
 """
 
+_V4 = f"""
+INSERT INTO meta (key, value)
+    SELECT '{PROJECTED_SEQ_KEY}', CAST(coalesce(max(seq), 0) AS TEXT) FROM events;
+DROP INDEX transactions_state;
+CREATE INDEX transactions_unfinished_reads ON transactions (state)
+    WHERE {UNFINISHED_READ_STATES};
+"""
+
 
 def _migrate_v1(conn: sqlite3.Connection) -> None:
     _run_script(conn, _V1)
@@ -119,10 +132,15 @@ def _migrate_v3(conn: sqlite3.Connection) -> None:
     rebuild_projection(conn)
 
 
+def _migrate_v4(conn: sqlite3.Connection) -> None:
+    _run_script(conn, _V4)
+
+
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: _migrate_v1,
     2: _migrate_v2,
     3: _migrate_v3,
+    4: _migrate_v4,
 }
 
 

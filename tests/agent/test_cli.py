@@ -11,7 +11,7 @@ import click
 import pytest
 
 from posedge.agent.cli import cli
-from posedge.agent.journal import Journal
+from posedge.agent.journal import SCHEMA_VERSION, Journal
 
 from .journal.helpers import fill, posedge
 
@@ -60,7 +60,11 @@ def test_note_export_stats_as_json(tmp_path: Path) -> None:
     assert [e["payload"]["text"] for e in exported] == ["cleaned reader head"]
     assert exported[0]["prev_hash"] == noted["hash"]
     stats = json.loads(posedge(*state, "journal", "stats").stdout)
-    assert stats["events"] == 2 and stats["unsynced"] == 2 and stats["schema_version"] == 3
+    assert (
+        stats["events"] == 2
+        and stats["unsynced"] == 2
+        and stats["schema_version"] == SCHEMA_VERSION
+    )
 
 
 def test_note_with_a_card_number_is_refused(tmp_path: Path) -> None:

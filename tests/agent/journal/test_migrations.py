@@ -60,7 +60,8 @@ def test_v1_backlog_survives_migration(tmp_path: Path) -> None:
         assert stats["schema_version"] == SCHEMA_VERSION
         assert stats["unsynced"] == BACKLOG - ACKED and stats["acked_seq"] == ACKED
         assert [e.hash for e in jr.iter_events()] == hashes
-        # The projection was rebuilt from the backlog during the migration.
+        # The projection was rebuilt from the backlog (v3) and marked folded to the head (v4).
+        assert jr.get_meta("projected_seq") == str(BACKLOG)
         sale = jr.transactions.get("sale-10")
         assert sale is not None and sale["first_seq"] == 40 and sale["last_seq"] == 43
         assert sale["state"] == "approved" and sale["amount"] == 1040

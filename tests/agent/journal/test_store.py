@@ -6,6 +6,8 @@ import os
 import sqlite3
 import stat
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -305,3 +307,20 @@ def test_prune_keeps_unsynced_and_recent_events(tmp_path: Path) -> None:
         jr.set_acked(0)
         assert jr.prune(0.0) is None  # nothing acknowledged
         assert jr.head().seq == 10
+
+
+def test_wait_for_append_wakes_on_an_append_and_times_out_without(tmp_path: Path) -> None:
+    with Journal.open(tmp_path) as jr:
+        jr.wait_for_append(0.01)  # nothing appended: returns after the timeout
+        woke: list[float] = []
+        waiter = threading.Thread(
+            target=lambda: (jr.wait_for_append(30.0), woke.append(time.monotonic()))
+        )
+        waiter.start()
+        deadline = time.monotonic() + 10
+        while jr._append_waiters == 0 and time.monotonic() < deadline:
+            waiter.join(0.001)  # until the waiter is counted (then it is in wait())
+        appended_at = time.monotonic()
+        jr.append("test.event", {"n": 1})
+        waiter.join(10)
+        assert woke and woke[0] - appended_at < 10  # woken by the append, not the 30 s timeout
