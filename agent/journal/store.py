@@ -73,6 +73,7 @@ class Journal:
         self._lock = threading.RLock()
         self._appended = threading.Condition()
         self._append_waiters = 0
+        self._valid_txn: str | None = None  # the last transaction id found valid
         # The chain head as of this connection's last own commit. Another writer
         # (a second process) makes it stale; the seq primary key catches that
         # (see _append_locked), so an append reads nothing.
@@ -316,15 +317,11 @@ class Journal:
         except sqlite3.Error:
             pass  # the original error is what the caller needs to see
 
-    @staticmethod
-    def _validate(type_: str, payload: dict[str, Any], txn: str | None) -> str:
+    def _validate(self, type_: str, payload: dict[str, Any], txn: str | None) -> str:
         if not (isinstance(type_, str) and type_ in _VALID_TYPES):
             _check_type(type_)
-        if txn is not None and (not isinstance(txn, str) or not TXN_RE.match(txn)):
-            raise PayloadRejected(
-                "transaction id must be 1-128 characters of letters, digits and ._:- "
-                f"(got {txn!r:.40})"
-            )
+        if txn is not None and txn != self._valid_txn:  # a sale's events come in a row
+            self._check_txn(txn)
         if not isinstance(payload, dict):
             raise PayloadRejected(
                 f"event payload must be a JSON object, got {type(payload).__name__}"
@@ -343,6 +340,14 @@ class Journal:
                 f"{MAX_PAYLOAD_BYTES} — store large data elsewhere and journal a reference"
             )
         return text
+
+    def _check_txn(self, txn: object) -> None:
+        if not isinstance(txn, str) or not TXN_RE.match(txn):
+            raise PayloadRejected(
+                "transaction id must be 1-128 characters of letters, digits and ._:- "
+                f"(got {txn!r:.40})"
+            )
+        self._valid_txn = txn
 
     def _head_in_txn(self) -> Head:
         row = self._conn.execute(

@@ -109,6 +109,7 @@ def test_triggers_reject_update_and_delete(tmp_path: Path) -> None:
         ({"pin_block": "0412AC89ABCDEF67"}, "CVV and PIN"),
         ({"note": "customer card 5555-5555-5555-4444 declined"}, "full card number"),
         ({"items": [{"memo": "4111 1111 1111 1111"}]}, r"\$\.items\[0\]\.memo"),
+        ({"note": "x" * 500 + " 4111 1111 1111 1111 " + "y" * 500}, "full card number"),
     ],
 )
 def test_card_data_is_refused_and_nothing_is_stored(
@@ -139,6 +140,25 @@ def test_unstorable_payloads_are_refused(
         with pytest.raises(PayloadRejected, match=message):
             jr.append(type_, payload)
         assert jr.head().seq == 0
+
+
+def test_type_and_transaction_id_are_checked_on_every_append(tmp_path: Path) -> None:
+    """The checks remember what passed (the hot path); what fails must still fail."""
+    with Journal.open(tmp_path) as jr:
+        jr.append("sale.created", {}, txn="s-1")
+        jr.append("card.read", {}, txn="s-1")
+        bad: list[tuple[object, object, str]] = [
+            ("sale.created", "s 1", "transaction id"),
+            ("sale.created", "", "transaction id"),
+            ("sale.created", 7, "transaction id"),
+            ("Sale.Created", "s-1", "event type"),
+            (["sale.created"], "s-1", "event type"),
+            (None, None, "event type"),
+        ]
+        for type_, txn, message in bad:
+            with pytest.raises(PayloadRejected, match=message):
+                jr.append(type_, {}, txn=txn)  # type: ignore[arg-type]
+        assert jr.append("auth.requested", {}, txn="s-1").seq == 3
 
 
 def test_disk_full_via_page_limit_stores_nothing_and_recovers(tmp_path: Path) -> None:
