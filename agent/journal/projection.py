@@ -1,38 +1,37 @@
-"""Transactions as a projection of the events.
+"""Transactions as a projection of the events: how one event changes its row.
 
 Each event that names a transaction (``txn``) updates that transaction's row
-in ``transactions``. The events are the truth; this table is an index for the
+in ``transactions``. The events are the truth; the table is an index for the
 till API, crash recovery and reports, and can always be rebuilt from them
-(:func:`rebuild_projection`).
+(:func:`rebuild_projection`). :func:`fold_row` is the one definition of what an
+event does to a row; everything else applies it.
 
-The projection is folded lazily: an append writes only its event (one
-statement, one page), and :class:`TransactionIndex` folds every event after
-the watermark ``meta.projected_seq`` — in one write transaction that also
-moves the watermark — before it answers a read. A reader therefore never sees
-the projection disagree with the log, a crash between the two loses nothing
-(the fold runs again from the watermark), and retention folds before it
-removes events. Folds commit without their own fsync: they are derived data,
-and the next event append's fsync covers them (WAL order).
+The table is folded lazily (an append writes only its event): the events after
+the watermark ``meta.projected_seq`` are folded in one write transaction that
+also moves the watermark (:func:`fold_pending`). Reads see pending events
+through :mod:`.txindex`, so nobody sees the projection disagree with the log;
+a crash between append and fold loses nothing; retention folds before it
+removes events. Folds commit without an fsync of their own: derived data, made
+durable by the next event's fsync (WAL order).
 
 ``summary`` is a JSON object of the sale's visible facts, merged event by
-event: the whitelisted payload fields below, plus the receipt, reversal and
-forward sub-states derived from event types. Card data never reaches it (the
-journal refuses it before this runs).
+event (JSON merge patch, RFC 7396): the whitelisted payload fields below, plus
+the receipt, reversal and forward sub-states derived from event types. Card
+data never reaches it (the journal refuses it before this runs).
 """
 
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
-from contextlib import AbstractContextManager
-from pathlib import Path
 from typing import Any
-
-from .sqlite_errors import map_write_error
 
 PROJECTED_SEQ_KEY = "projected_seq"
 FOLD_BATCH_ROWS = 1000
+COLUMNS = (
+    "txn", "state", "first_seq", "last_seq", "created_ts", "updated_ts",
+    "last_type", "amount", "currency", "idem_key", "summary",
+)  # fmt: skip
 
 # Event type → transaction state it leads to. Types not listed leave it.
 STATE_AFTER: dict[str, str] = {
@@ -89,68 +88,114 @@ def summary_patch(type_: str, payload: dict[str, Any]) -> dict[str, Any]:
     return patch
 
 
-def apply_event(
-    conn: sqlite3.Connection,
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396 JSON merge patch: null removes a key, objects merge, the rest replaces."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def fold_row(
+    row: dict[str, Any] | None,
     seq: int,
     ts: str,
     type_: str,
-    txn: str | None,
+    txn: str,
     payload: dict[str, Any],
-) -> None:
-    """Fold one event into the projection (call inside the append transaction)."""
-    if txn is None:
-        return
+) -> dict[str, Any]:
+    """The transaction's row after one event (``row`` is None before its first event).
+
+    The state follows :data:`STATE_AFTER`; amount, currency and idempotency key
+    are kept from the first event that carries them; the summary takes the
+    event's patch (the first event's patch as it is, later ones merged).
+    """
     state = STATE_AFTER.get(type_)
     amount = payload.get("amount")
+    amount = amount if type(amount) is int else None  # bool is not an amount
     currency = payload.get("currency")
+    currency = currency if isinstance(currency, str) else None
     idem = payload.get("idempotency_key") if type_ == "sale.created" else None
+    idem = idem if isinstance(idem, str) else None
     patch = summary_patch(type_, payload)
-    conn.execute(
-        _UPSERT,
-        (
-            txn,
-            state or "open",
-            seq,
-            ts,
-            type_,
-            amount if type(amount) is int else None,  # bool is not an amount
-            currency if isinstance(currency, str) else None,
-            idem if isinstance(idem, str) else None,
-            json.dumps(patch, sort_keys=True, separators=(",", ":")) if patch else "{}",
-            state,
-        ),
-    )
+    if row is None:
+        return {
+            "txn": txn, "state": state or "open", "first_seq": seq, "last_seq": seq,
+            "created_ts": ts, "updated_ts": ts, "last_type": type_, "amount": amount,
+            "currency": currency, "idem_key": idem, "summary": patch,
+        }  # fmt: skip
+    new = dict(row)
+    if state is not None:
+        new["state"] = state
+    new["last_seq"], new["updated_ts"], new["last_type"] = seq, ts, type_
+    for column, value in (("amount", amount), ("currency", currency), ("idem_key", idem)):
+        if new[column] is None:
+            new[column] = value
+    if patch:
+        new["summary"] = merge_patch(row["summary"], patch)
+    return new
 
 
-# Positional parameters: ?1 txn, ?2 state for a new row, ?3 seq, ?4 ts, ?5 type,
-# ?6 amount, ?7 currency, ?8 idempotency key, ?9 summary patch, ?10 new state or NULL.
-_UPSERT = """
-INSERT INTO transactions (txn, state, first_seq, last_seq, created_ts, updated_ts,
-                          last_type, amount, currency, idem_key, summary)
-VALUES (?1, ?2, ?3, ?3, ?4, ?4, ?5, ?6, ?7, ?8, ?9)
-ON CONFLICT (txn) DO UPDATE SET
-    state      = COALESCE(?10, state),
-    last_seq   = ?3,
-    updated_ts = ?4,
-    last_type  = ?5,
-    amount     = COALESCE(amount, ?6),
-    currency   = COALESCE(currency, ?7),
-    idem_key   = COALESCE(idem_key, ?8),
-    summary    = CASE WHEN ?9 = '{}' THEN summary ELSE json_patch(summary, ?9) END
-"""
+def read_row(conn: sqlite3.Connection, txn: str) -> dict[str, Any] | None:
+    row = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM transactions WHERE txn = ?", (txn,))
+    values = row.fetchone()
+    return row_dict(values) if values is not None else None
 
 
-def rebuild_projection(conn: sqlite3.Connection) -> int:
-    """Recompute ``transactions`` from the events; returns the rows folded."""
-    conn.execute("DELETE FROM transactions")
-    count = 0
-    cursor = conn.execute(
-        "SELECT seq, ts, type, txn, payload FROM events WHERE txn IS NOT NULL ORDER BY seq"
-    )
-    for seq, ts, type_, txn, payload in cursor:
-        _fold_one(conn, seq, ts, type_, txn, payload)
-        count += 1
-    return count
+def row_dict(values: Any) -> dict[str, Any]:
+    doc = dict(zip(COLUMNS, values, strict=True))
+    doc["summary"] = json.loads(doc["summary"] or "{}")
+    return doc
+
+
+def fold_events(conn: sqlite3.Connection, after: int) -> int:
+    """Fold the events after seq ``after`` into ``transactions``; return the last seq read.
+
+    Call inside a write transaction. Rows are read once, folded in memory and
+    written once per batch of events.
+    """
+    last = after
+    while True:
+        rows = conn.execute(
+            "SELECT seq, ts, type, txn, payload FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+            (last, FOLD_BATCH_ROWS),
+        ).fetchall()
+        if not rows:
+            return last
+        changed: dict[str, dict[str, Any]] = {}
+        for seq, ts, type_, txn, payload in rows:
+            if txn is not None:
+                current = changed[txn] if txn in changed else read_row(conn, txn)
+                changed[txn] = fold_row(current, seq, ts, type_, txn, json.loads(payload))
+        for row in changed.values():
+            write_row(conn, row)
+        last = int(rows[-1][0])
+        if len(rows) < FOLD_BATCH_ROWS:
+            return last
+
+
+def write_row(conn: sqlite3.Connection, row: dict[str, Any]) -> None:
+    values = [row[column] for column in COLUMNS]
+    values[-1] = json.dumps(row["summary"], sort_keys=True, separators=(",", ":"))
+    try:
+        conn.execute(_UPSERT, values)
+    except sqlite3.IntegrityError:
+        # A second sale journaled with an Idempotency-Key already taken (possible
+        # only from a second writing process): the first sale keeps the key.
+        values[COLUMNS.index("idem_key")] = None
+        conn.execute(_UPSERT, values)
+
+
+_UPSERT = (
+    f"INSERT INTO transactions ({', '.join(COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in COLUMNS)}) ON CONFLICT (txn) DO UPDATE SET "
+    + ", ".join(f"{column} = excluded.{column}" for column in COLUMNS[1:])
+)
 
 
 def fold_pending(conn: sqlite3.Connection) -> int:
@@ -159,8 +204,7 @@ def fold_pending(conn: sqlite3.Connection) -> int:
     Call inside a write transaction: the watermark is read and moved in it,
     so two folding connections never fold an event twice.
     """
-    row = conn.execute("SELECT value FROM meta WHERE key = ?", (PROJECTED_SEQ_KEY,)).fetchone()
-    done = int(row[0]) if row else 0
+    done = watermark(conn)
     last = fold_events(conn, done)
     if last != done:
         conn.execute(
@@ -171,181 +215,17 @@ def fold_pending(conn: sqlite3.Connection) -> int:
     return last
 
 
-def fold_events(conn: sqlite3.Connection, after: int) -> int:
-    """Fold the events after seq ``after`` into ``transactions``; return the last seq read."""
-    last = after
-    while True:
-        rows = conn.execute(
-            "SELECT seq, ts, type, txn, payload FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-            (last, FOLD_BATCH_ROWS),
-        ).fetchall()
-        if not rows:
-            return last
-        for seq, ts, type_, txn, payload in rows:
-            if txn is not None:
-                _fold_one(conn, seq, ts, type_, txn, payload)
-        last = rows[-1][0]
+def watermark(conn: sqlite3.Connection, schema: str = "main") -> int:
+    row = conn.execute(
+        f"SELECT value FROM {schema}.meta WHERE key = ?", (PROJECTED_SEQ_KEY,)
+    ).fetchone()
+    return int(row[0]) if row else 0
 
 
-def _fold_one(
-    conn: sqlite3.Connection, seq: int, ts: str, type_: str, txn: str, payload_text: str
-) -> None:
-    payload = json.loads(payload_text)
-    try:
-        apply_event(conn, seq, ts, type_, txn, payload)
-    except sqlite3.IntegrityError:
-        # A second sale journaled with an Idempotency-Key already taken (possible
-        # only from a second writing process): the first sale keeps the key.
-        apply_event(conn, seq, ts, type_, txn, {**payload, "idempotency_key": None})
+def rebuild_projection(conn: sqlite3.Connection) -> int:
+    """Recompute ``transactions`` from the events (inside a write transaction).
 
-
-# (newest seq, watermark): is there anything to fold? Read from the file each
-# time, so other writers, rollbacks and retention can never make it drift.
-_PENDING = (
-    "SELECT (SELECT max(seq) FROM events), "
-    f"(SELECT value FROM meta WHERE key = '{PROJECTED_SEQ_KEY}')"
-)
-
-
-class TransactionIndex:
-    """Reads of the projection: one transaction, by idempotency key, work left at start.
-
-    Shares the journal's connection and lock (``Journal.transactions``). Every
-    read first folds the events appended since the last fold. A read-only
-    opener must not write the file: it folds into a TEMP copy of the table
-    (private to its connection, shadowing the file's), made from one snapshot.
+    Returns the last seq folded; the caller sets the watermark.
     """
-
-    def __init__(
-        self,
-        conn: sqlite3.Connection,
-        lock: AbstractContextManager[Any],
-        *,
-        path: Path,
-        readonly: bool,
-    ) -> None:
-        self._conn = conn
-        self._lock = lock
-        self._path = path
-        self._readonly = readonly
-        self._shadow_seq: int | None = None
-        """Read-only openers: the last seq folded into the TEMP copy, once it exists."""
-
-    def catch_up(self) -> None:
-        """Fold pending events (the caller holds the journal lock, no transaction open)."""
-        newest, projected = self._conn.execute(_PENDING).fetchone()
-        if self._readonly:
-            after = self._shadow_seq if self._shadow_seq is not None else int(projected or 0)
-            if newest is not None and newest > after:
-                self._fold_into_shadow()
-            return
-        if newest is None or newest <= int(projected or 0):
-            return
-        try:
-            self._conn.execute("PRAGMA synchronous = NORMAL")  # derived data: see module doc
-            self._conn.execute("BEGIN IMMEDIATE")
-            fold_pending(self._conn)
-            self._conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            try:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass  # the original error is what the caller needs to see
-            raise map_write_error(exc, self._path) from None
-        finally:
-            self._conn.execute("PRAGMA synchronous = FULL")
-
-    def _fold_into_shadow(self) -> None:
-        try:
-            self._conn.execute("BEGIN")  # one snapshot: watermark, copy and events agree
-            try:
-                after = self._shadow_seq
-                if after is None:
-                    row = self._conn.execute(
-                        "SELECT value FROM main.meta WHERE key = ?", (PROJECTED_SEQ_KEY,)
-                    ).fetchone()
-                    for statement in _shadow_ddl(self._conn):
-                        self._conn.execute(statement)
-                    self._conn.execute(
-                        "INSERT INTO temp.transactions SELECT * FROM main.transactions"
-                    )
-                    after = int(row[0]) if row else 0
-                folded = fold_events(self._conn, after)
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")  # the copy goes too: the next read starts over
-                raise
-            self._shadow_seq = folded
-        except sqlite3.Error as exc:
-            raise map_write_error(exc, self._path) from None
-
-    def get(self, txn: str) -> dict[str, Any] | None:
-        return self._one("SELECT * FROM transactions WHERE txn = ?", txn)
-
-    def by_idempotency_key(self, key: str) -> dict[str, Any] | None:
-        return self._one("SELECT * FROM transactions WHERE idem_key = ?", key)
-
-    def _one(self, sql: str, value: str) -> dict[str, Any] | None:
-        with self._lock:
-            self.catch_up()
-            cursor = self._conn.cursor()
-            cursor.row_factory = sqlite3.Row
-            row = cursor.execute(sql, (value,)).fetchone()
-        return _as_dict(row) if row else None
-
-    def incomplete_card_reads(self) -> int:
-        """Sales whose card was read but that never completed (abandoned or cancelled)."""
-        with self._lock:
-            self.catch_up()
-            row = self._conn.execute(
-                f"SELECT count(*) FROM transactions WHERE {UNFINISHED_READ_STATES} "
-                "AND json_extract(summary, '$.masked_pan') IS NOT NULL"
-            ).fetchone()
-        return int(row[0])
-
-    def needing_work(self, final_states: frozenset[str]) -> list[dict[str, Any]]:
-        """Transactions not final, or with a receipt, reversal or forward still open.
-
-        A full scan of the projection: for crash recovery at start, not the hot path.
-        """
-        marks = ",".join("?" for _ in final_states)
-        with self._lock:
-            self.catch_up()
-            cursor = self._conn.cursor()
-            cursor.row_factory = sqlite3.Row
-            rows = cursor.execute(
-                f"""
-                SELECT * FROM transactions
-                WHERE state NOT IN ({marks})
-                   OR json_extract(summary, '$.receipt') IN ('pending', 'printing')
-                   OR json_extract(summary, '$.reversal') = 'pending'
-                   OR json_extract(summary, '$.forward') IN ('pending', 'requested')
-                ORDER BY first_seq
-                """,
-                tuple(sorted(final_states)),
-            ).fetchall()
-        return [_as_dict(row) for row in rows]
-
-
-def _shadow_ddl(conn: sqlite3.Connection) -> list[str]:
-    """The file's own DDL for ``transactions`` and its indexes, retargeted to TEMP."""
-    statements = []
-    rows = conn.execute(
-        "SELECT type, sql FROM main.sqlite_master WHERE tbl_name = 'transactions' "
-        "AND sql IS NOT NULL ORDER BY type DESC"  # the table before its indexes
-    ).fetchall()
-    for kind, sql in rows:
-        if kind == "table":
-            statements.append(re.sub(r"^CREATE TABLE ", "CREATE TEMP TABLE ", sql))
-        else:
-            statements.append(
-                re.sub(r"^CREATE (UNIQUE )?INDEX (\w+)", r"CREATE \1INDEX temp.\2", sql)
-            )
-    return statements
-
-
-def _as_dict(row: sqlite3.Row) -> dict[str, Any]:
-    doc = dict(row)
-    doc["summary"] = json.loads(doc.get("summary") or "{}")
-    return doc
+    conn.execute("DELETE FROM transactions")
+    return fold_events(conn, 0)

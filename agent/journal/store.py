@@ -12,7 +12,6 @@ This module never logs or stores card data: every payload passes
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import sqlite3
@@ -33,10 +32,11 @@ from .errors import (
     JournalWriteError,
     PayloadRejected,
 )
-from .projection import TransactionIndex, fold_pending
+from .projection import fold_pending
 from .records import Checkpoint, Event, Head, row_to_event, utc_now_iso
 from .schema import SCHEMA_VERSION, migrate, schema_version
 from .sqlite_errors import map_write_error
+from .txindex import TransactionIndex
 
 JOURNAL_FILE_NAME = "journal.db"
 MAX_PAYLOAD_BYTES = 64 * 1024
@@ -79,7 +79,9 @@ class Journal:
         # (see _append_locked), so an append reads nothing.
         self._head_cache: Head | Event | None = None
         self._writer = conn.cursor()  # one cursor for appends (under the lock): no allocation
-        self.transactions = TransactionIndex(conn, self._lock, path=path, readonly=readonly)
+        self.transactions = TransactionIndex(
+            conn, self._lock, path=path, readonly=readonly, head_seq=self._cached_head_seq
+        )
         """Reads of the transactions projection."""
 
     # ------------------------------------------------------------------ open
@@ -226,11 +228,7 @@ class Journal:
             )
 
     def close(self) -> None:
-        """Close; a writer first folds the projection, so read-only openers find it current."""
         with self._lock:
-            if not self.readonly:
-                with contextlib.suppress(JournalError):  # derived: the next writer folds it
-                    self.transactions.catch_up()
             self._conn.close()
 
     def __enter__(self) -> Journal:
@@ -348,6 +346,10 @@ class Journal:
                 f"(got {txn!r:.40})"
             )
         self._valid_txn = txn
+
+    def _cached_head_seq(self) -> int | None:
+        head = self._head_cache
+        return head.seq if head is not None else None
 
     def _head_in_txn(self) -> Head:
         row = self._conn.execute(
