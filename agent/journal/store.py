@@ -268,7 +268,7 @@ class Journal:
         it returns — one statement, one page. If another connection appended
         since this one last did, the seq is taken and the primary key refuses
         the row; the event is then rebuilt on the head read under the write
-        lock. The projection is folded later, on read (see :mod:`.projection`).
+        lock. The projection is not touched: reads fold it (see :mod:`.txindex`).
         """
         head = self._head_cache
         # Only outside a transaction is the INSERT its own, committed one (a
