@@ -50,7 +50,7 @@ _META_UPSERT = (
 # Event types seen valid (a handful in practice): the regex runs once per type.
 _VALID_TYPES: set[str] = set()
 _VALID_TYPES_MAX = 256
-PAGE_SIZE = 1024  # new files: an append writes one small WAL frame (docs/journal.md)
+PAGE_SIZE = 1024  # new files: appends write 1 KiB WAL frames (docs/journal.md)
 
 
 class Journal:
@@ -265,7 +265,7 @@ class Journal:
 
         The statement is its own transaction: SQLite takes the write lock,
         inserts, and commits with the WAL fsync (``synchronous=FULL``) before
-        it returns — one statement, one page. If another connection appended
+        it returns — one statement. If another connection appended
         since this one last did, the seq is taken and the primary key refuses
         the row; the event is then rebuilt on the head read under the write
         lock. The projection is not touched: reads fold it (see :mod:`.txindex`).
