@@ -32,6 +32,11 @@ COLUMNS = (
     "txn", "state", "first_seq", "last_seq", "created_ts", "updated_ts",
     "last_type", "amount", "currency", "idem_key", "summary",
 )  # fmt: skip
+SELECT_ROWS = f"SELECT {', '.join(COLUMNS)} FROM transactions"
+META_UPSERT = (
+    "INSERT INTO meta (key, value) VALUES (?, ?) "
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+)
 
 # Event type → transaction state it leads to. Types not listed leave it.
 STATE_AFTER: dict[str, str] = {
@@ -142,8 +147,7 @@ def fold_row(
 
 
 def read_row(conn: sqlite3.Connection, txn: str) -> dict[str, Any] | None:
-    row = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM transactions WHERE txn = ?", (txn,))
-    values = row.fetchone()
+    values = conn.execute(f"{SELECT_ROWS} WHERE txn = ?", (txn,)).fetchone()
     return row_dict(values) if values is not None else None
 
 
@@ -207,11 +211,7 @@ def fold_pending(conn: sqlite3.Connection) -> int:
     done = watermark(conn)
     last = fold_events(conn, done)
     if last != done:
-        conn.execute(
-            "INSERT INTO meta (key, value) VALUES (?, ?) "
-            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            (PROJECTED_SEQ_KEY, str(last)),
-        )
+        conn.execute(META_UPSERT, (PROJECTED_SEQ_KEY, str(last)))
     return last
 
 

@@ -65,3 +65,12 @@ def map_write_error(exc: sqlite3.Error, path: Path) -> JournalError:
         f"journal {path}: I/O error ({text}); check the disk and kernel log — "
         "the event was not stored"
     )
+
+
+def rollback_quietly(conn: sqlite3.Connection) -> None:
+    """Roll back an open transaction after a failure, keeping the original error."""
+    try:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+    except sqlite3.Error:
+        pass  # the original error is what the caller needs to see

@@ -32,10 +32,10 @@ from .errors import (
     JournalWriteError,
     PayloadRejected,
 )
-from .projection import fold_pending
+from .projection import META_UPSERT, fold_pending
 from .records import Checkpoint, Event, Head, row_to_event, utc_now_iso
 from .schema import SCHEMA_VERSION, migrate, schema_version
-from .sqlite_errors import map_write_error
+from .sqlite_errors import map_write_error, rollback_quietly
 from .txindex import TransactionIndex
 
 JOURNAL_FILE_NAME = "journal.db"
@@ -43,10 +43,6 @@ MAX_PAYLOAD_BYTES = 64 * 1024
 EVENT_TYPE_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 TXN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 READ_BATCH_ROWS = 1000
-_META_UPSERT = (
-    "INSERT INTO meta (key, value) VALUES (?, ?) "
-    "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
-)
 # Event types seen valid (a handful in practice): the regex runs once per type.
 _VALID_TYPES: set[str] = set()
 _VALID_TYPES_MAX = 256
@@ -254,8 +250,7 @@ class Journal:
                 raise map_write_error(exc, self.path) from None
             self._head_cache = event  # it has the head's seq, hash and ts
         if self._append_waiters:  # Condition.notify_all is pure Python: skip it when idle
-            with self._appended:
-                self._appended.notify_all()
+            self.wake_append_waiters()
         return event
 
     def _append_locked(
@@ -284,7 +279,7 @@ class Journal:
             event = self._insert_row(self._head_in_txn(), type_, payload, payload_text, txn)
             self._conn.execute("COMMIT")
         except BaseException:
-            self._rollback()
+            rollback_quietly(self._conn)
             raise
         return event
 
@@ -307,13 +302,6 @@ class Journal:
             (seq, ts, type_, txn, payload_text, head.hash, digest),
         )
         return Event(seq, ts, type_, txn, payload, head.hash, digest)
-
-    def _rollback(self) -> None:
-        try:
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass  # the original error is what the caller needs to see
 
     def _validate(self, type_: str, payload: dict[str, Any], txn: str | None) -> str:
         if not (isinstance(type_, str) and type_ in _VALID_TYPES):
@@ -375,6 +363,11 @@ class Journal:
                 self._appended.wait(timeout_s)
             finally:
                 self._append_waiters -= 1
+
+    def wake_append_waiters(self) -> None:
+        """Wake every :meth:`wait_for_append` now (an append does; so does a stop)."""
+        with self._appended:
+            self._appended.notify_all()
 
     # ----------------------------------------------------------------- reads
     def head(self) -> Head:
@@ -472,7 +465,7 @@ class Journal:
                  (seq, utc_now_iso())),
             ]  # fmt: skip
             for key, value in (meta or {}).items():
-                statements.append((_META_UPSERT, (key, value)))
+                statements.append((META_UPSERT, (key, value)))
             self._write_many(statements)
 
     def _write(self, sql: str, params: tuple[Any, ...]) -> None:
@@ -488,7 +481,7 @@ class Journal:
                 self._conn.execute(sql, params)
             self._conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            self._rollback()
+            rollback_quietly(self._conn)
             raise map_write_error(exc, self.path) from None
 
     # -------------------------------------------------------------- meta kv
@@ -499,7 +492,7 @@ class Journal:
 
     def set_meta(self, key: str, value: str) -> None:
         with self._lock:
-            self._write(_META_UPSERT, (key, value))
+            self._write(META_UPSERT, (key, value))
 
     # ------------------------------------------------------------ retention
     def prune(self, older_than_s: float, now: float | None = None) -> Checkpoint | None:
@@ -550,7 +543,7 @@ class Journal:
                 )
                 self._conn.execute("COMMIT")
             except sqlite3.Error as exc:
-                self._rollback()
+                rollback_quietly(self._conn)
                 self._head_cache = None
                 raise map_write_error(exc, self.path) from None
             self._head_cache = event

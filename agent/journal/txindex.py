@@ -28,6 +28,7 @@ from typing import Any
 from .projection import (
     COLUMNS,
     PROJECTED_SEQ_KEY,
+    SELECT_ROWS,
     UNFINISHED_READ_STATES,
     fold_events,
     fold_pending,
@@ -36,7 +37,7 @@ from .projection import (
     row_dict,
     watermark,
 )
-from .sqlite_errors import map_write_error
+from .sqlite_errors import map_write_error, rollback_quietly
 
 OVERLAY_MAX_PENDING = 32
 """More events than this after the watermark: a read folds the table first."""
@@ -120,7 +121,7 @@ class TransactionIndex:
             self.catch_up()
             rows = self._conn.execute(
                 f"""
-                SELECT {", ".join(COLUMNS)} FROM transactions
+                {SELECT_ROWS}
                 WHERE state NOT IN ({marks})
                    OR json_extract(summary, '$.receipt') IN ('pending', 'printing')
                    OR json_extract(summary, '$.reversal') = 'pending'
@@ -167,9 +168,7 @@ class TransactionIndex:
         return str(pending[0]) if pending else None
 
     def _stored_by_key(self, key: str) -> dict[str, Any] | None:
-        values = self._conn.execute(
-            f"SELECT {', '.join(COLUMNS)} FROM transactions WHERE idem_key = ?", (key,)
-        ).fetchone()
+        values = self._conn.execute(f"{SELECT_ROWS} WHERE idem_key = ?", (key,)).fetchone()
         return row_dict(values) if values is not None else None
 
     # ---------------------------------------------------------------- folds
@@ -200,11 +199,7 @@ class TransactionIndex:
             self._conn.execute("COMMIT")
             self._projected = projected
         except sqlite3.Error as exc:
-            try:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass  # the original error is what the caller needs to see
+            rollback_quietly(self._conn)
             raise map_write_error(exc, self._path) from None
         finally:
             self._conn.execute("PRAGMA synchronous = FULL")

@@ -48,8 +48,7 @@ class SyncRunner:
 
     def stop(self, timeout_s: float = 5.0) -> None:
         self.stop_event.set()
-        with self.service.journal._appended:
-            self.service.journal._appended.notify_all()
+        self.service.journal.wake_append_waiters()
         for thread in self._threads:
             thread.join(timeout_s)
 
