@@ -27,6 +27,7 @@ from pathlib import Path
 
 from ..core import VirtualDevice
 from . import routing
+from .plugged import PluggedLink
 from .routing import POLL_S, READ_CHUNK_BYTES
 
 
@@ -75,19 +76,15 @@ class _PtyPair:
                 os.close(fd)
 
 
-class PtyLink:
+class PtyLink(PluggedLink):
     """A virtual device reachable as a serial port (``path``)."""
 
     def __init__(self, device: VirtualDevice, symlink: Path | None = None) -> None:
-        self.device = device
+        super().__init__(device)
         self.symlink = symlink
-        self._lock = threading.Lock()
         self._pair: _PtyPair | None = None
         self._last_slave_path = ""
-        self._closed = False
-        if device.plugged:
-            self._plug_in()
-        device.add_plug_listener(self._on_plug)
+        self._follow_plug()
 
     @property
     def slave_path(self) -> str:
@@ -98,12 +95,6 @@ class PtyLink:
     def path(self) -> str:
         """Where a driver opens the device: the symlink if one was asked for, else the slave."""
         return str(self.symlink) if self.symlink is not None else self._last_slave_path
-
-    def _on_plug(self, plugged: bool) -> None:
-        if plugged:
-            self._plug_in()
-        else:
-            self._pull_out()
 
     def _plug_in(self) -> None:
         with self._lock:
@@ -122,18 +113,6 @@ class PtyLink:
                     self.symlink.unlink()
         if pair is not None:
             pair.stop()
-
-    def close(self) -> None:
-        self.device.remove_plug_listener(self._on_plug)
-        self._pull_out()
-        with self._lock:
-            self._closed = True
-
-    def __enter__(self) -> PtyLink:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
 
 def _point_symlink(symlink: Path, target: str) -> None:

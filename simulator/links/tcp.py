@@ -23,6 +23,7 @@ import threading
 
 from ..core import VirtualDevice
 from . import routing
+from .plugged import PluggedLink
 from .routing import POLL_S, READ_CHUNK_BYTES
 
 ACCEPT_GRACE_S = 0.5
@@ -115,31 +116,21 @@ class _Server:
         os.close(self._wake_w)
 
 
-class TcpLink:
+class TcpLink(PluggedLink):
     """A virtual device served on ``host:port`` (``port=0`` picks a free one)."""
 
     def __init__(self, device: VirtualDevice, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.device = device
+        if not device.plugged and port == 0:
+            raise ValueError("a TcpLink for an unplugged device needs an explicit port")
+        super().__init__(device)
         self.host = host
         self.port = port
-        self._lock = threading.Lock()
         self._server: _Server | None = None
-        self._closed = False
-        if device.plugged:
-            self._plug_in()
-        elif port == 0:
-            raise ValueError("a TcpLink for an unplugged device needs an explicit port")
-        device.add_plug_listener(self._on_plug)
+        self._follow_plug()
 
     @property
     def url(self) -> str:
         return f"socket://{self.host}:{self.port}"
-
-    def _on_plug(self, plugged: bool) -> None:
-        if plugged:
-            self._plug_in()
-        else:
-            self._pull_out()
 
     def _plug_in(self) -> None:
         with self._lock:
@@ -153,15 +144,3 @@ class TcpLink:
             server, self._server = self._server, None
         if server is not None:
             server.stop()
-
-    def close(self) -> None:
-        self.device.remove_plug_listener(self._on_plug)
-        self._pull_out()
-        with self._lock:
-            self._closed = True
-
-    def __enter__(self) -> TcpLink:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
