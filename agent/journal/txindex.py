@@ -99,7 +99,7 @@ class TransactionIndex:
                 return self._stored_by_key(key)
             self._fold_if_far_behind()
             owner = self._key_owner(key)
-            return self._overlaid(owner) if owner is not None else None
+            return self._overlaid(owner, owns_its_key=True) if owner is not None else None
 
     def incomplete_card_reads(self) -> int:
         """Sales whose card was read but that never completed (abandoned or cancelled)."""
@@ -133,7 +133,7 @@ class TransactionIndex:
         return [row_dict(row) for row in rows]
 
     # ------------------------------------------------------------- overlay
-    def _overlaid(self, txn: str) -> dict[str, Any] | None:
+    def _overlaid(self, txn: str, *, owns_its_key: bool = False) -> dict[str, Any] | None:
         try:
             rows = self._conn.execute(_OVERLAY, (txn,)).fetchall()
         except sqlite3.Error as exc:
@@ -146,7 +146,7 @@ class TransactionIndex:
             else:
                 ts, type_, payload = values[0], values[1], values[2]
                 row = fold_row(row, tag, ts, type_, txn, json.loads(payload))
-        if row is None or row["idem_key"] is None:
+        if row is None or row["idem_key"] is None or owns_its_key:
             return row
         if (stored is None or stored["idem_key"] is None) and self._key_owner(
             row["idem_key"]
