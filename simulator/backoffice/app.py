@@ -29,14 +29,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from .faults import FaultMiddleware, FaultPlan, FaultRule
-from .models import (
+from posedge.protocol.models import (
     TERMINAL_PATTERN,
     AuthorizationRequest,
     EventBatch,
     Heartbeat,
     ReversalRequest,
 )
+
+from .faults import FaultMiddleware, FaultPlan, FaultRule
 from .openapi import OPENAPI_DOCUMENT
 from .policy import AuthorizationPolicy
 from .problems import problem

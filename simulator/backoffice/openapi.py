@@ -16,9 +16,7 @@ from pydantic import BaseModel
 
 from posedge.agent.openapi_schema import component_schemas
 from posedge.agent.openapi_schema import ref as _ref
-
-from .faults import FaultRule
-from .models import (
+from posedge.protocol.models import (
     AuthorizationRequest,
     AuthorizationResponse,
     EventBatch,
@@ -31,6 +29,8 @@ from .models import (
     ReversalRequest,
     ReversalResponse,
 )
+
+from .faults import FaultRule
 from .policy import AuthorizationPolicy
 from .problems import PROBLEM_BASE, PROBLEM_TYPES
 

@@ -14,7 +14,7 @@ import hmac
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .models import AuthorizationRequest
+from posedge.protocol.models import AuthorizationRequest
 
 AUTH_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ0123456789"
 AUTH_CODE_LENGTH = 6

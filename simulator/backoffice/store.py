@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .models import ZERO_HASH, Event, EventBatch
+from posedge.protocol.models import ZERO_HASH, Event, EventBatch
+
 from .schema import SCHEMA as _SCHEMA
 from .schema import SCHEMA_VERSION
 

@@ -13,7 +13,7 @@ import re
 import tomllib
 from pathlib import Path
 
-from .models import TERMINAL_PATTERN
+from posedge.protocol.models import TERMINAL_PATTERN
 
 MIN_TOKEN_CHARS = 8
 

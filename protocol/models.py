@@ -1,9 +1,10 @@
 """Request and response bodies of the sync protocol (docs/sync-protocol.md) as pydantic models.
 
-The same models validate what the reference back office receives and generate
-the schemas of ``docs/openapi-sync.json``, so the two cannot drift. This
-module must never log or store anything: the ``card`` object of an
-authorization lives only in the validated request, in memory.
+The agent builds its requests with them; the same models validate what the
+reference back office receives and generate the schemas of
+``docs/openapi-sync.json``, so the three cannot drift. This module must never
+log or store anything: the ``card`` object of an authorization lives only in
+the validated request, in memory.
 """
 
 from __future__ import annotations
