@@ -18,6 +18,15 @@ durable by the next event's fsync (WAL order).
 event (JSON merge patch, RFC 7396): the whitelisted payload fields below, plus
 the receipt, reversal and forward sub-states derived from event types. Card
 data never reaches it (the journal refuses it before this runs).
+
+Money at the back office is tracked per authorization *attempt*
+(docs/sync-protocol.md): ``summary.attempts`` maps each attempt id to its kind
+(``online``/``forward``), outcome and journaled request; ``summary.reversals``
+maps each reversed attempt to its state (``pending``/``acked``) and the
+journaled reversal request. :func:`owed_reversals` says which attempts still
+need a reversal that was never requested (a crash between two events), and
+``summary.reversal`` is ``pending`` while any reversal is owed or unacknowledged
+— the flag crash recovery looks for.
 """
 
 from __future__ import annotations
@@ -60,8 +69,6 @@ SUBSTATE_AFTER: dict[str, tuple[str, str]] = {
     "receipt.printed": ("receipt", "printed"),
     "receipt.failed": ("receipt", "failed"),
     "receipt.skipped": ("receipt", "not_required"),
-    "reversal.requested": ("reversal", "pending"),
-    "reversal.acked": ("reversal", "acked"),
     "offline.approved": ("forward", "pending"),
     "forward.requested": ("forward", "requested"),
     "forward.approved": ("forward", "approved"),
@@ -85,12 +92,105 @@ SUMMARY_FIELDS = frozenset(
 )  # fmt: skip
 
 
-def summary_patch(type_: str, payload: dict[str, Any]) -> dict[str, Any]:
+# Event type → (attempt kind, outcome it records for the attempt it names).
+ATTEMPT_AFTER: dict[str, tuple[str, str]] = {
+    "auth.requested": ("online", "requested"),
+    "auth.approved": ("online", "approved"),
+    "auth.declined": ("online", "declined"),
+    "auth.unknown": ("online", "unknown"),
+    "auth.unavailable": ("online", "unavailable"),
+    "forward.requested": ("forward", "requested"),
+    "forward.approved": ("forward", "approved"),
+    "forward.declined": ("forward", "declined"),
+}
+# Outcomes after which the attempt may hold money at the back office.
+MAY_HOLD_MONEY = frozenset({"requested", "approved", "unknown"})
+
+
+def attempt_of(type_: str, txn: str, payload: dict[str, Any]) -> str:
+    """The attempt an event names; events before protocol v2 name none (their keys were
+    ``{txn}`` online and ``{txn}:forward``)."""
+    named = payload.get("attempt")
+    if isinstance(named, str) and named:
+        return named
+    return f"{txn}:forward" if type_.startswith("forward.") else txn
+
+
+def summary_patch(type_: str, payload: dict[str, Any], txn: str = "") -> dict[str, Any]:
     patch = {key: value for key, value in payload.items() if key in SUMMARY_FIELDS}
     sub = SUBSTATE_AFTER.get(type_)
     if sub is not None:
         patch[sub[0]] = sub[1]
+    attempt = ATTEMPT_AFTER.get(type_)
+    if attempt is not None:
+        entry: dict[str, Any] = {"kind": attempt[0], "outcome": attempt[1]}
+        if isinstance(payload.get("request"), dict):
+            entry["request"] = payload["request"]
+        patch["attempts"] = {attempt_of(type_, txn, payload): entry}
+    elif type_ == "reversal.requested":
+        reversal: dict[str, Any] = {"state": "pending"}
+        for key in ("key", "request"):
+            if key in payload:
+                reversal[key] = payload[key]
+        patch["reversals"] = {attempt_of(type_, txn, payload): reversal}
+    elif type_ == "reversal.acked":
+        acked = {"state": "acked", "had_authorization": payload.get("had_authorization")}
+        patch["reversals"] = {attempt_of(type_, txn, payload): acked}
     return patch
+
+
+def owed_reversals(state: str, summary: dict[str, Any]) -> list[str]:
+    """Attempts that must be reversed but whose reversal was never requested.
+
+    An attempt whose outcome is unknown is always reversed; so is every attempt
+    that may hold money once the sale is voided, or a forward in flight whose
+    forward was cancelled or expired (it will never be resent to learn its answer).
+    """
+    attempts = summary.get("attempts")
+    if not isinstance(attempts, dict):
+        return []
+    reversals = summary.get("reversals")
+    reversed_ = reversals if isinstance(reversals, dict) else {}
+    forward_dropped = summary.get("forward") in ("cancelled", "expired")
+    owed = []
+    for attempt, entry in attempts.items():
+        if attempt in reversed_ or not isinstance(entry, dict):
+            continue
+        outcome = entry.get("outcome")
+        if (
+            outcome == "unknown"
+            or (state == "voided" and outcome in MAY_HOLD_MONEY)
+            or (entry.get("kind") == "forward" and outcome == "requested" and forward_dropped)
+        ):
+            owed.append(attempt)
+    return owed
+
+
+def pending_reversals(txn: str, summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Reversals requested and not yet acknowledged, by attempt (with key and request)."""
+    reversals = summary.get("reversals")
+    if not isinstance(reversals, dict):
+        # A row folded before protocol v2 knows only that its one reversal (of the
+        # attempt keyed by the txn) was pending, not what was sent.
+        return {txn: {}} if summary.get("reversal") == "pending" else {}
+    return {
+        attempt: entry
+        for attempt, entry in reversals.items()
+        if isinstance(entry, dict) and entry.get("state") == "pending"
+    }
+
+
+def reversal_flag(state: str, summary: dict[str, Any]) -> str | None:
+    """``pending`` while a reversal is owed or unacknowledged, ``acked`` when all are done."""
+    reversals = summary.get("reversals")
+    if owed_reversals(state, summary) or (
+        isinstance(reversals, dict)
+        and any(isinstance(e, dict) and e.get("state") == "pending" for e in reversals.values())
+    ):
+        return "pending"
+    if isinstance(reversals, dict) and reversals:
+        return "acked"
+    return None
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -127,13 +227,15 @@ def fold_row(
     currency = currency if isinstance(currency, str) else None
     idem = payload.get("idempotency_key") if type_ == "sale.created" else None
     idem = idem if isinstance(idem, str) else None
-    patch = summary_patch(type_, payload)
+    patch = summary_patch(type_, payload, txn)
     if row is None:
-        return {
+        new_row = {
             "txn": txn, "state": state or "open", "first_seq": seq, "last_seq": seq,
             "created_ts": ts, "updated_ts": ts, "last_type": type_, "amount": amount,
             "currency": currency, "idem_key": idem, "summary": patch,
         }  # fmt: skip
+        _set_reversal_flag(new_row)
+        return new_row
     new = dict(row)
     if state is not None:
         new["state"] = state
@@ -143,7 +245,23 @@ def fold_row(
             new[column] = value
     if patch:
         new["summary"] = merge_patch(row["summary"], patch)
+    if patch or state is not None:
+        _set_reversal_flag(new)
     return new
+
+
+def _set_reversal_flag(row: dict[str, Any]) -> None:
+    summary = row["summary"]
+    if "attempts" not in summary and "reversals" not in summary:
+        return  # nothing authorized yet (or a row from before protocol v2): leave it
+    flag = reversal_flag(row["state"], summary)
+    if flag != summary.get("reversal"):
+        summary = dict(summary)
+        if flag is None:
+            summary.pop("reversal", None)
+        else:
+            summary["reversal"] = flag
+        row["summary"] = summary
 
 
 def read_row(conn: sqlite3.Connection, txn: str) -> dict[str, Any] | None:

@@ -15,6 +15,7 @@ import sys
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -231,7 +232,9 @@ def oracle_fold(conn: sqlite3.Connection, event: Event) -> None:
     amount = payload.get("amount")
     currency = payload.get("currency")
     idem = payload.get("idempotency_key") if event.type == "sale.created" else None
-    patch = summary_patch(event.type, payload)
+    patch = summary_patch(event.type, payload, event.txn or "")
+    if "attempts" in patch or "reversals" in patch:
+        patch.pop("reversal", None)
     params = [
         event.txn, state or "open", event.seq, event.ts, event.type,
         amount if type(amount) is int else None,
@@ -283,13 +286,25 @@ def test_the_fold_agrees_with_the_sql_rules_in_memory_and_on_disk(
         }
         keys = {row["idem_key"] for row in expected.values()} - {None}
         for txn in ("a", "b", "c"):  # pending events folded in memory
-            assert jr.transactions.get(txn) == expected.get(txn)
+            assert _unflagged(jr.transactions.get(txn)) == expected.get(txn)
         for key in keys:
-            assert jr.transactions.by_idempotency_key(key) == expected[_owner(expected, key)]
+            got = jr.transactions.by_idempotency_key(key)
+            assert _unflagged(got) == expected[_owner(expected, key)]
         jr.transactions.needing_work(frozenset())  # the table folded on disk
         for txn in ("a", "b", "c"):
-            assert read_row(jr._conn, txn) == expected.get(txn)
-            assert jr.transactions.get(txn) == expected.get(txn)
+            assert _unflagged(read_row(jr._conn, txn)) == expected.get(txn)
+            assert _unflagged(jr.transactions.get(txn)) == expected.get(txn)
+
+
+def _unflagged(row: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The row without the derived ``reversal`` flag (tested on its own below), which the
+    v3 SQL rules did not compute."""
+    if row is None:
+        return None
+    summary = dict(row["summary"])
+    if "attempts" in summary or "reversals" in summary:
+        summary.pop("reversal", None)
+    return {**row, "summary": summary}
 
 
 def _owner(rows: dict[str, dict[str, object]], key: str) -> str:
