@@ -24,6 +24,11 @@ TerminalId = Annotated[str, StringConstraints(pattern=TERMINAL_PATTERN)]
 Hash = Annotated[str, StringConstraints(pattern=HASH_PATTERN)]
 Currency = Annotated[str, StringConstraints(pattern=CURRENCY_PATTERN)]
 TxnId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+# One authorization request of a sale: ``{txn}:online`` or ``{txn}:forward``
+# (see posedge.protocol.idempotency); equal to the request's Idempotency-Key.
+AttemptId = Annotated[str, StringConstraints(min_length=1, max_length=160)]
+# A reversal's id, ``{attempt}:reversal``; equal to the request's Idempotency-Key.
+ReversalId = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 
 
 class _Strict(BaseModel):
@@ -137,6 +142,9 @@ class Card(_Strict):
 class AuthorizationRequest(_Strict):
     terminal: TerminalId
     txn: TxnId
+    attempt: AttemptId = Field(
+        description="The attempt: {txn}:online or {txn}:forward; equals the Idempotency-Key."
+    )
     amount: int = Field(ge=0, description="Minor units (cents).")
     currency: Currency
     entry_mode: str = Field(default="swipe", min_length=1, max_length=16)
@@ -149,6 +157,7 @@ class AuthorizationRequest(_Strict):
 
 class AuthorizationResponse(_Strict):
     txn: str
+    attempt: str
     outcome: Literal["approved", "declined"]
     auth_code: str | None
     reason: str | None
@@ -157,13 +166,18 @@ class AuthorizationResponse(_Strict):
 class ReversalRequest(_Strict):
     terminal: TerminalId
     txn: TxnId
-    amount: int = Field(ge=0)
+    attempt: AttemptId = Field(description="The one attempt this reversal releases.")
+    reversal: ReversalId = Field(
+        description="This reversal's id, {attempt}:reversal; equals the Idempotency-Key."
+    )
+    amount: int = Field(ge=0, description="The attempt's amount, for the audit trail.")
     currency: Currency
     reason: str = Field(min_length=1, max_length=200)
 
 
 class ReversalResponse(_Strict):
     txn: str
+    attempt: str
     reversed: Literal[True]
     had_authorization: bool
 

@@ -4,7 +4,8 @@ Public surface::
 
     BackofficeServer(db, host, port=0, config)  # uvicorn in a thread; .url, .restart()
     BackofficeConfig(tokens, admin, heartbeat_interval_s, policy, faults)
-    BackofficeStore(path)                       # ingest, head, heartbeats, auths, integrity
+    BackofficeStore(path)                       # ingest, head, heartbeats, auths, integrity,
+                                                # captured(terminal), reversals(terminal)
     FaultPlan / FaultRule                       # injected faults (also POST /admin/faults)
     AuthorizationPolicy                         # approve / decline by rule / delay
     create_app(store, config)                   # the ASGI app

@@ -12,7 +12,6 @@ validation errors name the field and the rule, never the value.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import re
@@ -29,6 +28,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from posedge.protocol.idempotency import authorization_fingerprint, fingerprint
 from posedge.protocol.models import (
     TERMINAL_PATTERN,
     AuthorizationRequest,
@@ -226,8 +226,8 @@ class BackofficeApp:
             raise _Refused(
                 problem(
                     "missing-idempotency-key",
-                    "send an Idempotency-Key header (the txn for authorizations, "
-                    "reversal:{txn} for reversals)",
+                    "send an Idempotency-Key header: the attempt for authorizations "
+                    "({txn}:online or {txn}:forward), {attempt}:reversal for reversals",
                     request.url.path,
                 )
             )
@@ -236,6 +236,19 @@ class BackofficeApp:
                 problem("bad-request", "Idempotency-Key is over 255 characters", request.url.path)
             )
         return key
+
+    @staticmethod
+    def _key_matches(request: Request, field: str, body_value: str, key: str) -> None:
+        """The body's id field (``attempt`` or ``reversal``) must equal the Idempotency-Key."""
+        if body_value != key:
+            raise _Refused(
+                problem(
+                    "validation",
+                    f"{field}: the body's {field} is not the Idempotency-Key header",
+                    request.url.path,
+                    errors=[{"field": field, "message": "must equal the Idempotency-Key header"}],
+                )
+            )
 
     async def _json_object(self, request: Request) -> dict[str, Any]:
         body = await self._body(request)
@@ -307,9 +320,11 @@ class BackofficeApp:
         self._authenticate(request, str(doc.get("terminal", "")))
         req: AuthorizationRequest = self._parse(request, AuthorizationRequest, doc)
         del doc  # the raw body held the card
+        self._key_matches(request, "attempt", req.attempt, key)
         record = req.model_dump(mode="json", exclude={"card"})
-        fingerprint = _fingerprint(record)
-        claim = self.store.claim_authorization(req.terminal, key, fingerprint, record)
+        claim = self.store.claim_authorization(
+            req.terminal, key, authorization_fingerprint(record), record
+        )
         if claim.kind == "mismatch":
             return problem(
                 "idempotency-mismatch",
@@ -325,13 +340,14 @@ class BackofficeApp:
                 headers={"Retry-After": "1"},
                 retry_after_s=1,
             )
-        if claim.kind == "replay":
+        if claim.kind in ("replay", "refused"):
             return _json(claim.response)
         try:
             if self.config.policy.delay_s:
                 await asyncio.sleep(self.config.policy.delay_s)
-            response = self.config.policy.decide(req)
-            self.store.decide_authorization(req.terminal, key, response)
+            decision = self.config.policy.decide(req)
+            # A reversal recorded meanwhile turns the decision into a decline.
+            response = self.store.decide_authorization(req.terminal, key, decision)
         except BaseException:
             self.store.release_authorization(req.terminal, key)
             raise
@@ -342,8 +358,10 @@ class BackofficeApp:
         doc = await self._json_object(request)
         self._authenticate(request, str(doc.get("terminal", "")))
         req: ReversalRequest = self._parse(request, ReversalRequest, doc)
-        fingerprint = _fingerprint(req.model_dump(mode="json"))
-        claim = self.store.record_reversal(req.terminal, key, req.txn, fingerprint)
+        self._key_matches(request, "reversal", req.reversal, key)
+        claim = self.store.record_reversal(
+            req.terminal, key, req.txn, req.attempt, fingerprint(req.model_dump(mode="json"))
+        )
         if claim.kind == "mismatch":
             return problem(
                 "idempotency-mismatch",
@@ -405,12 +423,6 @@ class BackofficeApp:
             )
             self.config.policy = policy
         return _json(self.config.policy.model_dump(exclude={"seed"}))
-
-
-def _fingerprint(doc: dict[str, Any]) -> str:
-    """SHA-256 of a canonical body without card data (the idempotency comparison)."""
-    canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _handler(method: Any) -> Any:

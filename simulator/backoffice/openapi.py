@@ -173,7 +173,8 @@ def build_document() -> dict[str, Any]:
         },
         "/v1/authorizations": {
             "post": _operation(
-                "Authorize a sale (idempotent per Idempotency-Key; card is never stored)",
+                "Authorize one attempt of a sale (idempotent per attempt; a reversal "
+                "recorded first refuses it; card is never stored)",
                 ("AuthorizationResponse", "Decided (or the first decision, replayed)"),
                 (
                     *body_problems,
@@ -184,12 +185,16 @@ def build_document() -> dict[str, Any]:
                     *_COMMON_FAULTS,
                 ),
                 body="AuthorizationRequest",
-                params=(_idem("The transaction id (txn)."), _encoding()),
+                params=(
+                    _idem("The attempt, {txn}:online | {txn}:forward; equals the body's attempt."),
+                    _encoding(),
+                ),
             )
         },
         "/v1/reversals": {
             "post": _operation(
-                "Reverse a possibly authorized sale (always acknowledged, idempotent)",
+                "Reverse one attempt, known or not (always acknowledged, idempotent; "
+                "releases only that attempt)",
                 ("ReversalResponse", "Acknowledged"),
                 (
                     *body_problems,
@@ -199,7 +204,7 @@ def build_document() -> dict[str, Any]:
                     *_COMMON_FAULTS,
                 ),
                 body="ReversalRequest",
-                params=(_idem("reversal:{txn}"), _encoding()),
+                params=(_idem("{attempt}:reversal; equals the body's reversal."), _encoding()),
             )
         },
         "/healthz": {
@@ -250,7 +255,7 @@ def build_document() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {
             "title": "posedge sync and authorization protocol",
-            "version": "1",
+            "version": "2",
             "description": "Agent ⇄ back office contract; prose in docs/sync-protocol.md. "
             "Every error is application/problem+json (RFC 9457) with type "
             f"{PROBLEM_BASE}<kind>. /admin/* exists only on the reference back office.",

@@ -64,5 +64,17 @@ class AuthorizationPolicy(BaseModel):
         reason = self.decline_reason(req)
         if reason is None:
             code = self.auth_code(req.terminal, req.txn)
-            return {"txn": req.txn, "outcome": "approved", "auth_code": code, "reason": None}
-        return {"txn": req.txn, "outcome": "declined", "auth_code": None, "reason": reason}
+            return {
+                "txn": req.txn,
+                "attempt": req.attempt,
+                "outcome": "approved",
+                "auth_code": code,
+                "reason": None,
+            }
+        return {
+            "txn": req.txn,
+            "attempt": req.attempt,
+            "outcome": "declined",
+            "auth_code": None,
+            "reason": reason,
+        }

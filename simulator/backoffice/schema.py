@@ -1,14 +1,22 @@
-"""The back office's SQLite schema (version 1). DDL only: this module must never open a database.
+"""The back office's SQLite schema (version 2). DDL only: this module must never open a database.
 
 Tables: terminals (held head, reported heartbeat state), events (WITHOUT ROWID,
 primary key terminal + seq), counters (per-terminal rejections and
 duplicates), authorizations and reversals (idempotency records; masked PAN,
 brand and PAN token only — never card data).
+
+Version 2 (protocol version 2): an authorization's ``idem_key`` is its
+attempt id; a reversal names one ``attempt``, at most one reversal per
+(terminal, attempt). :data:`MIGRATE_V1_TO_V2` moves a version-1 file forward
+(run in one transaction): a version-1 reversal named a sale, whose online
+attempt's id was the txn, so its attempt is its txn (added to its stored
+answer too); should a sale hold several version-1 reversals, the earliest is
+kept, as version 2 would have answered the others with its answer.
 """
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -67,10 +75,36 @@ CREATE TABLE IF NOT EXISTS reversals (
     terminal TEXT NOT NULL,
     idem_key TEXT NOT NULL,
     txn TEXT NOT NULL,
+    attempt TEXT NOT NULL,
     body_sha256 TEXT NOT NULL,
     had_authorization INTEGER NOT NULL,
     response_json TEXT NOT NULL,
     created_at REAL NOT NULL,
-    PRIMARY KEY (terminal, idem_key)
+    PRIMARY KEY (terminal, idem_key),
+    UNIQUE (terminal, attempt)
 ) WITHOUT ROWID;
 """
+
+# Statements run in order inside one transaction; then schema_version := 2.
+MIGRATE_V1_TO_V2 = (
+    """CREATE TABLE reversals_v2 (
+    terminal TEXT NOT NULL,
+    idem_key TEXT NOT NULL,
+    txn TEXT NOT NULL,
+    attempt TEXT NOT NULL,
+    body_sha256 TEXT NOT NULL,
+    had_authorization INTEGER NOT NULL,
+    response_json TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (terminal, idem_key),
+    UNIQUE (terminal, attempt)
+) WITHOUT ROWID""",
+    "INSERT INTO reversals_v2 (terminal, idem_key, txn, attempt, body_sha256,"
+    " had_authorization, response_json, created_at)"
+    " SELECT terminal, idem_key, txn, txn, body_sha256, had_authorization,"
+    " json_set(response_json, '$.attempt', txn), created_at FROM (SELECT *, row_number() OVER"
+    " (PARTITION BY terminal, txn ORDER BY created_at, idem_key) AS nth FROM reversals)"
+    " WHERE nth = 1",
+    "DROP TABLE reversals",
+    "ALTER TABLE reversals_v2 RENAME TO reversals",
+)

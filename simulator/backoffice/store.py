@@ -4,6 +4,10 @@ One writer connection (WAL, ``synchronous=NORMAL``) serialised by a lock; every
 request is one transaction. :meth:`BackofficeStore.ingest` implements
 "Events upload" of ``docs/sync-protocol.md`` exactly: duplicates compared by
 hash, conflict, sequence gap, chain continuity and explicit partial success.
+The authorization and reversal methods implement "Authorizations, attempts
+and reversals": money is held per attempt, a reversal releases only the
+attempt it names, and a reversal wins over its attempt whatever the order
+they arrive in. A version-1 database is migrated on open (see :mod:`.schema`).
 
 This module must never store the ``card`` object of an authorization (only
 masked PAN, brand and PAN token), never store a plain hash of a body that
@@ -24,10 +28,12 @@ from typing import Any, Literal
 
 from posedge.protocol.models import ZERO_HASH, Event, EventBatch
 
+from .schema import MIGRATE_V1_TO_V2, SCHEMA_VERSION
 from .schema import SCHEMA as _SCHEMA
-from .schema import SCHEMA_VERSION
 
 BUSY_TIMEOUT_S = 10.0
+REVERSED_BEFORE_ARRIVAL = "reversed before it arrived"
+REVERSED_BEFORE_DECISION = "reversed before it was decided"
 
 
 COUNTER_NAMES = ("duplicates", "chain_breaks", "gaps", "conflicts")
@@ -50,9 +56,16 @@ class IngestResult:
 
 @dataclass(frozen=True)
 class Claim:
-    """Outcome of claiming an idempotency key."""
+    """Outcome of claiming an idempotency key.
 
-    kind: Literal["new", "replay", "in-progress", "mismatch"]
+    ``new``: decide it now (reversals: recorded now); ``replay``: the first
+    answer for the key; ``refused``: an attempt whose reversal was already
+    recorded, recorded as declined; ``already-reversed``: a reversal of an
+    attempt reversed before under another key (the first reversal's answer);
+    ``in-progress`` and ``mismatch``: problems. ``response`` is the answer to send.
+    """
+
+    kind: Literal["new", "replay", "refused", "already-reversed", "in-progress", "mismatch"]
     response: dict[str, Any] | None = None
 
 
@@ -83,6 +96,7 @@ class BackofficeStore:
         self.path = Path(path)
         self.clock = clock
         self._lock = threading.Lock()
+        self.schema_version = SCHEMA_VERSION
         if readonly:
             if not self.path.is_file():
                 raise FileNotFoundError(
@@ -96,12 +110,14 @@ class BackofficeStore:
                 check_same_thread=False,
                 timeout=BUSY_TIMEOUT_S,
             )
+            self.schema_version = _stored_version(self._db) or SCHEMA_VERSION
             return
         self._db = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S
         )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        self._migrate()
         self._db.executescript(_SCHEMA)
         with self._lock, self._tx():
             self._db.execute(
@@ -110,6 +126,23 @@ class BackofficeStore:
             )
             # A decision interrupted by a crash never answered anyone: decide again.
             self._db.execute("DELETE FROM authorizations WHERE state = 'pending'")
+
+    def _migrate(self) -> None:
+        """Move a database of an older schema version forward, in one transaction."""
+        with self._lock, self._tx() as db:
+            version = _stored_version(db)
+            if version is None or version == SCHEMA_VERSION:
+                return
+            if version > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"{self.path} has back office schema version {version}; this posedge "
+                    f"knows versions up to {SCHEMA_VERSION}: upgrade posedge"
+                )
+            for statement in MIGRATE_V1_TO_V2:
+                db.execute(statement)
+            db.execute(
+                "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),)
+            )
 
     def close(self) -> None:
         with self._lock:
@@ -340,6 +373,9 @@ class BackofficeStore:
             )
 
     # -- authorizations and reversals -------------------------------------------------------
+    #
+    # An authorization's idempotency key is its attempt id (the app checks that the body's
+    # ``attempt`` equals it), so ``authorizations.idem_key`` is the attempt.
 
     def claim_authorization(
         self,
@@ -349,7 +385,13 @@ class BackofficeStore:
         record: dict[str, Any],
         now: float | None = None,
     ) -> Claim:
-        """Claim an idempotency key; ``record`` holds only masked PAN, brand and token."""
+        """Claim the attempt ``idem_key``; ``record`` holds only masked PAN, brand and token.
+
+        A known key is a replay, a mismatch or in progress. A new attempt whose
+        reversal is already recorded is recorded as declined ("reversal wins")
+        and that decline is the answer (``refused``); else it is claimed
+        (``new``) for the caller to decide.
+        """
         now = self.clock() if now is None else now
         with self._lock, self._tx() as db:
             row = db.execute(
@@ -363,36 +405,65 @@ class BackofficeStore:
                 if row[1] == "pending":
                     return Claim("in-progress")
                 return Claim("replay", json.loads(row[2]))
+            reversed_at = self._reversed_at(db, terminal, idem_key)
+            response = None
+            if reversed_at is not None:
+                response = _declined(record["txn"], idem_key, REVERSED_BEFORE_ARRIVAL)
             db.execute(
                 "INSERT INTO authorizations (terminal, idem_key, txn, body_sha256, state, amount,"
-                " currency, masked_pan, brand, pan_token, forwarded, created_at)"
-                " VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)",
+                " currency, masked_pan, brand, pan_token, forwarded, outcome, response_json,"
+                " created_at, decided_at, reversed_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     terminal,
                     idem_key,
                     record["txn"],
                     fingerprint,
+                    "pending" if response is None else "decided",
                     record["amount"],
                     record["currency"],
                     record["masked_pan"],
                     record.get("brand"),
                     record.get("pan_token"),
                     int(bool(record.get("forwarded"))),
+                    None if response is None else "declined",
+                    None if response is None else json.dumps(response),
                     now,
+                    None if response is None else now,
+                    reversed_at,
                 ),
             )
+        if response is not None:
+            return Claim("refused", response)
         return Claim("new")
 
     def decide_authorization(
         self, terminal: str, idem_key: str, response: dict[str, Any], now: float | None = None
-    ) -> None:
+    ) -> dict[str, Any]:
+        """Record the decision on a claimed attempt and return the answer to send.
+
+        If a reversal of the attempt was recorded while it was being decided, the
+        decision becomes a decline ("reversed before it was decided").
+        """
         now = self.clock() if now is None else now
         with self._lock, self._tx() as db:
+            reversed_at = self._reversed_at(db, terminal, idem_key)
+            if reversed_at is not None:
+                response = _declined(str(response["txn"]), idem_key, REVERSED_BEFORE_DECISION)
             db.execute(
                 "UPDATE authorizations SET state = 'decided', outcome = ?, response_json = ?,"
-                " decided_at = ? WHERE terminal = ? AND idem_key = ?",
-                (response["outcome"], json.dumps(response), now, terminal, idem_key),
+                " decided_at = ?, reversed_at = coalesce(reversed_at, ?)"
+                " WHERE terminal = ? AND idem_key = ?",
+                (
+                    response["outcome"],
+                    json.dumps(response),
+                    now,
+                    reversed_at,
+                    terminal,
+                    idem_key,
+                ),
             )
+        return response
 
     def release_authorization(self, terminal: str, idem_key: str) -> None:
         """Forget a claim whose decision failed before any answer was sent."""
@@ -404,9 +475,22 @@ class BackofficeStore:
             )
 
     def record_reversal(
-        self, terminal: str, idem_key: str, txn: str, fingerprint: str, now: float | None = None
+        self,
+        terminal: str,
+        idem_key: str,
+        txn: str,
+        attempt: str,
+        fingerprint: str,
+        now: float | None = None,
     ) -> Claim:
-        """Acknowledge a reversal once; replays return the first response."""
+        """Record the reversal of ``attempt`` once, whether or not the attempt is known.
+
+        Replays of the key return the first answer (a different body: mismatch);
+        another key for an attempt already reversed returns the first reversal's
+        answer and changes nothing. Otherwise the reversal releases that attempt
+        only; ``had_authorization`` says whether it held an approved, unreversed
+        authorization at this moment.
+        """
         now = self.clock() if now is None else now
         with self._lock, self._tx() as db:
             row = db.execute(
@@ -418,22 +502,52 @@ class BackofficeStore:
                 if row[0] != fingerprint:
                     return Claim("mismatch")
                 return Claim("replay", json.loads(row[1]))
+            first = db.execute(
+                "SELECT response_json FROM reversals WHERE terminal = ? AND attempt = ?",
+                (terminal, attempt),
+            ).fetchone()
+            if first is not None:
+                return Claim("already-reversed", json.loads(first[0]))
             had = db.execute(
-                "SELECT count(*) FROM authorizations WHERE terminal = ? AND txn = ?"
-                " AND outcome = 'approved'",
-                (terminal, txn),
+                "SELECT count(*) FROM authorizations WHERE terminal = ? AND idem_key = ?"
+                " AND outcome = 'approved' AND reversed_at IS NULL",
+                (terminal, attempt),
             ).fetchone()[0]
-            response = {"txn": txn, "reversed": True, "had_authorization": bool(had)}
+            response = {
+                "txn": txn,
+                "attempt": attempt,
+                "reversed": True,
+                "had_authorization": bool(had),
+            }
             db.execute(
-                "UPDATE authorizations SET reversed_at = ? WHERE terminal = ? AND txn = ?",
-                (now, terminal, txn),
+                "UPDATE authorizations SET reversed_at = ?"
+                " WHERE terminal = ? AND idem_key = ? AND reversed_at IS NULL",
+                (now, terminal, attempt),
             )
             db.execute(
-                "INSERT INTO reversals (terminal, idem_key, txn, body_sha256, had_authorization,"
-                " response_json, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (terminal, idem_key, txn, fingerprint, int(bool(had)), json.dumps(response), now),
+                "INSERT INTO reversals (terminal, idem_key, txn, attempt, body_sha256,"
+                " had_authorization, response_json, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    terminal,
+                    idem_key,
+                    txn,
+                    attempt,
+                    fingerprint,
+                    int(bool(had)),
+                    json.dumps(response),
+                    now,
+                ),
             )
         return Claim("new", response)
+
+    @staticmethod
+    def _reversed_at(db: sqlite3.Connection, terminal: str, attempt: str) -> float | None:
+        """When the reversal of ``attempt`` was recorded, or None."""
+        row = db.execute(
+            "SELECT created_at FROM reversals WHERE terminal = ? AND attempt = ?",
+            (terminal, attempt),
+        ).fetchone()
+        return None if row is None else float(row[0])
 
     def authorizations(self, terminal: str) -> list[dict[str, Any]]:
         with self._lock:
@@ -442,6 +556,53 @@ class BackofficeStore:
             )
             names = [d[0] for d in cur.description]
             return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    def captured(self, terminal: str) -> dict[str, int]:
+        """Captured amount per txn: the sum over its approved attempts not reversed.
+
+        Sales with no such attempt are absent (they captured nothing).
+        """
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT txn, sum(amount) FROM authorizations WHERE terminal = ?"
+                " AND state = 'decided' AND outcome = 'approved' AND reversed_at IS NULL"
+                " GROUP BY txn ORDER BY txn",
+                (terminal,),
+            ).fetchall()
+        return {str(txn): int(total) for txn, total in rows}
+
+    def reversals(self, terminal: str) -> list[dict[str, Any]]:
+        """The reversals recorded for the terminal, oldest first.
+
+        Each: ``reversal`` (its key), ``txn``, ``attempt``, ``had_authorization``,
+        ``created_at``.
+        """
+        attempt = "attempt" if self.schema_version >= 2 else "txn"  # a read-only v1 file
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT idem_key, txn, {attempt}, had_authorization, created_at FROM reversals"
+                " WHERE terminal = ? ORDER BY created_at, idem_key",
+                (terminal,),
+            ).fetchall()
+        return [
+            {
+                "reversal": key,
+                "txn": txn,
+                "attempt": named,
+                "had_authorization": bool(had),
+                "created_at": created,
+            }
+            for key, txn, named, had, created in rows
+        ]
+
+    def money_terminals(self) -> list[str]:
+        """Terminals with any authorization, reversal or event, sorted."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT terminal FROM authorizations UNION SELECT terminal FROM reversals"
+                " UNION SELECT terminal FROM terminals ORDER BY 1"
+            ).fetchall()
+        return [str(row[0]) for row in rows]
 
     # -- reporting ------------------------------------------------------------------------
 
@@ -488,3 +649,24 @@ class BackofficeStore:
             ).fetchone()[0]
         missing = (high - low + 1 - count) if count else 0
         return {"events": int(count), "missing_seqs": int(missing), "chain_breaks": int(breaks)}
+
+
+def _stored_version(db: sqlite3.Connection) -> int | None:
+    """The schema version a database file records (None: a new, empty file)."""
+    has_meta = db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+    ).fetchone()
+    if has_meta is None:
+        return None
+    row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    return None if row is None else int(row[0])
+
+
+def _declined(txn: str, attempt: str, reason: str) -> dict[str, Any]:
+    return {
+        "txn": txn,
+        "attempt": attempt,
+        "outcome": "declined",
+        "auth_code": None,
+        "reason": reason,
+    }

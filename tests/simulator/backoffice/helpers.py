@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from posedge.protocol.idempotency import forward_attempt, online_attempt, reversal_id
+
 ZERO = "0" * 64
 TEST_PAN = "4111111111111111"
 TEST_MASKED = "411111******1111"
@@ -43,10 +45,20 @@ def events_url(terminal: str = "lane1") -> str:
     return f"/v1/terminals/{terminal}/events"
 
 
-def authorization(txn: str = "s-1", amount: int = 1234, terminal: str = "lane1") -> dict[str, Any]:
+def authorization(
+    txn: str = "s-1",
+    amount: int = 1234,
+    terminal: str = "lane1",
+    attempt: str | None = None,
+    forwarded: bool = False,
+) -> dict[str, Any]:
+    """An authorization body; the attempt defaults to the sale's online (or forward) attempt."""
+    if attempt is None:
+        attempt = forward_attempt(txn) if forwarded else online_attempt(txn)
     return {
         "terminal": terminal,
         "txn": txn,
+        "attempt": attempt,
         "amount": amount,
         "currency": "EUR",
         "entry_mode": "swipe",
@@ -54,15 +66,21 @@ def authorization(txn: str = "s-1", amount: int = 1234, terminal: str = "lane1")
         "masked_pan": TEST_MASKED,
         "brand": "visa",
         "pan_token": "ab" * 32,
-        "forwarded": False,
+        "forwarded": forwarded,
     }
 
 
-def reversal(txn: str = "s-1", terminal: str = "lane1") -> dict[str, Any]:
+def reversal(
+    txn: str = "s-1", terminal: str = "lane1", attempt: str | None = None, amount: int = 1234
+) -> dict[str, Any]:
+    """A reversal body of ``attempt`` (default: the sale's online attempt)."""
+    attempt = online_attempt(txn) if attempt is None else attempt
     return {
         "terminal": terminal,
         "txn": txn,
-        "amount": 1234,
+        "attempt": attempt,
+        "reversal": reversal_id(attempt),
+        "amount": amount,
         "currency": "EUR",
         "reason": "timeout waiting for response",
     }

@@ -127,7 +127,9 @@ def test_commit_then_drop_the_reply(faulty: BackofficeServer, fclient: httpx.Cli
     assert replay.json()["duplicates"] == 5
     faulty.faults.add({"kind": "drop_reply", "count": 1, "endpoint": "authorizations"})
     with pytest.raises((httpx.ReadError, httpx.RemoteProtocolError)):
-        fclient.post("/v1/authorizations", json=authorization(), headers={"Idempotency-Key": "s-1"})
+        fclient.post(
+            "/v1/authorizations", json=authorization(), headers={"Idempotency-Key": "s-1:online"}
+        )
     assert faulty.store is not None
     assert faulty.store.authorizations("lane1")[0]["outcome"] == "approved"
 

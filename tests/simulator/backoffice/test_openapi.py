@@ -87,7 +87,7 @@ def test_responses_match_the_documented_schemas(bo: BackofficeServer, client: ht
         "/v1/terminals/{terminal}/heartbeat",
         "post",
     )
-    key = {"Idempotency-Key": "s-1"}
+    key = {"Idempotency-Key": "s-1:online"}
     check_reply(
         client.post("/v1/authorizations", json=authorization(), headers=key),
         "/v1/authorizations",
@@ -99,7 +99,9 @@ def test_responses_match_the_documented_schemas(bo: BackofficeServer, client: ht
         "post",
     )  # 422 mismatch
     check_reply(
-        client.post("/v1/reversals", json=reversal(), headers={"Idempotency-Key": "reversal:s-1"}),
+        client.post(
+            "/v1/reversals", json=reversal(), headers={"Idempotency-Key": "s-1:online:reversal"}
+        ),
         "/v1/reversals",
         "post",
     )

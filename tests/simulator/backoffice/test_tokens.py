@@ -55,7 +55,7 @@ def test_every_terminal_must_present_its_own_token(secured: httpx.Client) -> Non
     auth = secured.post(
         "/v1/authorizations",
         json=authorization(),
-        headers={"Idempotency-Key": "s-1", **bearer(TOKENS["lane2"])},
+        headers={"Idempotency-Key": "s-1:online", **bearer(TOKENS["lane2"])},
     )
     assert auth.status_code == 403
     assert secured.get("/healthz").json()["open_mode"] is False
