@@ -71,6 +71,9 @@ class RunOptions:
     """Called once when ready with where the API is (the CLI prints it)."""
     card_delay_s: float = 0.3
     """Simulation only: seconds until the simulated reader presents a card."""
+    backoffice_url: str | None = None
+    """``--backoffice``: overrides ``sync.url`` (also across reloads); with ``simulate`` no
+    embedded back office is started."""
 
 
 class Daemon:
@@ -117,7 +120,11 @@ class Daemon:
         config = self.loaded.config
         opts = self.opts
         self.agent = Agent(
-            config, opts.state_dir, simulate=opts.simulate, card_delay_s=opts.card_delay_s
+            config,
+            opts.state_dir,
+            simulate=opts.simulate,
+            card_delay_s=opts.card_delay_s,
+            backoffice_url=opts.backoffice_url,
         )
         await self.agent.start()
         self._register_heartbeats()

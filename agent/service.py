@@ -10,6 +10,9 @@ flushes what it can, devices close, ``agent.stopped`` is journaled.
 ``simulate=True`` swaps in the simulated printer and reader (in-process
 ``sim://``) and an embedded reference back office whose database lives in
 the state directory — the whole product on one machine, for demos and tests.
+With an external back office (``backoffice_url``, i.e. ``run --backoffice``,
+or a ``sync.url`` set in the configuration) the simulated devices talk to that
+one instead and no embedded back office is started.
 """
 
 from __future__ import annotations
@@ -49,7 +52,8 @@ class SimulatedWorld:
 
     printer: Any
     reader: Any
-    backoffice: Any
+    backoffice: Any | None
+    """The embedded back office; None when the agent uses an external one."""
     cleanups: list[Callable[[], None]] = field(default_factory=list)
 
     def close(self) -> None:
@@ -60,8 +64,11 @@ class SimulatedWorld:
                 log.exception("simulator cleanup failed")
 
 
-def start_simulated_world(state_dir: Path, *, card_delay_s: float = 0.3) -> SimulatedWorld:
-    """Virtual printer and reader on ``sim://`` and a back office on loopback."""
+def start_simulated_world(
+    state_dir: Path, *, card_delay_s: float = 0.3, embedded_backoffice: bool = True
+) -> SimulatedWorld:
+    """Virtual printer and reader on ``sim://`` and (unless told not to) a back office on
+    loopback whose database is ``backoffice.sqlite3`` in the state directory."""
     from posedge.drivers.transport.sim import register_sim_device, unregister_sim_device
     from posedge.simulator.backoffice.server import BackofficeServer
     from posedge.simulator.printer import VirtualPrinter
@@ -74,15 +81,27 @@ def start_simulated_world(state_dir: Path, *, card_delay_s: float = 0.3) -> Simu
     reader = VirtualReader("magtek", auto_present=True, auto_present_delay_s=card_delay_s)
     register_sim_device("printer", printer)
     register_sim_device("reader", reader)
-    backoffice = BackofficeServer(state_dir / "backoffice.sqlite3").start()
-    world = SimulatedWorld(printer=printer, reader=reader, backoffice=backoffice)
+    world = SimulatedWorld(printer=printer, reader=reader, backoffice=None)
     world.cleanups += [
         lambda: unregister_sim_device("printer"),
         lambda: unregister_sim_device("reader"),
         reader.close,
-        backoffice.close,
     ]
+    if embedded_backoffice:
+        try:
+            world.backoffice = BackofficeServer(state_dir / "backoffice.sqlite3").start()
+        except BaseException:
+            world.close()
+            raise
+        world.cleanups.append(world.backoffice.close)
     return world
+
+
+def with_backoffice(config: Config, backoffice_url: str) -> Config:
+    """The configuration with ``sync.url`` replaced (``run --backoffice``)."""
+    return config.model_copy(
+        update={"sync": config.sync.model_copy(update={"url": backoffice_url})}
+    )
 
 
 def simulated_config(config: Config, backoffice_url: str) -> Config:
@@ -107,10 +126,15 @@ class Agent:
         *,
         simulate: bool = False,
         card_delay_s: float = 0.3,
+        backoffice_url: str | None = None,
     ) -> None:
         self.config = config
         self.state_dir = state_dir
         self.simulate = simulate
+        self.backoffice_url = backoffice_url
+        """The back office this agent talks to whatever the configuration says (``run
+        --backoffice``). Simulating, it is fixed at start: this, else a ``sync.url`` from the
+        configuration, else the embedded back office's address. A reload keeps it."""
         self.card_delay_s = card_delay_s
         """Simulation only: how soon the virtual reader presents a card once armed."""
         self.world: SimulatedWorld | None = None
@@ -131,10 +155,18 @@ class Agent:
         loop = asyncio.get_running_loop()
         self.started_at = loop.time()
         if self.simulate:
+            external = self.backoffice_url or self.config.sync.url
             self.world = await asyncio.to_thread(
-                start_simulated_world, self.state_dir, card_delay_s=self.card_delay_s
+                start_simulated_world,
+                self.state_dir,
+                card_delay_s=self.card_delay_s,
+                embedded_backoffice=external is None,
             )
-            self.config = simulated_config(self.config, self.world.backoffice.url)
+            if external is None:
+                assert self.world.backoffice is not None
+                external = str(self.world.backoffice.url)
+            self.backoffice_url = external
+        self.config = self._pinned(self.config)
         config = self.config
         self.journal = Journal.open(self.state_dir, busy_timeout_s=config.journal.busy_timeout_s)
         self.journal.append(
@@ -253,8 +285,7 @@ class Agent:
         journal settings need a restart (journaled as ``restart_required``).
         """
         old = self.config
-        if self.simulate and self.world is not None:
-            new = simulated_config(new, self.world.backoffice.url)
+        new = self._pinned(new)
         changed = [
             name for name in type(new).model_fields if getattr(old, name) != getattr(new, name)
         ]
@@ -266,6 +297,13 @@ class Agent:
         if self.journal is not None and changed:
             self.journal.append("config.changed", {"changed": changed, "restart_required": restart})
         return changed
+
+    def _pinned(self, config: Config) -> Config:
+        """``config`` with what the command line fixed: simulated devices, the back office."""
+        url = self.backoffice_url
+        if self.simulate and url is not None:
+            return simulated_config(config, url)
+        return config if url is None else with_backoffice(config, url)
 
     def status_line(self) -> str:
         """One human line for systemd's STATUS=."""

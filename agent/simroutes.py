@@ -6,7 +6,8 @@ fault to the simulated ``printer`` or ``reader`` (e.g. ``{"fault": "card", "para
 read; ``paper_out``; ``clear``). ``POST /v1/simulator/backoffice`` with a fault
 rule (``{"kind": "down", "duration_s": 30}``) or ``{"clear": true}`` faults the
 embedded back office; ``{"power": "off"}`` / ``{"power": "on"}`` stops and
-restarts it (connections refused: a real outage). Same bearer token as the
+restarts it (connections refused: a real outage); with an external back office
+(``run --simulate --backoffice URL``) that route is ``409``. Same bearer token as the
 rest of the API. Never mounted in production: the route does not exist
 without ``--simulate``.
 """
@@ -38,19 +39,26 @@ def add_simulator_routes(app: Starlette, agent: Agent) -> None:
         if not isinstance(body, dict):
             return _problem(400, "body must be a JSON object")
         if device == "backoffice":
+            backoffice = world.backoffice
+            if backoffice is None:
+                return _problem(
+                    409,
+                    f"the back office is external ({agent.backoffice_url}), not simulated here: "
+                    "inject its faults there",
+                )
             if body.get("power") in ("off", "on"):
                 # A real outage: nothing listens, connections are refused.
-                action = world.backoffice.stop if body["power"] == "off" else world.backoffice.start
+                action = backoffice.stop if body["power"] == "off" else backoffice.start
                 await asyncio.to_thread(action)
                 return JSONResponse({"power": body["power"]})
             if body.get("clear"):
-                world.backoffice.faults.clear()
+                backoffice.faults.clear()
                 return JSONResponse({"faults": []})
             try:
-                world.backoffice.faults.add(body)
+                backoffice.faults.add(body)
             except ValueError as exc:
                 return _problem(422, f"bad fault rule: {exc}")
-            return JSONResponse({"faults": world.backoffice.faults.describe()})
+            return JSONResponse({"faults": backoffice.faults.describe()})
         target = {"printer": world.printer, "reader": world.reader}.get(device)
         if target is None:
             return _problem(404, f"no simulated device {device!r}; use printer, reader, backoffice")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 
@@ -14,12 +15,40 @@ from ..runloop import RunOptions, run_daemon
 from .context import CliContext, pass_cli
 
 
+def _backoffice_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--backoffice``: an http(s) URL with a host, returned without a trailing slash."""
+    if value is None:
+        return None
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is not a URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise click.BadParameter(
+            f"{value!r} is not an http(s) URL with a host; write e.g. https://bo.example.com"
+        )
+    if parts.query or parts.fragment or any(c.isspace() for c in value):
+        raise click.BadParameter(f"{value!r}: give the back office's base URL only")
+    return value.rstrip("/")
+
+
 @click.command()
 @click.option(
     "--simulate",
     is_flag=True,
-    help="Use a simulated printer and card reader and an embedded reference back office "
-    "(its database lives in the state directory).",
+    help="Use a simulated printer and card reader, and an embedded reference back office "
+    "(its database lives in the state directory) unless --backoffice or sync.url names one.",
+)
+@click.option(
+    "--backoffice",
+    "backoffice_url",
+    metavar="URL",
+    default=None,
+    callback=_backoffice_url,
+    help="Back office base URL (http or https); overrides sync.url, also across reloads. "
+    "With --simulate: sync and authorizations go there and no embedded back office starts.",
 )
 @click.option(
     "--api-listen",
@@ -36,7 +65,13 @@ from .context import CliContext, pass_cli
     help="With --simulate: seconds until the simulated reader presents a card once armed.",
 )
 @pass_cli
-def run(cli: CliContext, simulate: bool, api_listen: str | None, card_delay: float) -> None:
+def run(
+    cli: CliContext,
+    simulate: bool,
+    backoffice_url: str | None,
+    api_listen: str | None,
+    card_delay: float,
+) -> None:
     """Run the agent until SIGTERM/SIGINT; SIGHUP reloads the configuration.
 
     Under systemd (Type=notify) it reports READY=1 once the journal is open,
@@ -74,6 +109,7 @@ def run(cli: CliContext, simulate: bool, api_listen: str | None, card_delay: flo
         api_listen=api_listen,
         announce=announce,
         card_delay_s=card_delay,
+        backoffice_url=backoffice_url,
     )
     sys.exit(run_daemon(loaded, lambda: load_config(cli.config_option), options))
 
