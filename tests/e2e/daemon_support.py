@@ -95,22 +95,25 @@ class Daemon:
         env: dict[str, str] | None = None,
         simulate: bool = True,
         watchdog_usec: int | None = None,
+        args: list[str] | None = None,
     ) -> None:
+        """``args``: more options for ``run`` (e.g. ``["--backoffice", url]``)."""
         self.state_dir = state_dir
         self.notify = NotifyListener(state_dir)
-        args = [str(POSEDGE), "--state-dir", str(state_dir)]
+        argv = [str(POSEDGE), "--state-dir", str(state_dir)]
         if config is not None:
-            args += ["--config", str(config)]
-        args += ["--json", "run"]
+            argv += ["--config", str(config)]
+        argv += ["--json", "run"]
         if simulate:
-            args.append("--simulate")
+            argv.append("--simulate")
+        argv += args or []
         full_env = {**os.environ, **(env or {}), "NOTIFY_SOCKET": str(self.notify.path)}
         full_env.pop("POSEDGE_CONFIG", None)
         if watchdog_usec is not None:
             full_env["WATCHDOG_USEC"] = str(watchdog_usec)
         self.started_at = time.monotonic()
         self.proc = subprocess.Popen(
-            args, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            argv, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
         self.stderr_lines: list[str] = []
         self._stderr_thread = threading.Thread(target=self._drain_stderr, daemon=True)
