@@ -2,12 +2,13 @@
 
 ``serve`` runs in the foreground until SIGINT/SIGTERM; fault and decline flags
 configure it at start (the admin API changes them at run time). ``report``
-opens the database read-only, so it works while ``serve`` runs. Nothing here
-ever prints a token or card data.
+and ``reconcile`` open the database read-only, so they work while ``serve``
+runs. Nothing here ever prints a token or card data.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -234,6 +235,105 @@ def render_report(doc: dict[str, Any]) -> str:
             ]
         )
     return table(headers, rows, title=f"back office {doc['db']}")
+
+
+@backoffice.command()
+@click.option(
+    "--db", type=click.Path(path_type=Path, dir_okay=False), required=True, help="SQLite file."
+)
+@click.option(
+    "--journal-export",
+    "export",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="The till's `posedge journal export` output (JSON Lines, whole journal).",
+)
+@click.option(
+    "--terminal", default=None, help="The till's terminal id [default: the only one in --db]."
+)
+@click.pass_context
+def reconcile(ctx: click.Context, db: Path, export: Path, terminal: str | None) -> None:
+    """Check the money invariant: each sale's captured amount against the till's outcome.
+
+    Exit 3 on a mismatch, a sale not final yet, a reversal the till still
+    waits for, or money captured for a sale the journal does not have
+    (uncollectable offline sales are listed, not failures). Exit 2 on bad input.
+    """
+    from posedge.simulator.backoffice import BackofficeStore
+    from posedge.simulator.backoffice.reconcile import ExportError, read_export
+    from posedge.simulator.backoffice.reconcile import reconcile as check
+
+    try:
+        events = read_export(export)
+    except ExportError as exc:
+        raise click.BadParameter(str(exc), param_hint="--journal-export") from None
+    try:
+        with BackofficeStore(db, readonly=True) as store:
+            terminal = terminal or _only_terminal(db, store.money_terminals())
+            doc = check(terminal, events, store.captured(terminal), store.reversals(terminal))
+    except FileNotFoundError as exc:
+        raise click.BadParameter(str(exc), param_hint="--db") from None
+    except sqlite3.DatabaseError as exc:
+        raise click.BadParameter(
+            f"{db} is not a readable back office database: {exc}", param_hint="--db"
+        ) from None
+    cli = ctx.find_object(CliContext)
+    if cli is not None and cli.json_output:
+        cli.emit(doc)
+    else:
+        click.echo(render_reconcile(doc))
+    if not doc["ok"]:
+        sys.exit(EXIT_CHECK_FAILED)
+
+
+def _only_terminal(db: Path, terminals: list[str]) -> str:
+    if len(terminals) == 1:
+        return terminals[0]
+    if not terminals:
+        raise click.BadParameter(
+            f"{db} holds no terminal yet; name the till with --terminal", param_hint="--terminal"
+        )
+    raise click.BadParameter(
+        f"{db} holds {len(terminals)} terminals ({', '.join(terminals)}); "
+        "name the till's with --terminal",
+        param_hint="--terminal",
+    )
+
+
+def render_reconcile(doc: dict[str, Any]) -> str:
+    parts = []
+    if doc["mismatches"]:
+        headers = ["txn", "till state", "forward", "expected", "captured", "amount", "currency"]
+        rows = [
+            [m["txn"], m["till_state"], m["forward"] or "-", str(m["expected_captured"]),
+             str(m["captured"]), str(m["amount"]), m["currency"] or "-"]
+            for m in doc["mismatches"]
+        ]  # fmt: skip
+        parts.append(table(headers, rows, title="mismatches: captured ≠ the till's outcome"))
+    if doc["reversals_pending"]:
+        rows = [
+            [r["txn"], r["attempt"], "yes (answer lost)" if r["at_backoffice"] else "no"]
+            for r in doc["reversals_pending"]
+        ]
+        parts.append(
+            table(["txn", "attempt", "recorded at back office"], rows, title="reversals pending")
+        )
+    if doc["unknown_at_till"]:
+        rows = [[u["txn"], str(u["captured"])] for u in doc["unknown_at_till"]]
+        parts.append(table(["txn", "captured"], rows, title="unknown at the till"))
+    if doc["uncollectable"]:
+        rows = [[u["txn"], u["forward"], str(u["amount"])] for u in doc["uncollectable"]]
+        parts.append(table(["txn", "forward", "amount"], rows, title="uncollectable"))
+    if doc["not_final"]:
+        parts.append("not final yet: " + ", ".join(doc["not_final"]))
+    parts.append(
+        f"terminal {doc['terminal']}: {doc['sales']} sales, {doc['matched']} matched, "
+        f"{len(doc['mismatches'])} mismatched, {len(doc['not_final'])} not final, "
+        f"{len(doc['reversals_pending'])} reversals pending, "
+        f"{len(doc['unknown_at_till'])} unknown at the till, "
+        f"{len(doc['uncollectable'])} uncollectable — {'OK' if doc['ok'] else 'NOT OK'}"
+    )
+    return "\n\n".join(parts)
 
 
 @backoffice.command()
