@@ -170,9 +170,10 @@ def pending_reversals(txn: str, summary: dict[str, Any]) -> dict[str, dict[str, 
     """Reversals requested and not yet acknowledged, by attempt (with key and request)."""
     reversals = summary.get("reversals")
     if not isinstance(reversals, dict):
-        # A row folded before protocol v2 knows only that its one reversal (of the
-        # attempt keyed by the txn) was pending, not what was sent.
-        return {txn: {}} if summary.get("reversal") == "pending" else {}
+        # A row folded before protocol v2 (no attempts either) knows only that its one
+        # reversal — of the attempt keyed by the txn — was pending, not what was sent.
+        legacy = "attempts" not in summary and summary.get("reversal") == "pending"
+        return {txn: {}} if legacy else {}
     return {
         attempt: entry
         for attempt, entry in reversals.items()

@@ -1,13 +1,21 @@
-"""Authorizations and reversals through the back office, as four clear outcomes.
+"""Authorization attempts and reversals through the back office, as clear outcomes.
 
 The only place the card data leaves memory: it goes into the authorization
-request body (over TLS) and nowhere else. Outcomes:
+request body (over TLS) and nowhere else. Requests are built from the shared
+protocol models (``posedge.protocol.models``) and sent as canonical JSON, so a
+journaled request is re-sent byte for byte. Outcomes of an authorization:
 
-``approved`` / ``declined``  the host decided;
+``approved`` / ``declined``  the host decided (an explicit ``outcome`` in a 2xx);
 ``unavailable``              the request certainly never arrived (connection
-                             refused, 429/503): no reversal needed;
-``unknown``                  it may have arrived (timeout, reset, 5xx): the
-                             caller must journal ``auth.unknown`` and reverse.
+                             refused, 429/503): nothing to reverse;
+``unknown``                  it may have arrived (timeout, reset, other 5xx,
+                             409 in-progress): the caller reverses (online) or
+                             resends the same body (forward);
+``refused``                  the back office refused it (another 4xx): it
+                             authorized nothing; the caller raises an alert.
+
+A reversal is ``acked`` (with ``had_authorization``), ``refused`` (4xx: alert,
+retry slowly) or ``retry`` (no answer, busy).
 """
 
 from __future__ import annotations
@@ -15,10 +23,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..sync.client import BackofficeClient
+from posedge.protocol.idempotency import reversal_id
+from posedge.protocol.models import AuthorizationRequest, ReversalRequest
+
+from ..sync.client import BackofficeClient, request_body
 from ..sync.errors import BackofficeBusy, BackofficeRejected, BackofficeUnreachable
 
-Outcome = Literal["approved", "declined", "unavailable", "unknown"]
+Outcome = Literal["approved", "declined", "unavailable", "unknown", "refused"]
+ReversalOutcome = Literal["acked", "refused", "retry"]
 
 
 @dataclass(frozen=True)
@@ -26,6 +38,38 @@ class AuthResult:
     outcome: Outcome
     auth_code: str | None = None
     reason: str | None = None
+    status: int | None = None
+    """HTTP status of a refusal or a busy answer."""
+    retry_after_s: float | None = None
+
+
+@dataclass(frozen=True)
+class ReversalResult:
+    outcome: ReversalOutcome
+    had_authorization: bool | None = None
+    reason: str | None = None
+    status: int | None = None
+    retry_after_s: float | None = None
+
+
+def authorization_request(**fields: Any) -> dict[str, Any]:
+    """An authorization body without its card, validated by the protocol model.
+
+    The result is what the agent journals (``auth.requested``/``forward.requested``):
+    never card data.
+    """
+    fields.pop("card", None)
+    return AuthorizationRequest(**fields).model_dump(mode="json", exclude={"card"})
+
+
+def reversal_request(
+    *, terminal: str, txn: str, attempt: str, amount: int, currency: str, reason: str
+) -> dict[str, Any]:
+    """A reversal body (journaled in ``reversal.requested`` and re-sent as it is)."""
+    return ReversalRequest(
+        terminal=terminal, txn=txn, attempt=attempt, reversal=reversal_id(attempt),
+        amount=amount, currency=currency, reason=reason[:200],
+    ).model_dump(mode="json")  # fmt: skip
 
 
 class Authorizer:
@@ -39,36 +83,52 @@ class Authorizer:
     def terminal(self) -> str:
         return self.client.terminal
 
-    def authorize(self, document: dict[str, Any], key: str) -> AuthResult:
-        """Send one authorization request. ``document`` may hold card data: never log it."""
+    def authorize(self, request: dict[str, Any], card: dict[str, Any] | None) -> AuthResult:
+        """Send one attempt: the journaled ``request`` plus the ``card`` (never logged)."""
+        document = dict(request)
+        if card is not None:
+            document["card"] = card
+        body = request_body(document)
+        document.clear()
         try:
-            reply = self.client.authorize(document, key, timeout_s=self.timeout_s)
+            reply = self.client.authorize(body, str(request["attempt"]), timeout_s=self.timeout_s)
         except BackofficeUnreachable as exc:
             if exc.delivered is False:
                 return AuthResult("unavailable", reason="host unreachable")
             return AuthResult("unknown", reason=_short(exc))
         except BackofficeBusy as exc:
             if exc.status in (429, 503):
-                return AuthResult("unavailable", reason="host busy")
-            return AuthResult("unknown", reason=_short(exc))
+                return AuthResult("unavailable", reason="host busy", status=exc.status,
+                                  retry_after_s=exc.retry_after_s)  # fmt: skip
+            return AuthResult("unknown", reason=_short(exc), status=exc.status)
         except BackofficeRejected as exc:
-            return AuthResult("declined", reason=f"rejected by host ({exc.status})")
-        body = reply.body
-        outcome = body.get("outcome")
+            return AuthResult("refused", reason=_short(exc), status=exc.status)
+        finally:
+            del body
+        outcome = reply.body.get("outcome")
         if outcome == "approved":
-            code = body.get("auth_code")
+            code = reply.body.get("auth_code")
             return AuthResult("approved", auth_code=str(code) if code else None)
         if outcome == "declined":
-            return AuthResult("declined", reason=str(body.get("reason") or "declined by host"))
+            return AuthResult(
+                "declined", reason=str(reply.body.get("reason") or "declined by host")
+            )
         return AuthResult("unknown", reason="host answered without an outcome")
 
-    def reverse(self, document: dict[str, Any], txn: str) -> bool | None:
-        """Send one reversal: the host's ``had_authorization``, or None when not acknowledged."""
+    def reverse(self, request: dict[str, Any]) -> ReversalResult:
+        """Send one reversal exactly as journaled."""
         try:
-            reply = self.client.reverse(document, txn, timeout_s=self.timeout_s)
-        except (BackofficeUnreachable, BackofficeBusy, BackofficeRejected):
-            return None
-        return bool(reply.body.get("had_authorization", True))
+            reply = self.client.reverse(
+                request_body(request), str(request["reversal"]), timeout_s=self.timeout_s
+            )
+        except BackofficeRejected as exc:
+            return ReversalResult("refused", reason=_short(exc), status=exc.status)
+        except BackofficeBusy as exc:
+            return ReversalResult("retry", reason=_short(exc), status=exc.status,
+                                  retry_after_s=exc.retry_after_s)  # fmt: skip
+        except BackofficeUnreachable as exc:
+            return ReversalResult("retry", reason=_short(exc))
+        return ReversalResult("acked", had_authorization=bool(reply.body.get("had_authorization")))
 
 
 def _short(exc: Exception) -> str:

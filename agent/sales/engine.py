@@ -1,12 +1,18 @@
 """The sale state machine: card → authorization → outcome → receipt, write-ahead.
 
 Every step is journaled *before* it acts: ``sale.created`` before the reader
-is armed, ``auth.requested`` before the request leaves, ``receipt.printing``
-before the printer gets bytes; outcomes are further events. A crash at any
-instant therefore leaves a journal from which :meth:`SaleEngine.start`
-(recovery) drives every sale to a correct final state: sales that never got
-an answer are reversed, approved sales get their receipts, pending reversals
-and forwards resume.
+is armed, ``auth.requested`` (with the exact request, minus the card) before
+the request leaves, ``receipt.printing`` before the printer gets bytes;
+outcomes are further events. A crash at any instant therefore leaves a
+journal from which :meth:`SaleEngine.start` (recovery) drives every sale to a
+correct final state: sales that never got an answer are reversed, approved
+sales get their receipts, pending reversals and forwards resume — each from
+its journaled request, byte for byte.
+
+Money is tracked per authorization attempt (docs/sync-protocol.md): a sale's
+online attempt and its forward attempt are reversed separately, a forward
+waits until every reversal of its sale is acknowledged, and a void reverses
+every attempt that may hold money — a forward in flight included.
 
 Card data exists only in the :class:`CardRead` of the running sale (wiped
 when the sale leaves the authorization step) and, for offline approvals, in
@@ -34,11 +40,13 @@ from posedge.drivers.cardreader import CardReader, SwipeCancelled, SwipeTimeout
 from posedge.drivers.errors import DeviceError
 from posedge.drivers.printer import ReceiptPrinter
 from posedge.drivers.reader.tracks import CardRead, CardUnreadable
+from posedge.protocol.idempotency import forward_attempt, online_attempt
 
 from ..alerts import AlertBook
 from ..config import Config, parse_duration
 from ..journal import Journal, JournalWriteError
-from .authorizer import Authorizer
+from ..journal.projection import owed_reversals, pending_reversals
+from .authorizer import Authorizer, authorization_request, reversal_request
 from .model import (
     FINAL_STATES,
     IdempotencyMismatch,
@@ -54,7 +62,7 @@ from .policy import Exposure, OfflinePolicy
 from .receipts import build_receipt
 from .vault import CardVault
 from .views import view_from_row
-from .workers import ForwardQueue, ReversalQueue
+from .workers import ForwardQueue, RefusalAlerts, RetryPolicy, ReversalQueue
 
 log = logging.getLogger("posedge.sales")
 
@@ -121,8 +129,15 @@ class SaleEngine:
         self._op_lock = asyncio.Lock()
         self._force_stop = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        policy = RetryPolicy.from_sync(config.sync)
+        refusals = RefusalAlerts(self.alerts)
         self.reversals = ReversalQueue(
-            lambda: self.authorizer, self._append, on_progress=self._beat
+            lambda: self.authorizer,
+            self._append,
+            refusals=refusals,
+            on_acked=lambda txn: self.forwards.wake(txn),
+            policy=policy,
+            on_progress=self._beat,
         )
         self.forwards = ForwardQueue(
             lambda: self.authorizer,
@@ -130,6 +145,10 @@ class SaleEngine:
             self.vault,
             self.exposure,
             alert=self._merchant_alert,
+            may_send=lambda txn: not self.reversals.pending_for(txn),
+            on_dropped=self._queue_reversals,
+            refusals=refusals,
+            policy=policy,
             on_progress=self._beat,
         )
 
@@ -330,49 +349,54 @@ class SaleEngine:
             request.online, host_down=host_down
         ):
             authorizer = self.authorizer
-            self._append("auth.requested", {"amount": request.amount,
-                         "currency": request.currency, "entry_mode": entry_mode}, txn)  # fmt: skip
-            document = self._auth_document(txn, request, card, entry_mode, authorizer)
+            attempt = online_attempt(txn)
+            auth_request = authorization_request(
+                terminal=authorizer.terminal, txn=txn, attempt=attempt, amount=request.amount,
+                currency=request.currency, entry_mode=entry_mode, masked_pan=card.masked_pan,
+                brand=card.brand, pan_token=card.pan_token, forwarded=False,
+            )  # fmt: skip
+            self._append("auth.requested", {"attempt": attempt, "amount": request.amount,
+                         "currency": request.currency, "entry_mode": entry_mode,
+                         "request": auth_request}, txn)  # fmt: skip
+            card_doc = {"pan": card.sensitive.pan, "expiry": card.expiry,
+                        "service_code": card.service_code.code}  # fmt: skip
             try:
-                result = await asyncio.to_thread(authorizer.authorize, document, txn)
+                result = await asyncio.to_thread(authorizer.authorize, auth_request, card_doc)
             finally:
-                document.clear()
+                card_doc.clear()
             if result.outcome == "approved":
                 self.network_state = "online"
-                self._append("auth.approved", {"auth_code": result.auth_code,
+                self._append("auth.approved", {"attempt": attempt, "auth_code": result.auth_code,
                              "approved_at": _now_iso(), "receipt": "pending"}, txn)  # fmt: skip
                 return
             if result.outcome == "declined":
                 self.network_state = "online"
-                self._append("auth.declined", {"reason": result.reason, "receipt": "pending"}, txn)
+                self._append("auth.declined", {"attempt": attempt, "reason": result.reason,
+                             "receipt": "pending"}, txn)  # fmt: skip
                 return
-            self.network_state = "offline"
             if result.outcome == "unknown":
+                self.network_state = "offline"
                 in_doubt = True
-                self._append("auth.unknown", {"reason": result.reason}, txn)
-                self._queue_reversal(txn, request.amount, request.currency,
-                                     "timeout waiting for response")  # fmt: skip
+                self._append("auth.unknown", {"attempt": attempt, "reason": result.reason}, txn)
+                self._queue_reversals(txn)
                 if self.config.sales.in_doubt == "decline":
                     self._append("sale.reversed", {"reason": "authorization outcome unknown; "
                                  "reversed", "receipt": "pending"}, txn)  # fmt: skip
                     return
             else:
-                self._append("auth.unavailable", {"reason": result.reason}, txn)
-                unavailable_reason = result.reason or unavailable_reason
+                if result.outcome == "refused":
+                    # It authorized nothing; say so where people look, not only in the sale.
+                    detail = (f"sale {txn}: the back office refused the authorization "
+                              f"({result.status}): {result.reason}")  # fmt: skip
+                    self.alerts.raise_("authorization_refused", detail[:500], sale=txn,
+                                       status=result.status)  # fmt: skip
+                    unavailable_reason = f"back office refused the request ({result.status})"
+                else:
+                    self.network_state = "offline"
+                    unavailable_reason = result.reason or unavailable_reason
+                self._append("auth.unavailable", {"attempt": attempt,
+                             "reason": unavailable_reason}, txn)  # fmt: skip
         await self._offline(txn, request, card, entry_mode, in_doubt, unavailable_reason)
-
-    def _auth_document(
-        self, txn: str, request: SaleRequest, card: CardRead, entry_mode: str, auth: Authorizer
-    ) -> dict[str, Any]:
-        """The only structure that carries the PAN, in memory, for one request."""
-        return {
-            "terminal": auth.terminal, "txn": txn, "amount": request.amount,
-            "currency": request.currency, "entry_mode": entry_mode,
-            "card": {"pan": card.sensitive.pan, "expiry": card.expiry,
-                     "service_code": card.service_code.code},
-            "masked_pan": card.masked_pan, "brand": card.brand, "pan_token": card.pan_token,
-            "forwarded": False,
-        }  # fmt: skip
 
     async def _offline(
         self, txn: str, request: SaleRequest, card: CardRead, entry_mode: str,
@@ -396,6 +420,7 @@ class SaleEngine:
                          "approved_at": _now_iso(), "receipt": "pending"}, txn)  # fmt: skip
             self.exposure.add(request.currency, request.amount)
             self.forwards.add(txn, {"amount": request.amount, "currency": request.currency,
+                                    "attempt": forward_attempt(txn), "entry_mode": entry_mode,
                                     "masked_pan": card.masked_pan, "brand": card.brand,
                                     "pan_token": card.pan_token})  # fmt: skip
             return
@@ -407,9 +432,50 @@ class SaleEngine:
             self._append("sale.declined", {"reason": f"{unavailable_reason}; not approved "
                          f"offline: {decision.reason}", "receipt": "pending"}, txn)  # fmt: skip
 
-    def _queue_reversal(self, txn: str, amount: int, currency: str, reason: str) -> None:
-        self._append("reversal.requested", {"reason": reason}, txn)
-        self.reversals.add(txn, {"amount": amount, "currency": currency, "reason": reason})
+    def _queue_reversals(self, txn: str) -> None:
+        """Journal a reversal for every attempt of ``txn`` that owes one, then queue every
+        reversal of it not yet acknowledged — each with its journaled request."""
+        row = self.journal.transactions.get(txn)
+        if row is None:
+            return
+        state, summary = row["state"], row["summary"]
+        owed = owed_reversals(state, summary)
+        legacy = [
+            a for a, entry in pending_reversals(txn, summary).items() if "request" not in entry
+        ]
+        for attempt in owed + legacy:
+            request = self._reversal_request(row, attempt)
+            if request is None:
+                continue
+            self._append("reversal.requested",
+                         {"attempt": attempt, "key": request["reversal"], "request": request},
+                         txn)  # fmt: skip
+        if owed or legacy:
+            row = self.journal.transactions.get(txn) or row
+        for attempt, entry in pending_reversals(txn, row["summary"]).items():
+            if attempt not in self.reversals and isinstance(entry.get("request"), dict):
+                self.reversals.add(attempt, {"txn": txn, "request": entry["request"]})
+
+    def _reversal_request(self, row: dict[str, Any], attempt: str) -> dict[str, Any] | None:
+        txn, state = row["txn"], row["state"]
+        if self.authorizer is None:
+            log.error("a reversal is owed but no back office is configured (sync.url); "
+                      "it is sent once one is",
+                      extra={"sale": txn, "attempt": attempt})  # fmt: skip
+            return None
+        if type(row["amount"]) is not int or not row["currency"]:
+            log.error("a reversal is owed but the sale has no amount; not reversing 0",
+                      extra={"sale": txn, "attempt": attempt})  # fmt: skip
+            return None
+        if state == "voided":
+            reason = "void"
+        elif row["summary"].get("forward") in ("cancelled", "expired"):
+            reason = "forward not completed"
+        else:
+            reason = "timeout waiting for response"
+        return reversal_request(terminal=self.authorizer.terminal, txn=txn, attempt=attempt,
+                                amount=row["amount"], currency=row["currency"],
+                                reason=reason)  # fmt: skip
 
     # ------------------------------------------------------------ receipts
     def _copies_for(self, view: SaleView) -> list[str]:
@@ -490,19 +556,22 @@ class SaleEngine:
             if after_s is not None and after_s <= self._void_window_s:
                 self._one_shot_alert("void_after_approval", sale_id,
                                      f"sale voided {after_s:.1f}s after approval")  # fmt: skip
-            self._undo_authorization(sale_id, view)
+            self._cancel_forward(sale_id, view, "voided")
+            self._queue_reversals(sale_id)
         await self._print(sale_id)
         return self._require(sale_id)
 
-    def _undo_authorization(self, sale_id: str, view: SaleView) -> None:
-        if view.state == SaleState.APPROVED or view.forward_state in ("approved", "requested"):
-            self._queue_reversal(sale_id, view.amount, view.currency, "void")
-        elif view.forward_state == "pending":
-            info = self.forwards.pending.pop(sale_id, None)
-            self._append("forward.cancelled", {"reason": "voided before forwarding"}, sale_id)
-            self.vault.delete(sale_id)
-            if info is not None:
-                self.exposure.remove(view.currency, view.amount)
+    def _cancel_forward(self, sale_id: str, view: SaleView, why: str) -> None:
+        """Stop a forward not yet done: a pending one is never sent, one in flight is
+        reversed (by :meth:`_queue_reversals`) and its answer ignored."""
+        if view.forward_state not in ("pending", "requested"):
+            return
+        info = self.forwards.discard(sale_id)
+        self._append("forward.cancelled", {"reason": f"{why} before the forward completed"},
+                     sale_id)  # fmt: skip
+        self.vault.delete(sale_id)
+        if info is not None:
+            self.exposure.remove(view.currency, view.amount)
 
     async def reprint(self, sale_id: str) -> SaleView:
         view = self._require(sale_id)
@@ -536,8 +605,8 @@ class SaleEngine:
             "devices": self.device_status,
             "network": {"state": self.network_state},
             "offline_exposure": self.exposure.as_dict(),
-            "forwards_pending": len(self.forwards.pending),
-            "in_doubt": len(self.reversals.pending),
+            "forwards_pending": len(self.forwards),
+            "in_doubt": len(self.reversals),
             "card_reads_not_completed": self.journal.transactions.incomplete_card_reads(),
             "backlog": {"unsynced": unsynced, "oldest_age_s": oldest_age_s},
             "alerts": {"active": self.alerts.as_list(), "recent": list(self.recent_alerts)},
@@ -546,12 +615,10 @@ class SaleEngine:
     # ------------------------------------------------------------ recovery
     async def _recover(self) -> None:
         """At start: drive every sale a crash interrupted to a correct state."""
-        keep: set[str] = set()
         for row in self.journal.transactions.needing_work(_FINAL_VALUES):
             if "request_hash" in row["summary"]:  # only sales
                 await self._settle(row, "the agent restarted")
-                if row["summary"].get("forward") in ("pending", "requested"):
-                    keep.add(row["txn"])
+        keep = {txn for txn in self.forwards.pending}
         orphans = self.vault.purge_orphans(keep)
         if orphans:
             log.warning("deleted vault entries with no outstanding offline sale",
@@ -561,33 +628,49 @@ class SaleEngine:
         """Finish one interrupted sale from what its journal says (``why`` goes in reasons).
 
         Card data is gone (it only lived in memory), so a sale before its outcome
-        is abandoned, and one that was authorizing is reversed.
+        is abandoned, and one that was authorizing is reversed. Reversals and
+        forwards resume with their journaled requests.
         """
-        txn, state, summary = row["txn"], row["state"], row["summary"]
-        amount, currency = int(row["amount"] or 0), str(row["currency"] or "")
+        txn, state = row["txn"], row["state"]
         if state in ("created", "card_read", "open"):
             self._end(txn, "sale.abandoned", f"{why} before the sale completed; "
                       "present the card again")  # fmt: skip
             return
         if state in ("authorizing", "in_doubt"):
             if state == "authorizing":
-                self._append("auth.unknown", {"reason": f"{why} while authorizing"}, txn)
-            if summary.get("reversal") != "pending":
-                self._queue_reversal(txn, amount, currency, "timeout waiting for response")
+                self._append("auth.unknown", {"attempt": _online_attempt_of(row),
+                             "reason": f"{why} while authorizing"}, txn)  # fmt: skip
+            self._queue_reversals(txn)
             reason = f"{why} while authorizing; the authorization was reversed"
             self._append("sale.reversed", {"reason": reason, "receipt": "pending"}, txn)
-            summary = (self.journal.transactions.get(txn) or row)["summary"]
-        if summary.get("reversal") == "pending" and txn not in self.reversals.pending:
-            reason = "void" if state == "voided" else "timeout waiting for response"
-            self.reversals.add(txn, {"amount": amount, "currency": currency, "reason": reason})
-        if summary.get("forward") in ("pending", "requested") and txn not in self.forwards.pending:
-            self.exposure.add(currency, amount)
-            info = {key: summary.get(key) for key in ("masked_pan", "brand", "pan_token")}
-            info |= {"amount": amount, "currency": currency,
-                     "requested": summary.get("forward") == "requested"}  # fmt: skip
+        row = self.journal.transactions.get(txn) or row
+        view = view_from_row(row)
+        if row["state"] == "voided":
+            self._cancel_forward(txn, view, "voided")
+        self._queue_reversals(txn)
+        row = self.journal.transactions.get(txn) or row
+        summary = row["summary"]
+        if summary.get("forward") in ("pending", "requested") and txn not in self.forwards:
+            self.exposure.add(view.currency, view.amount)
+            attempt = forward_attempt(txn)
+            info: dict[str, Any] = {key: summary.get(key) for key in
+                                    ("masked_pan", "brand", "pan_token", "entry_mode")}  # fmt: skip
+            info |= {"amount": view.amount, "currency": view.currency, "attempt": attempt}
+            request = (summary.get("attempts") or {}).get(attempt, {}).get("request")
+            if isinstance(request, dict):
+                info["request"] = request  # resent as journaled
             self.forwards.add(txn, info)
         if summary.get("receipt") in ("pending", "printing"):
             await self._print(txn, reprint=summary.get("receipt") == "printing")
+
+
+def _online_attempt_of(row: dict[str, Any]) -> str:
+    """The sale's online attempt (journals before protocol v2 used the txn as its id)."""
+    attempts = row["summary"].get("attempts") or {}
+    for attempt, entry in attempts.items():
+        if isinstance(entry, dict) and entry.get("kind") == "online":
+            return str(attempt)
+    return str(row["txn"])
 
 
 def _now_iso() -> str:

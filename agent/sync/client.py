@@ -142,20 +142,16 @@ class BackofficeClient:
     def heartbeat(self, document: dict[str, Any]) -> Reply:
         return self._post(f"/v1/terminals/{self.terminal}/heartbeat", _json(document))
 
-    def authorize(
-        self, document: dict[str, Any], key: str, *, timeout_s: float | None = None
-    ) -> Reply:
-        """One authorization; ``key`` is the Idempotency-Key (the transaction id)."""
-        return self._post(
-            "/v1/authorizations", _json(document), idempotency_key=key, timeout_s=timeout_s
-        )
+    def authorize(self, body: bytes, key: str, *, timeout_s: float | None = None) -> Reply:
+        """One authorization attempt; ``key`` is the attempt id (docs/sync-protocol.md).
 
-    def reverse(
-        self, document: dict[str, Any], txn: str, *, timeout_s: float | None = None
-    ) -> Reply:
-        return self._post(
-            "/v1/reversals", _json(document), idempotency_key=f"reversal:{txn}", timeout_s=timeout_s
-        )
+        ``body`` may hold card data: it is sent and dropped, never logged.
+        """
+        return self._post("/v1/authorizations", body, idempotency_key=key, timeout_s=timeout_s)
+
+    def reverse(self, body: bytes, key: str, *, timeout_s: float | None = None) -> Reply:
+        """One reversal; ``key`` is the reversal id ``{attempt}:reversal``."""
+        return self._post("/v1/reversals", body, idempotency_key=key, timeout_s=timeout_s)
 
     # ------------------------------------------------------------ plumbing
     def _post(
@@ -246,6 +242,14 @@ class BackofficeClient:
 
 def _json(document: dict[str, Any]) -> bytes:
     return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def request_body(document: dict[str, Any]) -> bytes:
+    """The bytes of a request body: canonical JSON (sorted keys, no spaces, UTF-8), so a
+    document journaled once is re-sent byte for byte."""
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
+        "utf-8"
+    )
 
 
 def _body(response: httpx.Response) -> dict[str, Any]:
