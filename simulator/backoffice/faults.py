@@ -5,7 +5,9 @@ A :class:`FaultPlan` holds rules (from CLI flags or ``POST /admin/faults``);
 
 - ``down`` — for a time window every matching request is refused (connection
   reset, or 503 with ``Retry-After``);
-- ``latency`` — added delay before the request is handled (rules stack);
+- ``latency`` — added delay before the request is handled (rules stack); the
+  body is read first, so the request is handled even when the client has
+  given up meanwhile (a late arrival);
 - ``error`` (500), ``status_429`` / ``status_503`` (with ``Retry-After`` in
   seconds or HTTP-date form), ``reset`` (the socket is closed with an RST and no
   response) — the request is *not* processed;
@@ -219,6 +221,9 @@ class FaultMiddleware:
             return
         decision = self.plan.decide(endpoint)
         if decision.latency_s:
+            # The request has arrived and waits: it is handled after the delay even if the
+            # client gave up meanwhile (a late arrival, as a slow network or host makes it).
+            receive = await _buffered(receive)
             await asyncio.sleep(decision.latency_s)
         action = decision.action
         if action == "none":
@@ -242,6 +247,23 @@ class FaultMiddleware:
                 retry_after_s=math.ceil(wait_s),
             )
             await response(scope, receive, send)
+
+
+async def _buffered(receive: Receive) -> Receive:
+    """Read the whole request body now; a ``receive`` that replays it, then waits."""
+    messages: list[Message] = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            break
+
+    async def replay() -> Message:
+        if messages:
+            return messages.pop(0)
+        return await receive()
+
+    return replay
 
 
 async def _swallow(message: Message) -> None:
