@@ -8,6 +8,7 @@ from typing import Any
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from ..alerts import AlertBook
 from ..sync import BackofficeRejected, SyncState, open_sync, terminal_id
 from ..sync.service import DrainReport
 from .context import CliContext, pass_cli
@@ -89,7 +90,7 @@ def status(cli: CliContext) -> None:
     with open_reader(cli) as jr:
         stats = jr.stats()
         state = SyncState.load(jr)
-        alerts = jr.get_meta("active_alerts")
+        active = AlertBook(jr).as_list()
     doc: dict[str, Any] = {
         "terminal": terminal_id(config.terminal.id, cli.state_dir) if config.terminal.id or
         (cli.state_dir / "terminal-id").exists() else None,
@@ -104,7 +105,8 @@ def status(cli: CliContext) -> None:
         "next_retry_at": state.next_retry_at,
         "consecutive_failures": state.consecutive_failures,
         "clock_skew_s": state.last_skew_s,
-        "alerts_active": alerts is not None and alerts not in ("{}", ""),
+        "alerts_active": bool(active),
+        "alerts": active,
     }  # fmt: skip
     rows = [
         ("terminal", str(doc["terminal"] or "(not yet assigned)")),
@@ -115,6 +117,7 @@ def status(cli: CliContext) -> None:
         ("last success", str(doc["last_success"] or "-")),
         ("last error", str(doc["last_error"] or "-")),
         ("next retry", str(doc["next_retry_at"] or "-")),
+        *((f"alert {a['kind']}", f"since {a.get('since')}: {a.get('detail')}") for a in active),
     ]
     cli.emit(doc, table(["sync", ""], rows))
 

@@ -364,6 +364,8 @@ class SaleEngine:
                 result = await asyncio.to_thread(authorizer.authorize, auth_request, card_doc)
             finally:
                 card_doc.clear()
+            if result.outcome in ("approved", "declined"):
+                self.alerts.clear("authorization_refused")  # the host decides again
             if result.outcome == "approved":
                 self.network_state = "online"
                 self._append("auth.approved", {"attempt": attempt, "auth_code": result.auth_code,

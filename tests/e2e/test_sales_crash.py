@@ -306,3 +306,36 @@ def test_killed_while_the_forward_reply_is_lost(state_dir: Path, daemons: list[D
 
     view = resume(daemons, state_dir, key)
     check_outcome(state_dir, sale_id, view, CASES["forward.requested"])
+
+
+# ---------------------------------------------------------------- mid-void
+def test_killed_between_the_void_and_its_reversal(state_dir: Path, daemons: list[Daemon]) -> None:
+    """SIGKILL right after ``sale.voided`` is journaled, before any reversal is: recovery
+    must reverse the approved authorization (not only print the void receipt)."""
+    key = "crash-void"
+    daemon = start(daemons, state_dir, crash_after="sale.voided")
+    daemon.wait_ready()
+    with daemon.client() as http:
+        response = post_sale(http, key)
+        assert response.status_code == 202, response.text
+        sale_id = response.json()["id"]
+        assert wait_final(http, sale_id)["state"] == "approved"
+        with pytest.raises(httpx.TransportError):
+            http.post(f"/v1/sales/{sale_id}/void")
+    expect_killed(daemon)
+    types = journal_types(state_dir, sale_id)
+    assert types[-1] == "sale.voided" and "reversal.requested" not in types, types
+    auths, reversals = backoffice_rows(state_dir, sale_id)
+    assert [a["reversed_at"] for a in auths] == [None] and reversals == []  # money still held
+
+    view = resume(daemons, state_dir, key)
+    assert view["state"] == "voided" and view["receipt"]["state"] == "printed", view
+    types = journal_types(state_dir, sale_id)
+    assert Counter(t for t in types if t in DECISIVE) == Counter(
+        {**_BEFORE_AUTH, "auth.requested": 1, "auth.approved": 1, "sale.voided": 1,
+         "reversal.requested": 1, "reversal.acked": 1}
+    ), types  # fmt: skip
+    auths, reversals = backoffice_rows(state_dir, sale_id)
+    assert len(auths) == 1 and auths[0]["reversed_at"] is not None, auths
+    assert len(reversals) == 1 and reversals[0]["had_authorization"] == 1, reversals
+    verify_journal_cli(state_dir)

@@ -317,3 +317,21 @@ def test_runner_uploads_new_events_and_sends_heartbeats(
     finally:
         runner.stop()
     assert_exactly_once(backoffice, journal)
+
+
+def test_sync_status_lists_the_active_alerts(tmp_path: Path) -> None:
+    """A request the back office refuses is an alert a technician sees in `sync status`."""
+    state = tmp_path / "state"
+    with Journal.open(state) as jr:
+        AlertBook(jr).raise_(
+            "request_refused:s-1", "sale s-1: the back office refused the reversal (401)"
+        )
+    config = write_config(tmp_path / "c.toml", "http://127.0.0.1:9")
+    args = ("--state-dir", str(state), "--config", str(config))
+    doc = json.loads(run_cli(*args, "--json", "sync", "status").stdout)
+    assert doc["alerts_active"] is True
+    assert [(a["kind"], a["detail"]) for a in doc["alerts"]] == [
+        ("request_refused:s-1", "sale s-1: the back office refused the reversal (401)")
+    ]
+    human = run_cli(*args, "sync", "status").stdout
+    assert "request_refused:s-1" in human and "(401)" in human

@@ -203,3 +203,27 @@ def test_a_refused_reversal_raises_an_alert_keeps_retrying_and_clears(tmp_path: 
         assert attempts_before == 0  # every refused try was refused before anything was stored
 
     run_lane(tmp_path, body, lane_config(sync={"permanent_retry": "0.2s"}))
+
+
+def test_a_refused_authorization_is_not_a_decline(tmp_path: Path) -> None:
+    """A 401 on the online attempt authorized nothing: the sale takes the unavailable path
+    (approved offline here), an alert names it, and the forward goes through once the
+    terminal's token is right — the merchant is paid."""
+
+    async def body(lane: Lane) -> None:
+        lane.backoffice.config.tokens = {TERMINAL: "the-right-token"}  # the agent has none
+        view = await lane.sale(2200)
+        assert view.state == SaleState.APPROVED_OFFLINE
+        alert = lane.engine.alerts.active()["authorization_refused"]
+        assert view.id in alert["detail"] and "401" in alert["detail"]
+        await until(lambda: f"request_refused:{view.id}" in lane.engine.alerts.active())
+        assert lane.engine.vault.txns() == [view.id]  # the card is kept for the forward
+        lane.client._http.headers["Authorization"] = "Bearer the-right-token"
+        await settled(lane, view.id)
+        assert captured(lane, view.id) == 2200
+        assert lane.engine.vault.txns() == []
+        second = await lane.sale(2300)
+        assert second.state == SaleState.APPROVED
+        assert lane.engine.alerts.active() == {}
+
+    run_lane(tmp_path, body, lane_config(sync={"permanent_retry": "0.2s"}))
