@@ -33,6 +33,7 @@ from posedge.drivers.printer import ReceiptPrinter
 from .alerts import AlertBook
 from .config import Config, parse_duration
 from .devices import open_printer, open_reader
+from .errors import ConfigError
 from .journal import Journal, JournalError
 from .sales.authorizer import Authorizer
 from .sales.engine import SaleEngine
@@ -296,7 +297,23 @@ class Agent:
         self.config = new
         if self.journal is not None and changed:
             self.journal.append("config.changed", {"changed": changed, "restart_required": restart})
+        self._reload_token(new)
         return changed
+
+    def _reload_token(self, config: Config) -> None:
+        """Read the bearer token again (a fixed or rotated token needs no restart) and retry
+        at once what the back office refused."""
+        if self.client is None:
+            return
+        try:
+            token = read_token(config.sync.token_file)
+        except ConfigError as exc:
+            log.error("token not reloaded; the old one stays", extra={"error": str(exc)})
+            return
+        self.client.set_token(token)
+        if self.engine is not None:
+            self.engine.reversals.wake()
+            self.engine.forwards.wake()
 
     def _pinned(self, config: Config) -> Config:
         """``config`` with what the command line fixed: simulated devices, the back office."""

@@ -27,7 +27,7 @@ from posedge.protocol.idempotency import reversal_id
 from posedge.protocol.models import AuthorizationRequest, ReversalRequest
 
 from ..sync.client import BackofficeClient, request_body
-from ..sync.errors import BackofficeBusy, BackofficeRejected, BackofficeUnreachable
+from ..sync.errors import BackofficeBusy, BackofficeRejected, BackofficeUnreachable, SyncError
 
 Outcome = Literal["approved", "declined", "unavailable", "unknown", "refused"]
 ReversalOutcome = Literal["acked", "refused", "retry"]
@@ -40,7 +40,9 @@ class AuthResult:
     reason: str | None = None
     status: int | None = None
     """HTTP status of a refusal or a busy answer."""
-    retry_after_s: float | None = None
+    error: SyncError | None = None
+    """What went wrong when there is no decision (drives the retry wait: Retry-After,
+    backoff, or the slow pace of a refusal)."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,20 @@ class ReversalResult:
     had_authorization: bool | None = None
     reason: str | None = None
     status: int | None = None
-    retry_after_s: float | None = None
+    error: SyncError | None = None
+
+
+def refusal_cause(status: int | None) -> str:
+    """The likely cause of a 4xx, for the alert a person reads."""
+    if status == 401:
+        return "the terminal's token is missing, wrong or expired (check sync.token_file)"
+    if status == 403:
+        return "the token is not this terminal's, or the terminal is not allowed"
+    if status == 404:
+        return "sync.url does not point at a posedge back office"
+    if status in (400, 413, 415, 422):
+        return "the back office cannot accept the request (a protocol version mismatch?)"
+    return "the back office refused the request"
 
 
 def authorization_request(**fields: Any) -> dict[str, Any]:
@@ -94,15 +109,14 @@ class Authorizer:
             reply = self.client.authorize(body, str(request["attempt"]), timeout_s=self.timeout_s)
         except BackofficeUnreachable as exc:
             if exc.delivered is False:
-                return AuthResult("unavailable", reason="host unreachable")
-            return AuthResult("unknown", reason=_short(exc))
+                return AuthResult("unavailable", reason="host unreachable", error=exc)
+            return AuthResult("unknown", reason=_short(exc), error=exc)
         except BackofficeBusy as exc:
             if exc.status in (429, 503):
-                return AuthResult("unavailable", reason="host busy", status=exc.status,
-                                  retry_after_s=exc.retry_after_s)  # fmt: skip
-            return AuthResult("unknown", reason=_short(exc), status=exc.status)
+                return AuthResult("unavailable", reason="host busy", status=exc.status, error=exc)
+            return AuthResult("unknown", reason=_short(exc), status=exc.status, error=exc)
         except BackofficeRejected as exc:
-            return AuthResult("refused", reason=_short(exc), status=exc.status)
+            return AuthResult("refused", reason=_short(exc), status=exc.status, error=exc)
         finally:
             del body
         outcome = reply.body.get("outcome")
@@ -113,7 +127,8 @@ class Authorizer:
             return AuthResult(
                 "declined", reason=str(reply.body.get("reason") or "declined by host")
             )
-        return AuthResult("unknown", reason="host answered without an outcome")
+        reason = "host answered without an outcome"
+        return AuthResult("unknown", reason=reason, error=SyncError(reason))
 
     def reverse(self, request: dict[str, Any]) -> ReversalResult:
         """Send one reversal exactly as journaled."""
@@ -122,12 +137,11 @@ class Authorizer:
                 request_body(request), str(request["reversal"]), timeout_s=self.timeout_s
             )
         except BackofficeRejected as exc:
-            return ReversalResult("refused", reason=_short(exc), status=exc.status)
+            return ReversalResult("refused", reason=_short(exc), status=exc.status, error=exc)
         except BackofficeBusy as exc:
-            return ReversalResult("retry", reason=_short(exc), status=exc.status,
-                                  retry_after_s=exc.retry_after_s)  # fmt: skip
+            return ReversalResult("retry", reason=_short(exc), status=exc.status, error=exc)
         except BackofficeUnreachable as exc:
-            return ReversalResult("retry", reason=_short(exc))
+            return ReversalResult("retry", reason=_short(exc), error=exc)
         return ReversalResult("acked", had_authorization=bool(reply.body.get("had_authorization")))
 
 

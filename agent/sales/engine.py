@@ -46,7 +46,7 @@ from ..alerts import AlertBook
 from ..config import Config, parse_duration
 from ..journal import Journal, JournalWriteError
 from ..journal.projection import owed_reversals, pending_reversals
-from .authorizer import Authorizer, authorization_request, reversal_request
+from .authorizer import Authorizer, authorization_request, refusal_cause, reversal_request
 from .model import (
     FINAL_STATES,
     IdempotencyMismatch,
@@ -389,10 +389,11 @@ class SaleEngine:
                 if result.outcome == "refused":
                     # It authorized nothing; say so where people look, not only in the sale.
                     detail = (f"sale {txn}: the back office refused the authorization "
-                              f"({result.status}): {result.reason}")  # fmt: skip
+                              f"({result.status}): {refusal_cause(result.status)}; "
+                              f"{result.reason}")  # fmt: skip
                     self.alerts.raise_("authorization_refused", detail[:500], sale=txn,
                                        status=result.status)  # fmt: skip
-                    unavailable_reason = f"back office refused the request ({result.status})"
+                    unavailable_reason = f"back office refused the terminal ({result.status})"
                 else:
                     self.network_state = "offline"
                     unavailable_reason = result.reason or unavailable_reason

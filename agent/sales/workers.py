@@ -9,11 +9,13 @@ the vaulted card data the moment the outcome is known or the deadline passes,
 and raises an alert for the merchant when a forwarded sale is declined.
 
 Every request is journaled before it leaves and every resend is that
-journaled body. Each item has its own retry time: full-jitter exponential
-backoff, ``Retry-After`` (capped) when the server sent one, and the slow
-``sync.permanent_retry`` pace for a request the back office refused — which
-also raises an alert naming the sale and the status, cleared when the
-request finally goes through. Nothing is retried forever in silence.
+journaled body. Each item has its own retry time, from the same tenacity
+wait policy as event sync (:class:`~posedge.agent.sync.retry.wait_retry_after_or_jitter`):
+full-jitter exponential backoff, ``Retry-After`` (capped) when the server
+sent one, and the slow ``sync.permanent_retry`` pace for a request the back
+office refused — which also raises an alert naming the sale, the status and
+its likely cause, cleared when the request finally goes through. Nothing is
+retried forever in silence.
 """
 
 from __future__ import annotations
@@ -21,17 +23,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from tenacity import Future, RetryCallState
+from tenacity.wait import wait_base
+
 from ..alerts import AlertBook
 from ..config import SyncConfig
 from ..journal import JournalWriteError
-from .authorizer import Authorizer, authorization_request
+from ..sync.errors import SyncError
+from ..sync.retry import wait_retry_after_or_jitter
+from .authorizer import Authorizer, authorization_request, refusal_cause
 from .policy import Exposure
 from .vault import CardVault, VaultError
 
@@ -42,45 +48,47 @@ IDLE_WAKE_S = 5.0
 BLOCKED_RECHECK_S = 1.0
 """A forward waiting for its sale's reversal looks again this often (and on every ack)."""
 REFUSED_ALERT_PREFIX = "request_refused:"
+NO_BACKOFFICE = SyncError("no back office is configured (sync.url)")
 
 
 class Journaling(Protocol):
     def __call__(self, type_: str, payload: dict[str, Any], txn: str | None) -> None: ...
 
 
-@dataclass(frozen=True)
 class RetryPolicy:
-    """When to try an item again (the same rules as event sync, docs/sync-protocol.md)."""
+    """When to try an item again: the event sync's tenacity wait policy, per item."""
 
-    initial_s: float = 0.5
-    cap_s: float = 60.0
-    retry_after_cap_s: float = 600.0
-    permanent_s: float = 900.0
+    def __init__(self, wait: wait_base | None = None) -> None:
+        self.wait = wait or wait_retry_after_or_jitter(0.5, 60.0, 600.0, 900.0)
 
     @classmethod
     def from_sync(cls, sync: SyncConfig) -> RetryPolicy:
         return cls(
-            initial_s=sync.seconds("backoff_initial"),
-            cap_s=sync.seconds("backoff_cap"),
-            retry_after_cap_s=sync.seconds("retry_after_cap"),
-            permanent_s=sync.seconds("permanent_retry"),
+            wait_retry_after_or_jitter(
+                sync.seconds("backoff_initial"),
+                sync.seconds("backoff_cap"),
+                sync.seconds("retry_after_cap"),
+                sync.seconds("permanent_retry"),
+            )
         )
 
-    def delay(self, failures: int, rng: random.Random, retry: Retry) -> float:
-        if retry.refused:
-            return self.permanent_s
-        if retry.after_s is not None:
-            return min(retry.after_s, self.retry_after_cap_s)
-        return rng.uniform(0, min(self.cap_s, self.initial_s * 2 ** min(failures, 30)))
+    def delay(self, attempt: int, error: BaseException) -> float:
+        """Seconds before try ``attempt + 1`` after try ``attempt`` failed with ``error``."""
+        state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+        state.attempt_number = attempt
+        outcome = Future(attempt)
+        outcome.set_exception(error)
+        state.outcome = outcome
+        return float(self.wait(state))
 
 
 @dataclass(frozen=True)
 class Retry:
     """The item is not done: try again later."""
 
-    after_s: float | None = None
-    """A fixed wait (Retry-After, or a short recheck); None: backoff."""
-    refused: bool = False
+    error: SyncError | None = None
+    """Why (decides the wait); None: the fixed ``after_s``."""
+    after_s: float = 0.0
 
 
 class RefusalAlerts:
@@ -93,7 +101,8 @@ class RefusalAlerts:
         log.error("back office refused a request; retrying slowly",
                   extra={"sale": txn, "request": what, "status": status})  # fmt: skip
         if self.alerts is not None:
-            detail = f"sale {txn}: the back office refused the {what} ({status}): {reason}"
+            detail = (f"sale {txn}: the back office refused the {what} ({status}): "
+                      f"{refusal_cause(status)}; {reason}")  # fmt: skip
             self.alerts.raise_(f"{REFUSED_ALERT_PREFIX}{txn}", detail[:500], sale=txn,
                                status=status)  # fmt: skip
 
@@ -123,7 +132,6 @@ class _Queue:
         self._slots: dict[str, _Slot] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._rng = random.Random()
         self.policy = policy or RetryPolicy()
         self.on_progress = on_progress or (lambda: None)
 
@@ -176,19 +184,22 @@ class _Queue:
                     outcome = await self._work(key, slot.info)
                 except JournalWriteError as exc:
                     log.error("journal append failed; will retry", extra={"error": str(exc)})
-                    outcome = Retry()
-                except Exception:
+                    outcome = Retry(SyncError(str(exc)))
+                except Exception as exc:
                     # One item's surprise (a broken vault directory, a bug) must not stop
                     # the worker for every other sale: log it and try that item later.
                     log.exception("unexpected error; will retry", extra={"item": key})
-                    outcome = Retry()
+                    outcome = Retry(SyncError(f"{type(exc).__name__}: {exc}"))
                 if self._slots.get(key) is not slot:
                     continue  # discarded (or replaced) while it was being worked
                 if outcome is None:
                     del self._slots[key]
                     continue
-                delay = self.policy.delay(slot.failures, self._rng, outcome)
-                slot.failures += 0 if outcome.after_s is not None else 1
+                if outcome.error is None:
+                    delay = outcome.after_s
+                else:
+                    slot.failures += 1
+                    delay = self.policy.delay(slot.failures, outcome.error)
                 slot.due = time.monotonic() + delay
             self._wake.clear()
             due = min((slot.due for slot in self._slots.values()), default=None)
@@ -228,14 +239,13 @@ class ReversalQueue(_Queue):
     async def _work(self, attempt: str, info: dict[str, Any]) -> Retry | None:
         authorizer = self._authorizer()
         if authorizer is None:
-            return Retry()
+            return Retry(NO_BACKOFFICE)
         txn = info["txn"]
         result = await asyncio.to_thread(authorizer.reverse, info["request"])
         if result.outcome == "refused":
             self._refusals.raise_(txn, f"reversal of {attempt}", result.status, result.reason)
-            return Retry(refused=True)
-        if result.outcome == "retry":
-            return Retry(after_s=result.retry_after_s)
+        if result.outcome != "acked":
+            return Retry(result.error or SyncError(result.reason or "no answer"))
         self._journal("reversal.acked",
                       {"attempt": attempt, "had_authorization": result.had_authorization},
                       txn)  # fmt: skip
@@ -306,14 +316,14 @@ class ForwardQueue(_Queue):
             return Retry(after_s=BLOCKED_RECHECK_S)  # a reversal of this sale comes first
         authorizer = self._authorizer()
         if authorizer is None:
-            return Retry()
+            return Retry(NO_BACKOFFICE)
         try:
             card = self.vault.get(txn)
         except VaultError as exc:
             await self._expire(txn, info, f"vault entry unusable: {exc}", "vault entry unusable")
             return None
         if card is None:
-            return Retry()
+            return Retry(SyncError("the vault entry is not readable yet"))
         if "request" not in info:
             request = authorization_request(
                 terminal=authorizer.terminal, txn=txn, attempt=info["attempt"],
@@ -354,10 +364,10 @@ class ForwardQueue(_Queue):
             self._refusals.clear(txn)
             await _maybe_await(self._alert("forward_declined", txn, reason))
             return None
-        if result.outcome == "refused":
+        if result.outcome == "refused":  # the card stays in the vault
             self._refusals.raise_(txn, f"forward {attempt}", result.status, result.reason)
-            return Retry(refused=True)  # the card stays in the vault
-        return Retry(after_s=result.retry_after_s)  # unavailable or unknown: same body later
+        # refused, unavailable or unknown: the same body later
+        return Retry(result.error or SyncError(result.reason or "no answer"))
 
 
 async def _maybe_await(value: Awaitable[None] | None) -> None:

@@ -128,6 +128,13 @@ class BackofficeClient:
     def close(self) -> None:
         self._http.close()
 
+    def set_token(self, token: str | None) -> None:
+        """Use another bearer token from the next request on (a reload after a fix)."""
+        if token:
+            self._http.headers["Authorization"] = f"Bearer {token}"
+        else:
+            self._http.headers.pop("Authorization", None)
+
     # ------------------------------------------------------------ endpoints
     def post_events(self, body: bytes, first_seq: int, last_seq: int) -> Reply:
         return self._post(
