@@ -3,13 +3,14 @@
 The one place where config keys (``printer.*``, ``reader.*``, DESIGN §3) turn
 into driver objects: serial settings → :class:`SerialParams`, durations →
 seconds, code page, columns, reader protocol, LRC rule, timeouts, statistics
-persisted under the state directory and the PAN token key from the device key.
+persisted under the state directory and the process's in-memory PAN-token key
+(:mod:`posedge.agent.cardtokens`; never a file).
 
 A missing URL is a :class:`ConfigError` (exit 2) naming the key and the option
 to set. Opening errors stay the drivers' typed errors
 (:mod:`posedge.drivers.errors`); callers decide the exit code. This module
 must never open a device the caller did not ask for, never hold card data and
-never touch the journal (only the device key, through ``pan_token_key``).
+never touch the journal or any key file.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from posedge.drivers.statistics import DeviceStatistics
 from posedge.drivers.transport import SerialParams, Transport, open_transport
 from posedge.drivers.transport.reconnect import ReconnectingTransport
 
+from .cardtokens import pan_token_key
 from .config import Config, ReaderConfig, SerialSettings, parse_duration
 from .errors import ConfigError
-from .journal.chain import pan_token_key
 
 STATS_SAVE_INTERVAL_S = 5.0
 """A busy lane saves device counters at most this often (and always on close)."""
@@ -110,8 +111,9 @@ def open_reader(
 ) -> CardReader:
     """The card reader at ``url`` (default ``reader.url``), configured from ``[reader]``.
 
-    ``protocol`` overrides ``reader.protocol``. The PAN token key comes from
-    the device key in ``state_dir`` (created there when no journal exists yet).
+    ``protocol`` overrides ``reader.protocol``. PAN tokens are keyed by the
+    process-wide in-memory key (rotated daily; nothing in ``state_dir``), so
+    a reopened reader gives the same card the same token within the day.
     """
     section = config.reader
     target = device_url(section.url, url, key="reader.url", option="--reader")
@@ -121,14 +123,9 @@ def open_reader(
             f"reader protocol {chosen!r} is not supported; allowed: {', '.join(READER_PROTOCOLS)}"
         )
     transport = _transport(target, serial_params(section), reconnect=reconnect)
-    try:
-        key = pan_token_key(state_dir)
-    except BaseException:
-        transport.close()
-        raise
     return CardReader(
         transport,
-        token_key=key,
+        token_key=pan_token_key(),
         protocol="framed" if chosen == "framed" else "magtek",
         device_id=READER_ID,
         statistics=DeviceStatistics(

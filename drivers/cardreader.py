@@ -92,13 +92,17 @@ _STATE_NAMES = {
 
 
 class CardReader:
-    """One magnetic-stripe reader over a transport. Thread-safe; one read at a time."""
+    """One magnetic-stripe reader over a transport. Thread-safe; one read at a time.
+
+    ``token_key`` keys the PAN token of each read: fixed bytes, or a callable
+    asked at every read for the current key (one that is rotated in memory).
+    """
 
     def __init__(
         self,
         transport: Transport,
         *,
-        token_key: bytes,
+        token_key: bytes | Callable[[], bytes],
         protocol: ReaderProtocol = "magtek",
         device_id: str = "reader",
         statistics: DeviceStatistics | None = None,
@@ -111,8 +115,8 @@ class CardReader:
     ) -> None:
         if protocol not in ("magtek", "framed"):
             raise ValueError(f"reader protocol must be 'magtek' or 'framed', not {protocol!r}")
-        if len(token_key) < 16:
-            raise ValueError("token_key must be at least 16 bytes (the device key)")
+        if isinstance(token_key, bytes) and len(token_key) < 16:
+            raise ValueError("token_key must be at least 16 bytes")
         self.transport = transport
         self.protocol: ReaderProtocol = protocol
         self.device_id = device_id
@@ -295,8 +299,9 @@ class CardReader:
 
     def _decode(self, raw: SensitiveTracks) -> CardRead:
         today = self._today() if self._today else None
+        key = self._token_key if isinstance(self._token_key, bytes) else self._token_key()
         try:
-            card = decode_card(raw, token_key=self._token_key, today=today, lrc=self.track_lrc)
+            card = decode_card(raw, token_key=key, today=today, lrc=self.track_lrc)
         except CardUnreadable as exc:
             raw.wipe()
             self._count_tracks(exc.track_quality)

@@ -5,10 +5,12 @@ where ``payload`` is canonical JSON (which never holds a raw newline) and the
 other fields cannot hold one either (validated at append), so the message is
 unambiguous.
 
-The device key (32 random bytes, ``device.key``, mode 0600) lives in the state directory; the
-chain key and the PAN-token key are derived from it, so one file is all there
-is to protect. The key is created only for a new, empty journal: a journal
-with events and no key is an error, never a reason to start a new chain.
+The device key (32 random bytes, ``device.key``, mode 0600) lives in the state
+directory; the chain key is derived from it. It keys the chain and nothing
+else: in particular never PAN tokens, whose key must not be on disk at all
+(:mod:`posedge.agent.cardtokens`, docs/card-data.md) — the journal and this
+key are backed up together. The key is created only for a new, empty journal:
+a journal with events and no key is an error, never a reason to start a new chain.
 """
 
 from __future__ import annotations
@@ -114,13 +116,3 @@ class ChainSigner:
         return self.event_hash(
             row["prev_hash"], row["seq"], row["ts"], row["type"], row["txn"], row["payload"]
         )
-
-
-def pan_token_key(state_dir: Path) -> bytes:
-    """The key for PAN tokens (derived from the device key).
-
-    The device key is created here only when no journal exists yet; with a
-    journal present a missing key is an error (see :func:`load_device_key`).
-    """
-    journal_exists = (state_dir / "journal.db").exists()
-    return load_device_key(state_dir, create=not journal_exists).derive("pan-token")

@@ -289,6 +289,15 @@ class CardRead:
 
 
 def pan_token(pan: str, token_key: bytes) -> str:
+    """HMAC-SHA256 of ``pan`` under ``token_key``, 64 lower-case hex.
+
+    The token sits next to the masked PAN (first 6 and last 4 digits), so the
+    key is as sensitive as the PANs themselves: whoever holds it finds the six
+    hidden digits by trying 10^5 Luhn-valid candidates. It must never be
+    stored, nor derived from anything stored (the agent keeps a random key in
+    memory only, see docs/card-data.md). Equal tokens mean the same card only
+    under the same key.
+    """
     if len(token_key) < MIN_TOKEN_KEY_BYTES:
         raise ValueError(f"token key must be at least {MIN_TOKEN_KEY_BYTES} bytes")
     return hmac.new(token_key, pan.encode("ascii"), hashlib.sha256).hexdigest()

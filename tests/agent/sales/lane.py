@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from posedge.agent.cardtokens import pan_token_key
 from posedge.agent.config import Config
 from posedge.agent.journal import Journal
-from posedge.agent.journal.chain import pan_token_key
 from posedge.agent.sales.authorizer import Authorizer
 from posedge.agent.sales.engine import SaleEngine
 from posedge.agent.sales.model import SaleRequest, SaleView
@@ -93,7 +93,7 @@ def run_lane(
         client = BackofficeClient(backoffice.url, "lane-t", cfg.sync)
         printer = ReceiptPrinter(InProcessTransport(vprinter, "sim://printer"))
         reader = CardReader(InProcessTransport(vreader, "sim://reader"),
-                            token_key=pan_token_key(state))  # fmt: skip
+                            token_key=pan_token_key())  # fmt: skip
         engine = SaleEngine(
             journal=journal, config=cfg, state_dir=state, reader=reader, printer=printer,
             authorizer=Authorizer(client, 1.0),
