@@ -4,8 +4,9 @@ When ``api.token_file`` is unset the token lives in ``<state dir>/api-token``
 (mode 0600): created on first use from 32 random bytes, published atomically
 (written to an O_EXCL temporary file, then hard-linked into place, so a reader
 never sees a half-written token and two starters agree on one token) and
-reused afterwards. This module must never log, print or put a token into an
-error message.
+reused afterwards. Token files are opened without following a symbolic link: a
+link where the token should be is refused (exit 2) naming the file. This module
+must never log, print or put a token into an error message.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from posedge.agent.config import ApiConfig, Config
 from posedge.agent.errors import ConfigError
+from posedge.agent.statedir import open_secret_nofollow
 
 log = logging.getLogger("posedge.api")
 
@@ -40,16 +42,20 @@ def load_or_create_token(config: Config | ApiConfig, state_dir: Path) -> str:
     if api.token_file:
         return read_token(Path(api.token_file), "api.token_file")
     path = state_dir / TOKEN_FILE_NAME
-    if not path.exists():
+    if not os.path.lexists(path):
         _create(path)
     return read_token(path, "the generated api-token")
 
 
 def read_token(path: Path, key: str) -> str:
+    """The token in ``path``, opened without following a symbolic link (refused, exit 2)."""
     try:
-        info = path.stat()
-        with path.open("rb") as handle:
-            raw = handle.read(MAX_TOKEN_FILE_BYTES + 1)
+        fd = open_secret_nofollow(path, os.O_RDONLY, what=f"{key}: the till API token file")
+        try:
+            info = os.fstat(fd)
+            raw = os.read(fd, MAX_TOKEN_FILE_BYTES + 1)
+        finally:
+            os.close(fd)
     except OSError as exc:
         raise ConfigError(
             f"{key}: cannot read the till API token file {path}: {exc.strerror}"
@@ -74,11 +80,11 @@ def _create(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     token = secrets.token_urlsafe(TOKEN_RANDOM_BYTES)
     temp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
     try:
-        fd = os.open(temp, flags, TOKEN_FILE_MODE)
+        # Mode 0600 whatever the umask; never through a symbolic link.
+        fd = open_secret_nofollow(temp, flags, TOKEN_FILE_MODE, what="the till API token file")
         try:
-            os.fchmod(fd, TOKEN_FILE_MODE)  # the umask may have taken bits away
             os.write(fd, (token + "\n").encode("ascii"))
             os.fsync(fd)
         finally:

@@ -2,7 +2,9 @@
 
 Configuration is loaded on first use, so ``--help`` and ``--version`` work
 with a broken config file, and a bad config fails before any stored data is
-opened (exit 2).
+opened (exit 2). The state directory is checked on first use too, before any
+command (or the daemon) opens the journal: one that others could write, or a
+symbolic link where a key belongs, is refused (exit 2, see ``agent/statedir.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 import click
 
 from ..config import Config, LoadedConfig, default_state_dir, load_config
+from ..statedir import check_state_dir
 
 
 @dataclass
@@ -24,6 +27,7 @@ class CliContext:
     config_option: Path | None
     json_output: bool
     _loaded: LoadedConfig | None = field(default=None, repr=False)
+    _checked_state_dir: Path | None = field(default=None, repr=False)
 
     @property
     def loaded_config(self) -> LoadedConfig:
@@ -37,7 +41,12 @@ class CliContext:
 
     @property
     def state_dir(self) -> Path:
-        return self.state_dir_option if self.state_dir_option else default_state_dir()
+        """The state directory, checked once (StrictModes-like) before it is first used."""
+        if self._checked_state_dir is None:
+            path = self.state_dir_option if self.state_dir_option else default_state_dir()
+            check_state_dir(path)
+            self._checked_state_dir = path
+        return self._checked_state_dir
 
     def emit(self, document: Any, human: str | None = None) -> None:
         """Print exactly one JSON document with --json, else the human text."""

@@ -41,7 +41,18 @@ card data)::
     ├── VaultKeyInvalid     vault.key unreadable or not 32 bytes
     ├── VaultWrongKey       entry sealed under another vault key
     ├── VaultCorrupt        entry fails authentication or has a bad header
+    ├── VaultUnsafeFile     a symbolic link or foreign file where an entry belongs
     └── VaultRefused        (also ValueError) bad txn id or disallowed card fields
+
+Files are never opened through a symbolic link (``O_NOFOLLOW``): a link where
+the key or an entry belongs is refused naming the file (:class:`VaultUnsafeFile`,
+or :class:`VaultKeyInvalid` for the key), and nothing is ever written, overwritten
+or deleted through one. Listing, expiry and the orphan purge see only regular
+files owned by this user whose names the vault itself uses (``<txn>.card`` and
+its temporary ``.<txn>.tmp-<hex>``); symbolic links, directories and foreign
+files are left alone. Files are created 0600 whatever the umask; a vault
+directory others could write, or that another user owns, is refused
+(:class:`~posedge.agent.statedir.InsecureStateDir`, exit 2).
 
 Thread-safe: one lock serialises every operation. This module must never log,
 return in an error, or write anywhere but the vault directory any card data.
@@ -67,6 +78,13 @@ from typing import TYPE_CHECKING, Any
 
 from posedge.agent.carddata import FORBIDDEN_FIELDS, redact
 from posedge.agent.errors import PosedgeError
+from posedge.agent.statedir import (
+    SECRET_FILE_MODE,
+    UnsafeFile,
+    check_vault_dir,
+    is_regular_file,
+    open_secret_nofollow,
+)
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -100,6 +118,8 @@ FORBIDDEN_CARD_FIELDS = FORBIDDEN_FIELDS | {
     "discretionary", "discretionarydata", "name", "cardholdername",
 }  # fmt: skip
 _TXN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+_TEMP = re.compile(r"\.[A-Za-z0-9][A-Za-z0-9_-]{0,127}" + re.escape(TEMP_MARK) + r"[0-9a-f]{1,32}")
+"""A temporary file :meth:`CardVault.put` writes: ``.<txn>.tmp-<hex>``."""
 
 
 # ---- errors -----------------------------------------------------------------
@@ -125,6 +145,10 @@ class VaultWrongKey(VaultError):
 
 class VaultCorrupt(VaultError):
     """The entry fails authentication (tampered, truncated, renamed) or its header is bad."""
+
+
+class VaultUnsafeFile(VaultError):
+    """A symbolic link, or a file the vault did not write, sits where an entry belongs."""
 
 
 class VaultRefused(VaultError, ValueError):
@@ -201,6 +225,15 @@ def _overwrite_fd(fd: int) -> None:
     os.fsync(fd)
 
 
+def _ours(entry: os.DirEntry[str]) -> bool:
+    """A regular file (not a link to one) owned by this user."""
+    try:
+        info = entry.stat(follow_symlinks=False)
+    except OSError:
+        return False
+    return stat.S_ISREG(info.st_mode) and info.st_uid == os.geteuid()
+
+
 def _to_epoch(when: datetime) -> int:
     if when.tzinfo is None:
         raise ValueError("vault deadlines must be timezone-aware datetimes (UTC)")
@@ -240,6 +273,7 @@ class CardVault:
         self._lock = threading.RLock()
         self._key: _VaultKey | None = None
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        check_vault_dir(self.directory)  # a link, or writable by others: refused (exit 2)
         if stat.S_IMODE(self.directory.stat().st_mode) != 0o700:
             os.chmod(self.directory, 0o700)
         with self._lock:
@@ -258,7 +292,7 @@ class CardVault:
         if self._key is not None:
             return self._key
         try:
-            raw = self.key_path.read_bytes()
+            raw = self._read_key()
         except FileNotFoundError:
             count = len(self._entry_names())
             if count or not create:
@@ -269,6 +303,8 @@ class CardVault:
                     "unrecoverable) — a new key is created once they are deleted"
                 ) from None
             raw = self._create_key()
+        except UnsafeFile as exc:
+            raise VaultKeyInvalid(str(exc)) from None
         except OSError as exc:
             raise VaultKeyInvalid(
                 f"cannot read vault key {self.key_path}: {exc.strerror}; "
@@ -279,17 +315,26 @@ class CardVault:
                 f"vault key {self.key_path} has {len(raw)} bytes, expected {KEY_BYTES}; "
                 "restore it from backup or delete it together with the vault entries"
             )
-        if stat.S_IMODE(self.key_path.stat().st_mode) & 0o077:
-            os.chmod(self.key_path, 0o600)
         self._key = _VaultKey(raw)
         return self._key
 
+    def _read_key(self) -> bytes:
+        """The key file's bytes (never through a symbolic link); made 0600 if it was not."""
+        fd = open_secret_nofollow(self.key_path, os.O_RDONLY, what="vault key")
+        try:
+            if stat.S_IMODE(os.fstat(fd).st_mode) & 0o077:
+                os.fchmod(fd, SECRET_FILE_MODE)
+            return os.read(fd, MAX_ENTRY_BYTES)
+        finally:
+            os.close(fd)
+
     def _create_key(self) -> bytes:
         raw = secrets.token_bytes(KEY_BYTES)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
         try:
-            fd = os.open(self.key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process won the race: use its key
-            return self.key_path.read_bytes()
+            fd = open_secret_nofollow(self.key_path, flags, SECRET_FILE_MODE, what="vault key")
+        except FileExistsError:  # another process won the race (or a link is there)
+            return self._read_key()
         try:
             os.write(fd, raw)
             os.fsync(fd)
@@ -304,20 +349,21 @@ class CardVault:
         return self.directory / f"{check_txn(txn)}{ENTRY_SUFFIX}"
 
     def _entry_names(self) -> list[str]:
+        """Txns of the entries: regular files of ours named ``<txn>.card``, nothing else."""
         names = []
         for entry in os.scandir(self.directory):
             name = entry.name
             if name.endswith(ENTRY_SUFFIX) and not name.startswith("."):
                 txn = name[: -len(ENTRY_SUFFIX)]
-                if _TXN.fullmatch(txn):
+                if _TXN.fullmatch(txn) and _ours(entry):
                     names.append(txn)
         return sorted(names)
 
     def _remove_temp_files(self) -> None:
-        """Shred temp files a crash left behind (they hold ciphertext)."""
+        """Shred temp files a crash left behind (they hold ciphertext); only ours."""
         for entry in os.scandir(self.directory):
-            if entry.name.startswith(".") and TEMP_MARK in entry.name:
-                self._shred(Path(entry.path))
+            if _TEMP.fullmatch(entry.name) and _ours(entry):
+                self._shred_if_ours(Path(entry.path))
 
     # ---- operations ---------------------------------------------------------
     def put(self, txn: str, card: dict[str, Any], expires_at: datetime) -> None:
@@ -335,20 +381,21 @@ class CardVault:
             sealed = header + key.aead.encrypt(header[20:], plaintext, _aad(txn, header))
             del plaintext, clean
             target = self._path(txn)
-            temp = self.directory / f".{txn}{TEMP_MARK}{secrets.token_hex(4)}"
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            old = self._open_existing(target)  # a link or foreign file there: refused
             try:
-                view = memoryview(sealed)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fsync(fd)
-            except BaseException:
+                temp = self.directory / f".{txn}{TEMP_MARK}{secrets.token_hex(4)}"
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                fd = open_secret_nofollow(temp, flags, SECRET_FILE_MODE, what="vault entry")
+                try:
+                    view = memoryview(sealed)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                    os.fsync(fd)
+                except BaseException:
+                    os.close(fd)
+                    self._discard(temp)
+                    raise
                 os.close(fd)
-                self._discard(temp)
-                raise
-            os.close(fd)
-            old = self._open_existing(target)
-            try:
                 os.replace(temp, target)
                 _fsync_dir(self.directory)
                 if old is not None:
@@ -360,10 +407,24 @@ class CardVault:
 
     @staticmethod
     def _open_existing(path: Path) -> int | None:
+        """The file opened for overwriting, None if absent; VaultUnsafeFile for a symbolic
+        link, a non-regular file, a file of another user or one with other hard links
+        (overwriting would reach a file the vault never wrote)."""
         try:
-            return os.open(path, os.O_RDWR)
+            fd = open_secret_nofollow(path, os.O_RDWR, what="vault file")
         except FileNotFoundError:
             return None
+        except UnsafeFile as exc:
+            raise VaultUnsafeFile(str(exc)) from None
+        info = os.fstat(fd)
+        if info.st_uid != os.geteuid() or info.st_nlink != 1:
+            os.close(fd)
+            raise VaultUnsafeFile(
+                f"vault file {path} is not one the vault wrote (owner uid {info.st_uid}, "
+                f"{info.st_nlink} hard links); it is left alone: move it away "
+                f"(mv {path} {path}.suspect) and check who put it there"
+            )
+        return fd
 
     def get(self, txn: str) -> dict[str, Any] | None:
         """The card data for ``txn`` plus ``expires_at`` (ISO 8601), or None if absent.
@@ -373,9 +434,15 @@ class CardVault:
         path = self._path(txn)
         with self._lock:
             try:
-                blob = path.read_bytes()
+                fd = open_secret_nofollow(path, os.O_RDONLY, what="vault entry")
             except FileNotFoundError:
                 return None
+            except UnsafeFile as exc:
+                raise VaultUnsafeFile(str(exc), txn=txn) from None
+            try:
+                blob = os.read(fd, MAX_ENTRY_BYTES + 1)
+            finally:
+                os.close(fd)
             key = self._load_key(create=False)
             header, expires = self._parse_header(txn, blob)
             if header[4:12] != key.key_id:
@@ -416,13 +483,24 @@ class CardVault:
         return blob[:HEADER_BYTES], int(expires)
 
     def delete(self, txn: str) -> bool:
-        """Overwrite, fsync, unlink and fsync the directory; False if there was no entry."""
+        """Overwrite, fsync, unlink and fsync the directory; False if there was no entry.
+
+        A symbolic link or a foreign file where the entry belongs is left alone (a warning
+        names it) and False returned: nothing is ever written or removed through a link.
+        """
         path = self._path(txn)
         with self._lock:
-            removed = self._shred(path)
+            removed = self._shred_if_ours(path)
         if removed:
             log.debug("deleted card data for %s", txn)
         return removed
+
+    def _shred_if_ours(self, path: Path) -> bool:
+        try:
+            return self._shred(path)
+        except VaultUnsafeFile as exc:
+            log.warning("vault: %s", exc)
+            return False
 
     def _shred(self, path: Path) -> bool:
         fd = self._open_existing(path)
@@ -441,7 +519,7 @@ class CardVault:
         """Best-effort removal on an error path (the disk may be failing): never raises."""
         try:
             self._shred(path)
-        except OSError:
+        except (OSError, VaultError):
             with contextlib.suppress(OSError):
                 path.unlink()
 
@@ -451,15 +529,23 @@ class CardVault:
             return self._entry_names()
 
     def __contains__(self, txn: object) -> bool:
-        return isinstance(txn, str) and self._path(txn).exists()
+        return isinstance(txn, str) and is_regular_file(self._path(txn))
 
     def __len__(self) -> int:
         return len(self.txns())
 
     def _read_deadline(self, txn: str) -> int | None:
-        """The header's deadline; None for a bad header; FileNotFoundError if gone."""
-        with open(self._path(txn), "rb") as fh:
-            head = fh.read(HEADER_BYTES)
+        """The header's deadline; None for a bad header; FileNotFoundError if gone,
+        VaultUnsafeFile for a symbolic link or a non-regular file."""
+        path = self._path(txn)
+        try:
+            fd = open_secret_nofollow(path, os.O_RDONLY, what="vault entry")
+        except UnsafeFile as exc:
+            raise VaultUnsafeFile(str(exc), txn=txn) from None
+        try:
+            head = os.read(fd, HEADER_BYTES)
+        finally:
+            os.close(fd)
         if len(head) < HEADER_BYTES or head[:4] != MAGIC:
             return None
         return int(_HEADER.unpack(head)[2])
@@ -468,7 +554,7 @@ class CardVault:
         for txn in self._entry_names():
             try:
                 yield txn, self._read_deadline(txn)
-            except FileNotFoundError:
+            except (FileNotFoundError, VaultUnsafeFile):
                 continue
 
     def expires_at(self, txn: str) -> datetime | None:
@@ -477,6 +563,9 @@ class CardVault:
             try:
                 expires = self._read_deadline(txn)
             except FileNotFoundError:
+                return None
+            except VaultUnsafeFile as exc:
+                log.warning("vault: %s", exc)
                 return None
         return None if expires is None else datetime.fromtimestamp(expires, UTC)
 
@@ -498,12 +587,18 @@ class CardVault:
             return out
 
     def purge_orphans(self, keep: set[str]) -> list[str]:
-        """Delete every entry whose txn is not in ``keep`` (outstanding offline sales)."""
+        """Delete every entry whose txn is not in ``keep`` (outstanding offline sales).
+
+        Touches only regular files of ours named like entries or their temp files:
+        symbolic links, directories and foreign files are never opened or removed.
+        """
         with self._lock:
             self._remove_temp_files()
-            purged = [txn for txn in self._entry_names() if txn not in keep]
-            for txn in purged:
-                self._shred(self._path(txn))
+            purged = [
+                txn
+                for txn in self._entry_names()
+                if txn not in keep and self._shred_if_ours(self._path(txn))
+            ]
         if purged:
             log.info("purged %d orphaned vault entries", len(purged))
         return purged

@@ -1,16 +1,24 @@
-"""The terminal id: from configuration, else generated once and kept in the state dir."""
+"""The terminal id: from configuration, else generated once and kept in the state dir.
+
+``<state dir>/terminal-id`` is read and created without following a symbolic
+link (a planted link is refused, naming the file) and created with mode 0640
+whatever the umask.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..statedir import FILE_MODE, UnsafeFile, open_secret_nofollow, read_file_nofollow
 
 TERMINAL_ID_FILE = "terminal-id"
 TERMINAL_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_MAX_BYTES = 1024
 
 
 def terminal_id(configured: str | None, state_dir: Path) -> str:
@@ -19,11 +27,9 @@ def terminal_id(configured: str | None, state_dir: Path) -> str:
         return configured
     path = state_dir / TERMINAL_ID_FILE
     try:
-        text = path.read_text("ascii").strip()
+        text = _read(path)
     except FileNotFoundError:
         return _create(path)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read terminal id from {path}: {exc}") from None
     if not TERMINAL_ID_RE.match(text):
         raise ConfigError(
             f"{path} holds {text[:70]!r}, not a valid terminal id; set terminal.id in the "
@@ -32,15 +38,37 @@ def terminal_id(configured: str | None, state_dir: Path) -> str:
     return text
 
 
+def _read(path: Path) -> str:
+    try:
+        raw = read_file_nofollow(path, max_bytes=_MAX_BYTES, what="the terminal id file")
+        return raw[:_MAX_BYTES].decode("ascii").strip()
+    except (FileNotFoundError, UnsafeFile):
+        raise
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read terminal id from {path}: {exc}") from None
+
+
 def _create(path: Path) -> str:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     new_id = f"term-{secrets.token_hex(6)}"
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(new_id + "\n", "ascii")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
     try:
-        os.link(tmp, path)  # atomic, and loses to a concurrent creator instead of overwriting
-    except FileExistsError:
-        pass
+        fd = open_secret_nofollow(tmp, flags, FILE_MODE, what="the terminal id file")
+        try:
+            os.write(fd, (new_id + "\n").encode("ascii"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        # Atomic, and loses to a concurrent creator instead of overwriting.
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create the terminal id file {path}: {exc.strerror}; fix the state "
+            "directory's permissions or set terminal.id"
+        ) from None
     finally:
-        tmp.unlink()
-    return path.read_text("ascii").strip()
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+    return _read(path)

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from posedge.agent.errors import ConfigError
 from posedge.agent.sales import vault as vault_module
 from posedge.agent.sales.vault import (
     CardVault,
@@ -332,3 +333,111 @@ def test_bad_txn_error_never_echoes_a_pan(vault: CardVault) -> None:
     with pytest.raises(VaultRefused) as info:
         vault.put(f"{PAN}/x", card(), NOW)
     assert PAN not in str(info.value)
+
+
+# ---- the vault never follows links nor touches what it did not write (issue 11 item 4) ----
+NOBODY = 65534
+
+
+def test_purge_orphans_touches_only_its_own_regular_files(vault: CardVault, tmp_path: Path) -> None:
+    """Symbolic links (to a file outside, or named like a temp file), directories, foreign
+    files and files of another user survive a purge byte for byte; links stay links."""
+    vault.put("mine", card(), NOW)
+    vdir = tmp_path / "vault"
+    outside = tmp_path / "outside.txt"
+    outside.write_bytes(b"not card data, not the vault's\n" * 4)
+    outside_temp = tmp_path / "outside-temp.txt"
+    outside_temp.write_bytes(b"also not the vault's\n")
+    (vdir / "linked.card").symlink_to(outside)
+    (vdir / ".linked.tmp-abcd1234").symlink_to(outside_temp)
+    (vdir / "adir.card").mkdir()
+    (vdir / "notes.txt").write_text("a technician's note\n")
+    (vdir / "README").write_text("keep\n")
+    foreign = vdir / "foreign.card"
+    foreign.write_bytes(b"PEV1" + bytes(60))
+    foreign_temp = vdir / ".foreign.tmp-0123abcd"
+    foreign_temp.write_bytes(b"x" * 48)
+    if os.geteuid() == 0:
+        os.chown(foreign, NOBODY, NOBODY)
+        os.chown(foreign_temp, NOBODY, NOBODY)
+    others = {p.name: p.read_bytes() for p in (outside, outside_temp)} | {
+        p.name: p.read_bytes() for p in (vdir / "notes.txt", vdir / "README")
+    }
+
+    purged = vault.purge_orphans(set())
+    CardVault(tmp_path).purge_orphans(set())  # a restart (removes temp files) as well
+
+    expected_purged = ["mine"] if os.geteuid() == 0 else ["foreign", "mine"]
+    assert purged == expected_purged
+    assert {p.name: p.read_bytes() for p in (outside, outside_temp)} | {
+        p.name: p.read_bytes() for p in (vdir / "notes.txt", vdir / "README")
+    } == others
+    assert (vdir / "linked.card").is_symlink() and (vdir / ".linked.tmp-abcd1234").is_symlink()
+    assert (vdir / "adir.card").is_dir()
+    if os.geteuid() == 0:
+        assert foreign.read_bytes() == b"PEV1" + bytes(60)
+        assert foreign_temp.read_bytes() == b"x" * 48
+    assert vault.txns() == []  # links, directories and foreign files are not entries
+    assert vault.expired(NOW + timedelta(days=999)) == []
+
+
+def test_a_symlinked_entry_is_refused_and_never_written_through(
+    vault: CardVault, tmp_path: Path
+) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious")
+    link = tmp_path / "vault" / "sale-1.card"
+    link.symlink_to(victim)
+    with pytest.raises(VaultError, match="symbolic link") as caught:
+        vault.get("sale-1")
+    assert str(link) in str(caught.value)
+    with pytest.raises(VaultError, match="symbolic link"):
+        vault.put("sale-1", card(), NOW)
+    assert vault.delete("sale-1") is False  # left alone, with a warning
+    assert vault.expires_at("sale-1") is None
+    assert "sale-1" not in vault
+    assert victim.read_bytes() == b"precious" and link.is_symlink()
+
+
+def test_a_hard_linked_entry_is_not_overwritten(vault: CardVault, tmp_path: Path) -> None:
+    """Overwriting in place would reach the other name's content."""
+    other = tmp_path / "other-name"
+    vault.put("sale-1", card(), NOW)
+    os.link(tmp_path / "vault" / "sale-1.card", other)
+    content = other.read_bytes()
+    assert vault.delete("sale-1") is False
+    assert other.read_bytes() == content
+
+
+def test_a_symlinked_vault_key_is_refused(tmp_path: Path) -> None:
+    CardVault(tmp_path).put("sale-1", card(), NOW)
+    key = tmp_path / "vault.key"
+    elsewhere = tmp_path / "elsewhere.key"
+    key.rename(elsewhere)
+    key.symlink_to(elsewhere)
+    with pytest.raises(VaultKeyInvalid, match="symbolic link") as caught:
+        CardVault(tmp_path).get("sale-1")
+    assert str(key) in str(caught.value)
+
+
+def test_vault_files_get_mode_0600_whatever_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o777)
+    try:
+        vault = CardVault(tmp_path)
+        vault.put("sale-1", card(), NOW)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "vault.key").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "vault" / "sale-1.card").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "vault").stat().st_mode) == 0o700
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o770, 0o703], ids=oct)
+def test_a_vault_dir_others_can_write_is_refused(tmp_path: Path, mode: int) -> None:
+    vdir = tmp_path / "vault"
+    vdir.mkdir()
+    os.chmod(vdir, mode)
+    with pytest.raises(ConfigError, match="writable by") as caught:
+        CardVault(tmp_path)
+    assert f"chmod go-w {vdir}" in str(caught.value) and caught.value.exit_code == 2
+    assert stat.S_IMODE(vdir.stat().st_mode) == mode  # refused, not silently changed
