@@ -8,6 +8,7 @@ environment, nothing else. Every key is documented in ``docs/configuration.md``.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -15,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -155,14 +157,48 @@ def _size_between(low: int, high: int) -> AfterValidator:
     return AfterValidator(check)
 
 
-def _http_url(value: str) -> str:
-    if not re.match(r"^https?://[^\s/]+", value):
-        raise ValueError("not an http(s) URL; write e.g. https://backoffice.example.com")
+LOOPBACK_NAMES = frozenset({"localhost"})
+
+
+def is_loopback_host(host: str) -> bool:
+    """127.0.0.0/8, ::1 or ``localhost`` (a name is not resolved: only ``localhost`` counts)."""
+    if host.lower().rstrip(".") in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_backoffice_url(value: str) -> str:
+    """A back office base URL (``sync.url``, ``--backoffice``), without a trailing slash.
+
+    Raises ValueError saying what is wrong and what is allowed. Card data and tokens
+    never travel in cleartext: ``http://`` is allowed only to a loopback host.
+    """
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+    except ValueError as exc:
+        raise ValueError(f"not a URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise ValueError(
+            "not an http(s) URL with a host; write e.g. https://backoffice.example.com"
+        )
+    if parts.query or parts.fragment or any(c.isspace() for c in value):
+        raise ValueError("give the back office's base URL only (no query, fragment or spaces)")
+    if parts.scheme == "http" and not is_loopback_host(host):
+        raise ValueError(
+            f"plain http:// to {host} would send card data and tokens in cleartext over the "
+            "network; allowed: https://, or http:// only to a loopback host (127.0.0.0/8, "
+            "::1, localhost)"
+        )
     return value.rstrip("/")
 
 
 class SyncConfig(_Section):
-    url: Annotated[str, AfterValidator(_http_url)] | None = None
+    url: Annotated[str, AfterValidator(check_backoffice_url)] | None = None
     """Base URL of the back office; unset: sync is off (events accumulate)."""
     token_file: str | None = None
     ca_file: str | None = None

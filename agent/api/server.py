@@ -2,7 +2,9 @@
 
 :class:`ApiServer` binds a Unix socket (mode 0660; a stale file left by a
 crash is removed, a socket another live process listens on is refused) and
-optionally a TCP address (loopback only unless explicitly allowed)::
+optionally a TCP address (loopback only unless explicitly allowed; the API has
+no TLS, so with ``api.allow_non_loopback`` every start logs a warning that the
+bearer token and sale data cross the network in cleartext)::
 
     server = ApiServer(app, paths.socket, tcp="127.0.0.1:0")
     await server.start()          # returns once listening; server.tcp_port is bound
@@ -217,6 +219,7 @@ class ApiServer:
         self.app = app
         self.socket_path = Path(socket_path) if socket_path is not None else None
         self.tcp_address = check_listen_address(tcp, allow_non_loopback) if tcp else None
+        self.allow_non_loopback = allow_non_loopback
         self.tcp_port: int | None = None
         """The bound TCP port (the real one when port 0 was asked for)."""
         self.graceful_stop_s = graceful_stop_s
@@ -238,10 +241,26 @@ class ApiServer:
             f"http://[{host}]:{self.tcp_port}" if ":" in host else f"http://{host}:{self.tcp_port}"
         )
 
+    def _warn_if_exposed(self) -> None:
+        """api.allow_non_loopback without TLS: warn on every start, naming the risk."""
+        if not self.allow_non_loopback or self.tcp_address is None:
+            return
+        host, port = self.tcp_address
+        log.warning(
+            "the till API listens on %s:%s without TLS (api.allow_non_loopback = true): the "
+            "bearer token and sale data cross the network in cleartext, readable by anyone "
+            "on the path, who could then use the token; keep api.listen on 127.0.0.1, or "
+            "put a TLS proxy in front and listen on loopback only",
+            host,
+            port,
+            extra={"listen": f"{host}:{port}", "tls": False, "risk": "cleartext"},
+        )
+
     async def start(self) -> None:
         """Bind and serve; returns once listening. Raises ConfigError when it cannot bind."""
         if self.running:
             raise RuntimeError("the till API server is already running")
+        self._warn_if_exposed()
         sockets: list[socket.socket] = []
         try:
             if self.socket_path is not None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from ..config import Config, LoadedConfig, default_state_dir, load_config
+from ..config import Config, LoadedConfig, check_backoffice_url, default_state_dir, load_config
 from ..statedir import check_state_dir
 
 
@@ -84,6 +84,19 @@ def add_json_option(command: click.Command) -> None:
     if isinstance(command, click.Group):
         for sub in command.commands.values():
             add_json_option(sub)
+
+
+def backoffice_url_option(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> str | None:
+    """Callback of the ``--backoffice URL`` options: ``sync.url``'s rules (a usage error,
+    exit 2, names the option, the value and what is allowed)."""
+    if value is None:
+        return None
+    try:
+        return check_backoffice_url(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r}: {exc}") from None
 
 
 def get_cli(ctx: click.Context) -> CliContext:

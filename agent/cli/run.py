@@ -5,33 +5,19 @@ from __future__ import annotations
 import json
 import sys
 from typing import Any
-from urllib.parse import urlsplit
 
 import click
 
 from ..config import load_config
 from ..logs import configure_logging
 from ..runloop import RunOptions, run_daemon
-from .context import CliContext, pass_cli
+from .context import CliContext, backoffice_url_option, pass_cli
 
 
 def _backoffice_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """``--backoffice``: an http(s) URL with a host, returned without a trailing slash."""
-    if value is None:
-        return None
-    try:
-        parts = urlsplit(value)
-        host = parts.hostname
-        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
-    except ValueError as exc:
-        raise click.BadParameter(f"{value!r} is not a URL ({exc})") from None
-    if parts.scheme not in ("http", "https") or not host:
-        raise click.BadParameter(
-            f"{value!r} is not an http(s) URL with a host; write e.g. https://bo.example.com"
-        )
-    if parts.query or parts.fragment or any(c.isspace() for c in value):
-        raise click.BadParameter(f"{value!r}: give the back office's base URL only")
-    return value.rstrip("/")
+    """``--backoffice``: ``sync.url``'s rules — an http(s) URL with a host, ``http://`` only
+    to a loopback host — returned without a trailing slash."""
+    return backoffice_url_option(ctx, param, value)
 
 
 @click.command()
@@ -47,7 +33,8 @@ def _backoffice_url(ctx: click.Context, param: click.Parameter, value: str | Non
     metavar="URL",
     default=None,
     callback=_backoffice_url,
-    help="Back office base URL (http or https); overrides sync.url, also across reloads. "
+    help="Back office base URL (https, or http to a loopback host); overrides sync.url, "
+    "also across reloads. "
     "With --simulate: sync and authorizations go there and no embedded back office starts.",
 )
 @click.option(

@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..alerts import AlertBook
 from ..sync import BackofficeRejected, SyncState, open_sync, terminal_id
 from ..sync.service import DrainReport
-from .context import CliContext, pass_cli
+from .context import CliContext, backoffice_url_option, pass_cli
 from .journal import open_reader, open_writer
 from .output import human_age, table
 
@@ -32,7 +32,8 @@ def sync() -> None:
     "url",
     default=None,
     metavar="URL",
-    help="Back office base URL [default: sync.url].",
+    callback=backoffice_url_option,
+    help="Back office base URL (https, or http to a loopback host) [default: sync.url].",
 )
 @pass_cli
 def now(cli: CliContext, url: str | None) -> None:
