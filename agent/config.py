@@ -8,6 +8,7 @@ environment, nothing else. Every key is documented in ``docs/configuration.md``.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import re
@@ -307,7 +308,7 @@ def load_config(explicit: Path | None = None, env: Mapping[str, str] | None = No
     path, must_exist = resolve_config_path(explicit, env)
     data: dict[str, Any] = {}
     source: Path | None = None
-    if path.exists():
+    if _config_file_exists(path):
         data = _read_toml(path)
         source = path
     elif must_exist:
@@ -324,11 +325,34 @@ def load_config(explicit: Path | None = None, env: Mapping[str, str] | None = No
     return LoadedConfig(config=config, source=source)
 
 
+def _unreadable(path: Path, exc: OSError) -> ConfigError:
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return ConfigError(
+            f"cannot read {path}: permission denied; the service user needs read access to "
+            f"the configuration file and search access to its directories (this process runs "
+            f"as uid {os.geteuid()}; for /etc/posedge install systemd/posedge.tmpfiles.conf, "
+            "which makes it root:posedge 0750, and make the file root:posedge 0640)"
+        )
+    return ConfigError(f"cannot read configuration file {path}: {exc.strerror or exc}")
+
+
+def _config_file_exists(path: Path) -> bool:
+    """Whether the file is there; a directory we may not search is an error, not "absent"
+    (the default file would otherwise be silently ignored)."""
+    try:
+        path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as exc:
+        raise _unreadable(path, exc) from None
+    return True
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from None
+        raise _unreadable(path, exc) from None
     try:
         return tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
