@@ -9,7 +9,8 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..alerts import AlertBook
-from ..sync import BackofficeRejected, SyncState, open_sync, terminal_id
+from ..errors import ConfigError
+from ..sync import BackofficeRejected, SyncError, SyncService, SyncState, open_sync, terminal_id
 from ..sync.service import DrainReport
 from .context import CliContext, backoffice_url_option, pass_cli
 from .journal import open_reader, open_writer
@@ -37,27 +38,47 @@ def sync() -> None:
 )
 @pass_cli
 def now(cli: CliContext, url: str | None) -> None:
-    """Push the whole backlog once and exit.
+    """Push the whole backlog once, send a heartbeat, and exit.
 
-    Exit 0 when everything is acknowledged, 4 when the back office cannot be
-    reached (after a few quick retries), 3 when it rejects the upload (an
+    The back office is always contacted, even with nothing to upload (the
+    heartbeat), so this tests the link. Exit 0 when everything is acknowledged
+    and the heartbeat answered, 4 when the back office cannot be reached (after
+    a few quick retries), 3 when it rejects the upload or the heartbeat (an
     alert is raised; the data is kept).
     """
     config = cli.config
+    if not (url or config.sync.url):  # before the journal is opened: bad input touches nothing
+        raise ConfigError(
+            "no back office configured: set sync.url in the configuration or pass --backoffice URL"
+        )
     with open_writer(cli) as jr:
         service = open_sync(config, jr, cli.state_dir, url)
         try:
             report = _drain_with_progress(cli, service.drain, jr.acked_seq(), jr.head().seq)
+            heartbeat = report.complete and _heartbeat(service, report)
         finally:
             service.client.close()
-    doc = report.as_dict() | {"terminal": service.client.terminal}
+    doc = report.as_dict() | {"terminal": service.client.terminal, "heartbeat": heartbeat}
     if report.complete:
-        cli.emit(doc, f"synced: back office holds everything through seq {report.acked_seq}")
+        cli.emit(doc, f"synced: back office holds everything through seq {report.acked_seq}; "
+                      "heartbeat answered")  # fmt: skip
         return
     error = report.errors[-1] if report.errors else "stopped"
     cli.emit(doc, f"sync incomplete: acknowledged through seq {report.acked_seq} of "
                   f"{report.head_seq}; last error: {error}")  # fmt: skip
     sys.exit(EXIT_REJECTED if report.rejected else EXIT_UNREACHABLE)
+
+
+def _heartbeat(service: SyncService, report: DrainReport) -> bool:
+    """Send the heartbeat; a failure makes the report incomplete (exit 4, or 3 if rejected)."""
+    try:
+        service.check_link(max_attempts=NOW_MAX_ATTEMPTS, max_wait_s=NOW_MAX_WAIT_S)
+    except SyncError as exc:
+        report.complete = False
+        report.errors.append(f"heartbeat: {exc}")
+        report.rejected = isinstance(exc, BackofficeRejected)
+        return False
+    return True
 
 
 def _drain_with_progress(cli: CliContext, drain: Any, acked: int, head: int) -> DrainReport:

@@ -210,26 +210,7 @@ class SyncService:
         """
         stop = stop or threading.Event()
         report = DrainReport()
-        interactive = max_attempts is not None
-        wait = wait_retry_after_or_jitter(
-            self.settings.seconds("backoff_initial"),
-            self.settings.seconds("backoff_cap"),
-            self.settings.seconds("retry_after_cap"),
-            self.settings.seconds("permanent_retry"),
-        )
-        retrying = Retrying(
-            retry=retry_if_exception(
-                lambda exc: (
-                    isinstance(exc, SyncError)
-                    and not (interactive and isinstance(exc, BackofficeRejected))
-                )
-            ),
-            wait=wait if max_wait_s is None else _capped_wait(wait, max_wait_s),
-            stop=_stop_when(stop, max_attempts),
-            sleep=lambda seconds: _interruptible_sleep(stop, seconds, self.tick),
-            before_sleep=self._note_failure,
-            reraise=True,
-        )
+        retrying = self._retrying(stop, max_attempts, max_wait_s)
         while not stop.is_set():
             try:
                 batch = retrying(self._push_counting_rewinds, report)
@@ -250,6 +231,55 @@ class SyncService:
         report.head_seq = self.journal.head().seq
         report.complete = report.complete and report.acked_seq >= report.head_seq
         return report
+
+    def _retrying(
+        self, stop: threading.Event, max_attempts: int | None, max_wait_s: float | None
+    ) -> Retrying:
+        """The retry policy: transient failures back off (Retry-After honoured); with
+        ``max_attempts`` (interactive use) a rejection is not retried."""
+        interactive = max_attempts is not None
+        wait = wait_retry_after_or_jitter(
+            self.settings.seconds("backoff_initial"),
+            self.settings.seconds("backoff_cap"),
+            self.settings.seconds("retry_after_cap"),
+            self.settings.seconds("permanent_retry"),
+        )
+        return Retrying(
+            retry=retry_if_exception(
+                lambda exc: (
+                    isinstance(exc, SyncError)
+                    and not (interactive and isinstance(exc, BackofficeRejected))
+                )
+            ),
+            wait=wait if max_wait_s is None else _capped_wait(wait, max_wait_s),
+            stop=_stop_when(stop, max_attempts),
+            sleep=lambda seconds: _interruptible_sleep(stop, seconds, self.tick),
+            before_sleep=self._note_failure,
+            reraise=True,
+        )
+
+    def check_link(
+        self,
+        *,
+        max_attempts: int,
+        max_wait_s: float,
+        extra: dict[str, Any] | None = None,
+        stop: threading.Event | None = None,
+    ) -> dict[str, Any]:
+        """Prove the back office answers: send one heartbeat, retrying transient failures
+        like ``drain(max_attempts=…, max_wait_s=…)``; the back office's reply.
+
+        ``posedge sync now`` calls it even with nothing to upload, so a technician can
+        test the link. Raises the last SyncError (recorded in the sync state like a
+        failed upload; a rejection raises the sync alert).
+        """
+        retrying = self._retrying(stop or threading.Event(), max_attempts, max_wait_s)
+        try:
+            reply: dict[str, Any] = retrying(self.send_heartbeat, extra)
+        except SyncError as exc:
+            self._note_failure_exc(exc)
+            raise
+        return reply
 
     def _push_counting_rewinds(self, report: DrainReport) -> Batch | None:
         try:
