@@ -1,10 +1,12 @@
 """Serving the till API with uvicorn inside the daemon's event loop.
 
-:class:`ApiServer` binds a Unix socket (mode 0660; a stale file left by a
-crash is removed, a socket another live process listens on is refused) and
-optionally a TCP address (loopback only unless explicitly allowed; the API has
-no TLS, so with ``api.allow_non_loopback`` every start logs a warning that the
-bearer token and sale data cross the network in cleartext)::
+:class:`ApiServer` binds a Unix socket (mode 0660, group ``posedge-till`` when
+that group exists — the till's own group, never the group that owns the card
+reader and printer nodes; a stale file left by a crash is removed, a socket
+another live process listens on is refused) and optionally a TCP address
+(loopback only unless explicitly allowed; the API has no TLS, so with
+``api.allow_non_loopback`` every start logs a warning that the bearer token and
+sale data cross the network in cleartext)::
 
     server = ApiServer(app, paths.socket, tcp="127.0.0.1:0")
     await server.start()          # returns once listening; server.tcp_port is bound
@@ -21,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import grp
 import ipaddress
 import logging
 import os
@@ -43,6 +46,9 @@ log = logging.getLogger("posedge.api")
 
 SOCKET_FILE_NAME = "api.sock"
 SOCKET_MODE = 0o660
+SOCKET_GROUP = "posedge-till"
+"""The till application's group (systemd/posedge.sysusers.conf). The socket is given to it
+when it exists; the service is a member (SupplementaryGroups= in posedge.service)."""
 LISTEN_BACKLOG = 128
 GRACEFUL_STOP_S = 5.0
 """How long stop() lets open requests finish before cancelling them."""
@@ -106,8 +112,12 @@ def check_listen_address(listen: str, allow_non_loopback: bool = False) -> tuple
     return host, port
 
 
-def bind_unix_socket(path: Path) -> socket.socket:
-    """A listening Unix socket at ``path`` with mode 0660, replacing only a stale one."""
+def bind_unix_socket(path: Path, group: str | None = None) -> socket.socket:
+    """A listening Unix socket at ``path`` with mode 0660, replacing only a stale one.
+
+    Its group is ``group`` (default :data:`SOCKET_GROUP`) when that group exists, else the
+    process's own group.
+    """
     if len(os.fsencode(path)) > _MAX_UNIX_PATH_BYTES:
         raise ConfigError(
             f"api.socket = {str(path)!r}: over {_MAX_UNIX_PATH_BYTES} bytes, too long for a "
@@ -118,8 +128,10 @@ def bind_unix_socket(path: Path) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.bind(os.fspath(path))
-        # Nobody can connect before listen(), so the mode is right before the first client.
+        # Nobody can connect before listen(), so mode and group are right before the first
+        # client.
         os.chmod(path, SOCKET_MODE)
+        _give_to_group(path, SOCKET_GROUP if group is None else group)
         sock.listen(LISTEN_BACKLOG)
         sock.setblocking(False)
     except OSError as exc:
@@ -128,6 +140,28 @@ def bind_unix_socket(path: Path) -> socket.socket:
             f"api.socket = {str(path)!r}: cannot listen there: {exc.strerror}"
         ) from None
     return sock
+
+
+def _give_to_group(path: Path, group: str) -> None:
+    """chgrp the socket to the till's group if it exists; a member may, root may."""
+    try:
+        gid = grp.getgrnam(group).gr_gid
+    except KeyError:
+        log.debug("no group %s: the till API socket keeps the process's group", group)
+        return
+    if os.stat(path).st_gid == gid:
+        return
+    try:
+        os.chown(path, -1, gid)
+    except PermissionError:
+        log.warning(
+            "cannot give the till API socket %s to group %s: this process is not a member; "
+            "the till cannot connect — add SupplementaryGroups=%s to the service",
+            path,
+            group,
+            group,
+            extra={"socket": str(path), "group": group},
+        )
 
 
 def _remove_stale_socket(path: Path) -> None:

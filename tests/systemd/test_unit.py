@@ -1,4 +1,5 @@
-"""posedge.service: `systemd-analyze verify` clean, security exposure ≤ 2.0, sysusers valid.
+"""posedge.service: `systemd-analyze verify` clean, security exposure ≤ 2.0, sysusers valid,
+tmpfiles.d gives /etc/posedge to the service's group, the till has a group of its own.
 
 `verify` checks that ExecStart= names an existing executable, and
 /usr/bin/posedge exists only on an installed host. So the unit is verified
@@ -9,8 +10,10 @@ environment (and nothing else differs), which must be completely clean.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +23,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "systemd" / "posedge.service"
 SYSUSERS = ROOT / "systemd" / "posedge.sysusers.conf"
+TMPFILES = ROOT / "systemd" / "posedge.tmpfiles.conf"
+RULES = ROOT / "systemd" / "60-posedge.rules"
+OPERATIONS = ROOT / "docs" / "operations.md"
+TILL_GROUP = "posedge-till"
 SHIPPED_BINARY = "/usr/bin/posedge"
 MAX_EXPOSURE = 2.0
 
@@ -102,7 +109,8 @@ def test_unit_keeps_the_contract_the_daemon_relies_on() -> None:
     assert s["Service.StateDirectory"] == ["posedge"]
     assert s["Service.StateDirectoryMode"] == ["0700"]
     assert s["Service.RuntimeDirectory"] == ["posedge"]
-    assert s["Service.RuntimeDirectoryMode"] == ["0750"]
+    # 0711: the till (group posedge-till, not posedge) passes through to api.sock.
+    assert s["Service.RuntimeDirectoryMode"] == ["0711"]
     assert s["Service.ConfigurationDirectory"] == ["posedge"]
     assert s["Service.User"] == ["posedge"] and s["Service.Group"] == ["posedge"]
     assert s["Service.UMask"] == ["0077"]
@@ -135,3 +143,58 @@ def test_sysusers_creates_the_posedge_user_and_group(tmp_path: Path) -> None:
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "Creating group 'posedge'" in output and "Creating user 'posedge'" in output
+    assert f"Creating group '{TILL_GROUP}'" in output
+
+
+def test_the_till_reaches_the_socket_through_its_own_group_not_the_devices() -> None:
+    """The till's group owns the API socket; the readers' and printers' group is the
+    service's alone (udev rules), and the docs tell the installer which one to join."""
+    from posedge.agent.api.server import SOCKET_GROUP
+
+    assert SOCKET_GROUP == TILL_GROUP
+    s = unit_settings(UNIT.read_text())
+    assert s["Service.Group"] == ["posedge"]
+    assert TILL_GROUP in s["Service.SupplementaryGroups"][0].split()  # so it may chgrp the socket
+    sysusers = [line.split() for line in SYSUSERS.read_text().splitlines()]
+    assert ["g", TILL_GROUP, "-"] in sysusers
+    assert not [line for line in sysusers if line[:1] == ["m"] and TILL_GROUP in line[1:2]]
+    rules = [line for line in RULES.read_text().splitlines() if not line.startswith("#")]
+    device_groups = set(re.findall(r'GROUP="([^"]+)"', "\n".join(rules)))
+    assert device_groups == {"posedge"} and SOCKET_GROUP not in device_groups
+    docs = OPERATIONS.read_text()
+    assert f"usermod -aG {TILL_GROUP} " in docs
+    assert "usermod -aG posedge " not in docs and "usermod -aG dialout" not in docs
+
+
+@pytest.mark.skipif(
+    shutil.which("systemd-tmpfiles") is None or shutil.which("systemd-sysusers") is None,
+    reason="systemd-tmpfiles or systemd-sysusers missing",
+)
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to the posedge group needs root")
+def test_tmpfiles_gives_etc_posedge_to_the_service_group(tmp_path: Path) -> None:
+    """In a scratch root: sysusers creates the group, tmpfiles creates /etc/posedge
+    root:posedge 0750 and fixes an existing posedge.toml to root:posedge 0640 — also when
+    systemd (ConfigurationDirectory=) already made the directory root:root."""
+    (tmp_path / "etc").mkdir()
+    done = subprocess.run(
+        ["systemd-sysusers", f"--root={tmp_path}", str(SYSUSERS)],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    groups = {
+        line.split(":")[0]: int(line.split(":")[2])
+        for line in (tmp_path / "etc" / "group").read_text().splitlines()
+    }
+    etc_posedge = tmp_path / "etc" / "posedge"
+    etc_posedge.mkdir(mode=0o750)  # as ConfigurationDirectory= leaves it: root:root
+    (etc_posedge / "posedge.toml").write_text("[terminal]\n")
+    os.chmod(etc_posedge / "posedge.toml", 0o600)
+    done = subprocess.run(
+        ["systemd-tmpfiles", "--create", f"--root={tmp_path}", str(TMPFILES)],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    for path, mode in ((etc_posedge, 0o750), (etc_posedge / "posedge.toml", 0o640)):
+        info = path.stat()
+        assert (info.st_uid, info.st_gid) == (0, groups["posedge"]), path
+        assert stat.S_IMODE(info.st_mode) == mode, path
