@@ -38,7 +38,7 @@ card data)::
 
     VaultError (PosedgeError)
     ├── VaultKeyMissing     vault.key absent while sealed entries exist
-    ├── VaultKeyInvalid     vault.key unreadable or not 32 bytes
+    ├── VaultKeyInvalid     vault.key unreadable, a symbolic link, or not 32 bytes
     ├── VaultWrongKey       entry sealed under another vault key
     ├── VaultCorrupt        entry fails authentication or has a bad header
     ├── VaultUnsafeFile     a symbolic link or foreign file where an entry belongs
