@@ -74,6 +74,7 @@ SETTLE_TIMEOUT_S = 45.0
 CLI_TIMEOUT_S = 120.0
 COVERAGE_REQUIRED = ("killed_mid_sale", "approved_offline_ever", "voided", "reversed",
                      "cancelled", "declined", "auth_unknown")  # fmt: skip
+UNCLOSED_UNIX_SOCKET = r"ignore:unclosed <socket\.socket fd=\d+, family=1, type=1:ResourceWarning"
 CLEAN_ENV = {k: v for k, v in os.environ.items() if k != "POSEDGE_CONFIG"}
 
 
@@ -129,11 +130,13 @@ class Chaos:
             self.plan.add(rule)
         record: dict[str, Any] = {"round": n, "faults": rules, "down": down,
                                   "kill_at_s": round(kill_at, 3)}  # fmt: skip
+        began = time.monotonic()
         daemon = self.daemon()
         timers: list[threading.Timer] = []
         try:
             try:
                 daemon.wait_ready()
+                record["ready_s"] = round(time.monotonic() - began, 3)
             except AssertionError as exc:
                 raise AssertionError(f"round {n}: {exc}\nreproduce: {self.reproduce}") from None
             driver = Driver(daemon, self.book, random.Random(f"{self.seed}:{n}:till"), n,
@@ -153,7 +156,8 @@ class Chaos:
                     f"round {n}: the till got an answer it should not: {driver.error!r}\n"
                     f"reproduce: {self.reproduce}"
                 ) from driver.error
-            record.update(exit=code, till=dict(driver.stats))
+            record.update(exit=code, till=dict(driver.stats),
+                          round_s=round(time.monotonic() - began, 3))  # fmt: skip
             if code != -signal.SIGKILL:
                 self.fail(f"round {n}: the daemon exited {code} before the SIGKILL:\n"
                           + "".join(daemon.stderr_lines[-20:]))  # fmt: skip
@@ -341,6 +345,9 @@ def export_journal(chaos: Chaos) -> list[dict[str, Any]]:
 
 
 @pytest.mark.slow
+# httpcore leaks the socket of a failed Unix-socket connect (it never closes it when connect()
+# raises): the till reconnecting to a daemon just SIGKILLed does that now and then.
+@pytest.mark.filterwarnings(UNCLOSED_UNIX_SOCKET)
 def test_money_invariant_survives_kills_and_faults(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -371,6 +378,8 @@ def test_money_invariant_survives_kills_and_faults(
     chaos.report["till"] = dict(sum((Counter(r.get("till", {})) for r in chaos.rounds_log),
                                     Counter()))  # fmt: skip
     chaos.report["kills"] = Counter(str(r.get("exit")) for r in chaos.rounds_log)
+    ready = [r["ready_s"] for r in chaos.rounds_log if "ready_s" in r]
+    chaos.report["ready_s"] = {"first": ready[:1], "last": ready[-1:], "max": max(ready, default=0)}
     report_file = tmp_path / "chaos-report.json"
     report_file.write_text(json.dumps({**chaos.report, "rounds_log": chaos.rounds_log},
                                       indent=1, default=str))  # fmt: skip
