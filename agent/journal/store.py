@@ -132,6 +132,9 @@ class Journal:
                 if str(mode).lower() != "wal":
                     raise JournalError(f"journal {path}: cannot enable WAL mode (got {mode})")
             conn.execute("PRAGMA synchronous = FULL")
+            # Deleted content (pruned events, replaced projection rows) is overwritten
+            # with zeros, not left in free pages and slack space for anyone with the file.
+            conn.execute("PRAGMA secure_delete = ON")
             return conn
         except sqlite3.Error as exc:
             raise map_write_error(exc, path) from None
