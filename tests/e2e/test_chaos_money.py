@@ -291,13 +291,6 @@ class Chaos:
         self.report["mismatches"] = own["mismatches"]
         result = self.posedge("--json", "backoffice", "reconcile", "--db", str(self.bo_db),
                               "--journal-export", str(self.export))  # fmt: skip
-        if result.returncode == 2 and "No such command" in result.stderr:
-            # The checker is not there (an older tree): the independent computation decides.
-            self.report["reconcile"] = "not available"
-            for name in ("mismatches", "not_final", "unknown_at_till"):
-                if own[name]:
-                    self.fail(f"{len(own[name])} {name}: {own[name][:20]}")
-            return
         try:
             doc = json.loads(result.stdout)
         except ValueError:
