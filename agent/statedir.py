@@ -68,6 +68,13 @@ def _user(uid: int) -> str:
         return f"uid {uid}"
 
 
+def _name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"#{uid}"
+
+
 def _who_may_write(mode: int) -> str:
     group, other = bool(mode & stat.S_IWGRP), bool(mode & stat.S_IWOTH)
     return "group and others" if group and other else "group" if group else "others"
@@ -77,10 +84,23 @@ def _check_dir(path: Path, what: str, info: os.stat_result, *, parent: bool) -> 
     uid = os.geteuid()
     mode = stat.S_IMODE(info.st_mode)
     if info.st_uid not in (uid, 0):
+        owner = _user(info.st_uid)
+        if uid == 0:  # root on a directory another user owns: that user could steer root
+            fix = (
+                f"run the command as its owner (e.g. sudo -u {_name(info.st_uid)} posedge …), "
+                f"or, if that user should not own it, fix it with: chown root {path}"
+            )
+        else:
+            fix = f"fix it with: chown {uid} {path} (or run posedge as its owner)"
+        runner = (
+            "root, which runs this command"
+            if uid == 0
+            else (f"the user posedge runs as ({_user(uid)}) or root")
+        )
         raise InsecureStateDir(
-            f"{what} {path} is owned by {_user(info.st_uid)}, not by the user posedge runs as "
-            f"({_user(uid)}) or root: its owner could replace the journal, the keys or the "
-            f"card data. Fix it with: chown {uid} {path} (or run posedge as that user)",
+            f"{what} {path} is owned by {owner}, not by {runner}: its owner could replace the "
+            "journal, the keys or the card data, or plant links that make this process "
+            f"overwrite other files; {fix}",
             path,
         )
     sticky = bool(mode & stat.S_ISVTX)
