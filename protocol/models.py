@@ -19,6 +19,10 @@ ZERO_HASH = "0" * 64
 # At most the first 6 and last 4 digits, the middle masked.
 MASKED_PAN_PATTERN = r"^[0-9]{0,6}[*Xx#]+[0-9]{0,4}$"
 CURRENCY_PATTERN = r"^[A-Z]{3}$"
+# Integer bounds: a seq fits SQLite's INTEGER; counts, amounts and sizes stay exact in
+# every JSON implementation (IEEE doubles hold integers up to 2^53 - 1).
+MAX_SEQ = 2**63 - 1
+MAX_COUNT = 2**53 - 1
 
 TerminalId = Annotated[str, StringConstraints(pattern=TERMINAL_PATTERN)]
 Hash = Annotated[str, StringConstraints(pattern=HASH_PATTERN)]
@@ -42,7 +46,7 @@ class _Open(BaseModel):
 
 
 class Event(_Strict):
-    seq: int = Field(ge=1, description="Journal sequence number, 1-based, consecutive.")
+    seq: int = Field(ge=1, le=MAX_SEQ, description="Journal sequence number, 1-based, consecutive.")
     ts: str = Field(min_length=1, max_length=64, description="ISO 8601 time with offset.")
     type: str = Field(min_length=1, max_length=64)
     txn: str | None = Field(default=None, max_length=128)
@@ -53,8 +57,8 @@ class Event(_Strict):
 
 class EventBatch(_Strict):
     terminal: TerminalId
-    first_seq: int = Field(ge=1)
-    last_seq: int = Field(ge=1)
+    first_seq: int = Field(ge=1, le=MAX_SEQ)
+    last_seq: int = Field(ge=1, le=MAX_SEQ)
     events: list[Event] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -78,19 +82,21 @@ class EventBatch(_Strict):
 
 
 class EventsAck(_Strict):
-    acked_seq: int = Field(ge=0, description="Highest seq held for the terminal.")
-    accepted: int = Field(ge=0)
-    duplicates: int = Field(ge=0)
+    acked_seq: int = Field(
+        ge=0, le=MAX_SEQ, description="Highest seq held contiguously for the terminal."
+    )
+    accepted: int = Field(ge=0, le=MAX_COUNT)
+    duplicates: int = Field(ge=0, le=MAX_COUNT)
     head_hash: Hash | None
 
 
 class EventsHead(_Strict):
-    acked_seq: int = Field(ge=0)
+    acked_seq: int = Field(ge=0, le=MAX_SEQ)
     head_hash: Hash | None
 
 
 class JournalHead(_Open):
-    seq: int = Field(ge=0)
+    seq: int = Field(ge=0, le=MAX_SEQ)
     hash: Hash | None = None
 
 
@@ -100,8 +106,8 @@ class DeviceStatus(_Open):
 
 
 class Exposure(_Open):
-    count: int = Field(ge=0)
-    amount: int = Field(ge=0)
+    count: int = Field(ge=0, le=MAX_COUNT)
+    amount: int = Field(ge=0, le=MAX_COUNT)
 
 
 class Alert(_Open):
@@ -114,21 +120,21 @@ class Heartbeat(_Open):
     terminal: TerminalId
     sent_at: str = Field(min_length=1, max_length=64)
     agent_version: str | None = None
-    uptime_s: float | None = Field(default=None, ge=0)
+    uptime_s: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     devices: dict[str, DeviceStatus] = Field(default_factory=dict)
     journal_head: JournalHead | None = None
-    unsynced_count: int | None = Field(default=None, ge=0)
-    oldest_unsynced_age_s: float | None = Field(default=None, ge=0)
+    unsynced_count: int | None = Field(default=None, ge=0, le=MAX_COUNT)
+    oldest_unsynced_age_s: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     offline_exposure: dict[str, Exposure] = Field(default_factory=dict)
-    in_doubt_count: int | None = Field(default=None, ge=0)
-    disk_free_bytes: int | None = Field(default=None, ge=0)
+    in_doubt_count: int | None = Field(default=None, ge=0, le=MAX_COUNT)
+    disk_free_bytes: int | None = Field(default=None, ge=0, le=MAX_COUNT)
     active_alerts: list[Alert] = Field(default_factory=list)
-    clock_skew_s: float | None = None
+    clock_skew_s: float | None = Field(default=None, allow_inf_nan=False)
 
 
 class HeartbeatReply(_Strict):
     server_time: str
-    interval_s: int = Field(ge=1)
+    interval_s: int = Field(ge=1, le=MAX_COUNT)
 
 
 class Card(_Strict):
@@ -145,7 +151,7 @@ class AuthorizationRequest(_Strict):
     attempt: AttemptId = Field(
         description="The attempt: {txn}:online or {txn}:forward; equals the Idempotency-Key."
     )
-    amount: int = Field(ge=0, description="Minor units (cents).")
+    amount: int = Field(ge=0, le=MAX_COUNT, description="Minor units (cents).")
     currency: Currency
     entry_mode: str = Field(default="swipe", min_length=1, max_length=16)
     card: Card | None = None
@@ -170,7 +176,9 @@ class ReversalRequest(_Strict):
     reversal: ReversalId = Field(
         description="This reversal's id, {attempt}:reversal; equals the Idempotency-Key."
     )
-    amount: int = Field(ge=0, description="The attempt's amount, for the audit trail.")
+    amount: int = Field(
+        ge=0, le=MAX_COUNT, description="The attempt's amount, for the audit trail."
+    )
     currency: Currency
     reason: str = Field(min_length=1, max_length=200)
 
