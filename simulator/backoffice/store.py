@@ -1,9 +1,12 @@
 """SQLite storage of the reference back office: events, heads, heartbeats, authorizations.
 
-One writer connection (WAL, ``synchronous=NORMAL``) serialised by a lock; every
-request is one transaction. :meth:`BackofficeStore.ingest` implements
-"Events upload" of ``docs/sync-protocol.md`` exactly: duplicates compared by
-hash, conflict, sequence gap, chain continuity and explicit partial success.
+One writer connection (WAL, ``synchronous=NORMAL``, ``secure_delete`` so deleted
+rows do not linger in free pages) serialised by a lock; every request is one
+transaction. :meth:`BackofficeStore.ingest` implements "Events upload" of
+``docs/sync-protocol.md`` exactly: a terminal's first batch starts at seq 1,
+duplicates compared by hash, conflict, sequence gap, chain continuity and
+explicit partial success; the acknowledgement is the highest seq held
+contiguously, never one the store does not hold.
 The authorization and reversal methods implement "Authorizations, attempts
 and reversals": money is held per attempt, a reversal releases only the
 attempt it names, and a reversal wins over its attempt whatever the order
@@ -110,6 +113,7 @@ class BackofficeStore:
                 check_same_thread=False,
                 timeout=BUSY_TIMEOUT_S,
             )
+            self._db.execute("PRAGMA secure_delete = ON")
             self.schema_version = _stored_version(self._db) or SCHEMA_VERSION
             return
         self._db = sqlite3.connect(
@@ -117,6 +121,7 @@ class BackofficeStore:
         )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA secure_delete = ON")
         self._migrate()
         self._db.executescript(_SCHEMA)
         with self._lock, self._tx():
@@ -172,10 +177,12 @@ class BackofficeStore:
         now = self.clock()
         with self._lock, self._tx() as db:
             row = db.execute(
-                "SELECT held_seq, head_hash FROM terminals WHERE terminal = ?", (terminal,)
+                "SELECT held_seq, head_hash, first_seq FROM terminals WHERE terminal = ?",
+                (terminal,),
             ).fetchone()
             held, head = (int(row[0]), row[1]) if row else (0, None)
-            result, new = self._compare_held(db, batch, held, head)
+            first_held = int(row[2]) if row and row[2] is not None else 1
+            result, new = self._compare_held(db, batch, held, head, first_held)
             if result is not None:
                 return result
             dups = len(batch.events) - len(new)
@@ -232,11 +239,36 @@ class BackofficeStore:
             return IngestResult("ok", last.seq, last.hash, len(stored), dups)
 
     def _compare_held(
-        self, db: sqlite3.Connection, batch: EventBatch, held: int, head: str | None
+        self,
+        db: sqlite3.Connection,
+        batch: EventBatch,
+        held: int,
+        head: str | None,
+        first_held: int,
     ) -> tuple[IngestResult | None, list[Event]]:
-        """Split off events at seqs already held; a different hash there is a conflict."""
+        """Split off events at seqs already held; a different hash there is a conflict.
+
+        Every seq the batch has at or below ``held`` is compared with the stored event.
+        A seq below ``first_held`` (only a terminal enrolled mid-history by an older
+        back office has one) cannot be compared: it is never counted as a duplicate,
+        the batch is a sequence gap asking for ``held + 1``.
+        """
         if batch.first_seq > held:
             return None, batch.events
+        if batch.first_seq < first_held:
+            self._bump(db, batch.terminal, gaps=1)
+            return (
+                IngestResult(
+                    "sequence-gap",
+                    held,
+                    head,
+                    expected_seq=held + 1,
+                    detail=f"the back office holds seqs {first_held}..{held} of this terminal "
+                    f"(enrolled mid-history by an older back office); seq {batch.first_seq} "
+                    f"cannot be compared - send from seq {held + 1}",
+                ),
+                [],
+            )
         old_count = min(batch.last_seq, held) - batch.first_seq + 1
         stored = dict(
             db.execute(
@@ -245,10 +277,7 @@ class BackofficeStore:
             ).fetchall()
         )
         for ev in batch.events[:old_count]:
-            held_hash = stored.get(ev.seq)
-            # Seqs below the first one held (a journal pruned before enrolment) cannot be
-            # compared; they are absorbed like duplicates.
-            if held_hash is not None and held_hash != ev.hash:
+            if stored.get(ev.seq) != ev.hash:
                 self._bump(db, batch.terminal, conflicts=1)
                 return (
                     IngestResult(
@@ -271,9 +300,26 @@ class BackofficeStore:
         head: str | None,
         dups: int,
     ) -> IngestResult | None:
-        """The first new event must continue the held chain (or start a new one)."""
+        """The first new event must continue the held chain, or start it at seq 1.
+
+        There is no retention checkpoint proof in the protocol yet, so a terminal with
+        nothing held starts at seq 1 with a prev_hash of 64 zeros, whatever it says.
+        """
         if held == 0:
-            if first_new.seq == 1 and first_new.prev_hash != ZERO_HASH:
+            if first_new.seq != 1:
+                self._bump(db, terminal, duplicates=dups, gaps=1)
+                return IngestResult(
+                    "sequence-gap",
+                    0,
+                    None,
+                    duplicates=dups,
+                    expected_seq=1,
+                    detail=f"the back office holds nothing for this terminal: its first batch "
+                    f"must start at seq 1, this one starts at {first_new.seq} (a journal pruned "
+                    "before enrolment cannot be accepted: the protocol has no retention "
+                    "checkpoint proof yet)",
+                )
+            if first_new.prev_hash != ZERO_HASH:
                 self._bump(db, terminal, duplicates=dups, chain_breaks=1)
                 return IngestResult(
                     "chain-mismatch",
