@@ -5,6 +5,13 @@ Routes: events upload and head, heartbeat, authorizations, reversals,
 ``/admin/faults`` and ``/admin/policy``. Every error is an RFC 9457 problem
 document. Request bodies may be gzip-compressed.
 
+Hostile clients: every route authenticates before it reads a body; the body
+limit holds while the body streams in, on the raw and on the inflated size
+(never more than the limit plus one chunk in memory); a refusal before the
+whole body was read closes the connection. JSON nested deeper than
+``MAX_JSON_DEPTH`` is a 400, integers outside the schema a 422, card data in
+an event or a heartbeat a 422; nothing of a refused request is stored.
+
 This module must never log or store request bodies, card data or tokens:
 validation errors name the field and the rule, never the value.
 """
@@ -16,18 +23,21 @@ import json
 import logging
 import re
 import zlib
-from dataclasses import dataclass, field
+from contextlib import aclosing
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+import pydantic_core
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from posedge.agent.carddata import Finding, find_card_data
 from posedge.protocol.idempotency import authorization_fingerprint, fingerprint
 from posedge.protocol.models import (
     TERMINAL_PATTERN,
@@ -47,8 +57,17 @@ from .tokens import token_owner
 log = logging.getLogger("posedge.backoffice")
 
 DEFAULT_HEARTBEAT_INTERVAL_S = 60
-MAX_BODY_BYTES = 64 * 1024 * 1024
+# Raw and inflated. The agent's batches are 2 MiB by default and it halves a batch on 413;
+# a limit well under the 32 MiB a hostile upload may cost the server keeps memory bounded.
+MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_BATCH_EVENTS = 50_000
+# Containers in a request body, the outermost object counting 1. An event payload starts at
+# level 4 (batch > events > event > payload), so it may nest 28 levels of its own.
+MAX_JSON_DEPTH = 32
+_PAYLOAD_LEVEL = 4
+# Inflate at most this much per step, yielding to the event loop in between.
+INFLATE_STEP = 1024 * 1024
+TERMINAL_HEADER = "x-posedge-terminal"
 
 _TERMINAL_RE = re.compile(TERMINAL_PATTERN)
 
@@ -107,43 +126,96 @@ class BackofficeApp:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    async def _body(self, request: Request) -> bytes:
-        raw = await request.body()
+    def _refuse_length(self, request: Request) -> None:
+        """413 from the headers alone: a Content-Length over the limit is never read."""
+        length = request.headers.get("content-length")
+        if length is None:
+            return
         limit = self.config.max_body_bytes
-        if len(raw) > limit:
+        if not length.strip().isdigit():
             raise _Refused(
-                problem("payload-too-large", f"body over {limit} bytes", request.url.path)
+                problem("bad-request", "Content-Length is not a number", request.url.path)
             )
+        if int(length) > limit:
+            raise _Refused(
+                problem(
+                    "payload-too-large",
+                    f"body of {int(length)} bytes; at most {limit} bytes",
+                    request.url.path,
+                )
+            )
+
+    async def _body(self, request: Request) -> bytes:
+        """The request body, read chunk by chunk and inflated step by step.
+
+        Stops at the first byte past the limit, raw or inflated: it never holds more
+        than the limit plus one chunk. Call only after the request is authenticated.
+        """
+        path = request.url.path
+        limit = self.config.max_body_bytes
         encoding = request.headers.get("content-encoding", "identity").strip().lower()
-        if encoding in ("", "identity"):
-            return raw
-        if encoding != "gzip":
+        if encoding not in ("", "identity", "gzip"):
             raise _Refused(
                 problem(
                     "unsupported-media-type",
                     f"Content-Encoding {encoding!r} is not supported; send gzip or identity",
-                    request.url.path,
+                    path,
                 )
             )
-        inflater = zlib.decompressobj(wbits=31)
+        self._refuse_length(request)
+        inflater = zlib.decompressobj(wbits=31) if encoding == "gzip" else None
+        parts: list[bytes] = []
+        raw_size = size = 0
         try:
-            body = inflater.decompress(raw, limit + 1)
-        except zlib.error:
-            raise _Refused(
-                problem("bad-request", "the gzip body is corrupt", request.url.path)
-            ) from None
-        if len(body) > limit or inflater.unconsumed_tail:
-            raise _Refused(
-                problem("payload-too-large", f"body over {limit} bytes inflated", request.url.path)
-            )
-        if not inflater.eof:
-            raise _Refused(problem("bad-request", "the gzip body is truncated", request.url.path))
-        return body
+            async with aclosing(request.stream()) as stream:
+                async for chunk in stream:
+                    raw_size += len(chunk)
+                    if raw_size > limit:
+                        raise _Refused(
+                            problem("payload-too-large", f"body over {limit} bytes", path)
+                        )
+                    if inflater is None:
+                        parts.append(chunk)
+                        continue
+                    data = chunk
+                    while data:
+                        if inflater.eof:
+                            raise _Refused(
+                                problem("bad-request", "data after the end of the gzip body", path)
+                            )
+                        try:
+                            out = inflater.decompress(data, min(INFLATE_STEP, limit + 1 - size))
+                        except zlib.error:
+                            raise _Refused(
+                                problem("bad-request", "the gzip body is corrupt", path)
+                            ) from None
+                        size += len(out)
+                        if size > limit:
+                            raise _Refused(
+                                problem(
+                                    "payload-too-large", f"body over {limit} bytes inflated", path
+                                )
+                            )
+                        parts.append(out)
+                        data = inflater.unconsumed_tail or inflater.unused_data
+                        if data:
+                            await asyncio.sleep(0)  # a long inflate shares the loop
+        except ClientDisconnect:
+            raise _Refused(problem("bad-request", "the client went away", path)) from None
+        request.state.body_read = True
+        if inflater is not None and not inflater.eof:
+            raise _Refused(problem("bad-request", "the gzip body is truncated", path))
+        return b"".join(parts)
 
-    def _authenticate(self, request: Request, terminal: str) -> None:
+    def _token_owner(self, request: Request) -> str | None:
+        """Authenticate from the headers alone: the terminal the bearer token belongs to.
+
+        None in open mode. 401 without a known token; 403 when ``X-Posedge-Terminal``
+        names another terminal than the token's. Never reads the body.
+        """
         tokens = self.config.tokens
         if tokens is None:
-            return
+            return None
         path = request.url.path
         header = request.headers.get("authorization", "")
         scheme, _, presented = header.partition(" ")
@@ -167,9 +239,23 @@ class BackofficeApp:
                     headers={"WWW-Authenticate": 'Bearer realm="posedge", error="invalid_token"'},
                 )
             )
-        if owner != terminal:
+        claimed = request.headers.get(TERMINAL_HEADER)
+        if claimed is not None and claimed.strip() != owner:
             raise _Refused(
-                problem("forbidden", f"the token is not the token of terminal {terminal}", path)
+                problem("forbidden", "X-Posedge-Terminal is not the token's terminal", path)
+            )
+        return owner
+
+    def _authenticate(self, request: Request, terminal: str) -> None:
+        """The request's token must be the token of ``terminal`` (a no-op in open mode)."""
+        owner = self._token_owner(request)
+        if owner is not None and owner != terminal:
+            raise _Refused(
+                problem(
+                    "forbidden",
+                    f"the token is not the token of terminal {terminal}",
+                    request.url.path,
+                )
             )
 
     def _path_terminal(self, request: Request) -> str:
@@ -188,7 +274,10 @@ class BackofficeApp:
     @staticmethod
     def _invalid(request: Request, exc: ValidationError) -> _Refused:
         errors = _field_errors(exc)
-        if any(e["message"].startswith("Invalid JSON") for e in errors):
+        bad_json = [e["message"] for e in errors if e["message"].startswith("Invalid JSON")]
+        if any("recursion limit" in message for message in bad_json):
+            return _too_deep(request)
+        if bad_json:
             return _Refused(problem("bad-request", "the body is not valid JSON", request.url.path))
         first = errors[0]
         return _Refused(
@@ -200,13 +289,94 @@ class BackofficeApp:
             )
         )
 
-    def _parse(self, request: Request, model: type[BaseModel], body: bytes | dict[str, Any]) -> Any:
+    def _parse(self, request: Request, model: type[BaseModel], body: bytes | Any) -> Any:
+        """Validate JSON text (bytes) or a value :meth:`_load` returned against ``model``."""
         try:
-            if isinstance(body, dict):
-                return model.model_validate(body)
-            return model.model_validate_json(body)
+            if isinstance(body, bytes):
+                return model.model_validate_json(body)
+            return model.model_validate(body)
         except ValidationError as exc:
             raise self._invalid(request, exc) from None
+
+    @staticmethod
+    def _load(request: Request, body: bytes) -> Any:
+        """JSON text to values; nesting over MAX_JSON_DEPTH is a 400 (the parser stops at
+        200 levels, so deep input never recurses)."""
+        try:
+            doc = pydantic_core.from_json(body, allow_inf_nan=False)
+        except ValueError as exc:
+            if "recursion limit" in str(exc):
+                raise _too_deep(request) from None
+            raise _Refused(
+                problem("bad-request", "the body is not valid JSON", request.url.path)
+            ) from None
+        if _deeper_than(doc, MAX_JSON_DEPTH):
+            raise _too_deep(request)
+        return doc
+
+    def _payloads_not_too_deep(self, request: Request, batch: EventBatch) -> None:
+        """Event payloads are free-form: their nesting counts from level 4 of the body."""
+        levels = MAX_JSON_DEPTH - _PAYLOAD_LEVEL + 1
+        for ev in batch.events:
+            if _deeper_than(ev.payload, levels):
+                raise _too_deep(request, f"the payload of event seq {ev.seq}")
+
+    @staticmethod
+    def _refuse_card_data(request: Request, findings: list[Finding], where: str) -> None:
+        """422 naming where card data sits (field paths, never the value); nothing is stored."""
+        if not findings:
+            return
+        first = findings[0]
+        raise _Refused(
+            problem(
+                "validation",
+                f"card data in {where}: {first.path}: {first.reason}; send only masked PAN "
+                "(first 6 and last 4 digits), brand and token - nothing was stored",
+                request.url.path,
+                errors=[{"field": f.path, "message": f.reason} for f in findings],
+            )
+        )
+
+    def _no_card_data_in_events(self, request: Request, batch: EventBatch) -> None:
+        for index, ev in enumerate(batch.events):
+            if not (
+                find_card_data(ev.payload)
+                or find_card_data(ev.type)
+                or (ev.txn and find_card_data(ev.txn))
+            ):
+                continue  # the hot path: no paths built for clean events
+            where = f"events.{index}"
+            findings = [
+                *find_card_data(ev.type, f"{where}.type"),
+                *(find_card_data(ev.txn, f"{where}.txn") if ev.txn else ()),
+                *find_card_data(ev.payload, f"{where}.payload"),
+            ]
+            self._refuse_card_data(request, findings, f"event seq {ev.seq}")
+
+    def _body_terminal(self, request: Request, owner: str | None, body_terminal: str) -> None:
+        """The body's terminal is the authenticated one (403), or in open mode the one
+        ``X-Posedge-Terminal`` names, when sent (422)."""
+        if owner is not None:
+            if body_terminal != owner:
+                raise _Refused(
+                    problem(
+                        "forbidden",
+                        f"the token is not the token of terminal {body_terminal}",
+                        request.url.path,
+                    )
+                )
+            return
+        claimed = request.headers.get(TERMINAL_HEADER)
+        if claimed is not None and claimed.strip() != body_terminal:
+            raise _Refused(
+                problem(
+                    "validation",
+                    f"terminal: the body names {body_terminal} but X-Posedge-Terminal names "
+                    "another terminal",
+                    request.url.path,
+                    errors=[{"field": "terminal", "message": "must equal X-Posedge-Terminal"}],
+                )
+            )
 
     @staticmethod
     def _terminal_matches(request: Request, path_terminal: str, body_terminal: str) -> None:
@@ -251,13 +421,7 @@ class BackofficeApp:
             )
 
     async def _json_object(self, request: Request) -> dict[str, Any]:
-        body = await self._body(request)
-        try:
-            doc = json.loads(body)
-        except ValueError:
-            raise _Refused(
-                problem("bad-request", "the body is not valid JSON", request.url.path)
-            ) from None
+        doc = self._load(request, await self._body(request))
         if not isinstance(doc, dict):
             raise _Refused(
                 problem("bad-request", "the body must be a JSON object", request.url.path)
@@ -271,6 +435,8 @@ class BackofficeApp:
         self._authenticate(request, terminal)
         body = await self._body(request)
         batch: EventBatch = self._parse(request, EventBatch, body)
+        del body
+        self._payloads_not_too_deep(request, batch)
         self._terminal_matches(request, terminal, batch.terminal)
         if len(batch.events) > self.config.max_batch_events:
             return problem(
@@ -278,6 +444,7 @@ class BackofficeApp:
                 f"{len(batch.events)} events; at most {self.config.max_batch_events} per batch",
                 request.url.path,
             )
+        self._no_card_data_in_events(request, batch)
         result = self.store.ingest(batch)
         if result.status == "ok":
             return _json(
@@ -305,21 +472,27 @@ class BackofficeApp:
     async def heartbeat(self, request: Request) -> Response:
         terminal = self._path_terminal(request)
         self._authenticate(request, terminal)
-        beat: Heartbeat = self._parse(request, Heartbeat, await self._body(request))
+        doc = self._load(request, await self._body(request))
+        beat: Heartbeat = self._parse(request, Heartbeat, doc)
+        del doc
         self._terminal_matches(request, terminal, beat.terminal)
+        record = beat.model_dump(mode="json")
+        found = [replace(f, path=f.path.removeprefix("$.")) for f in find_card_data(record, "$")]
+        self._refuse_card_data(request, found, "the heartbeat")
         interval = self.config.heartbeat_interval_s
-        self.store.record_heartbeat(terminal, beat.model_dump(mode="json"), interval)
+        self.store.record_heartbeat(terminal, record, interval)
         now = datetime.fromtimestamp(self.store.clock(), UTC)
         return _json(
             {"server_time": now.isoformat(timespec="microseconds"), "interval_s": interval}
         )
 
     async def authorizations(self, request: Request) -> Response:
+        owner = self._token_owner(request)
         key = self._idempotency_key(request)
         doc = await self._json_object(request)
-        self._authenticate(request, str(doc.get("terminal", "")))
         req: AuthorizationRequest = self._parse(request, AuthorizationRequest, doc)
         del doc  # the raw body held the card
+        self._body_terminal(request, owner, req.terminal)
         self._key_matches(request, "attempt", req.attempt, key)
         record = req.model_dump(mode="json", exclude={"card"})
         claim = self.store.claim_authorization(
@@ -354,10 +527,12 @@ class BackofficeApp:
         return _json(response)
 
     async def reversals(self, request: Request) -> Response:
+        owner = self._token_owner(request)
         key = self._idempotency_key(request)
-        doc = await self._json_object(request)
-        self._authenticate(request, str(doc.get("terminal", "")))
-        req: ReversalRequest = self._parse(request, ReversalRequest, doc)
+        req: ReversalRequest = self._parse(
+            request, ReversalRequest, await self._json_object(request)
+        )
+        self._body_terminal(request, owner, req.terminal)
         self._key_matches(request, "reversal", req.reversal, key)
         claim = self.store.record_reversal(
             req.terminal, key, req.txn, req.attempt, fingerprint(req.model_dump(mode="json"))
@@ -394,10 +569,7 @@ class BackofficeApp:
         if request.method == "DELETE":
             plan.clear()
         elif request.method == "POST":
-            try:
-                doc = json.loads(await self._body(request) or b"{}")
-            except ValueError:
-                return problem("bad-request", "the body is not valid JSON", request.url.path)
+            doc = self._load(request, await self._body(request) or b"{}")
             rules = (
                 doc.get("rules", [{k: v for k, v in doc.items() if k != "replace"}])
                 if isinstance(doc, dict)
@@ -419,10 +591,47 @@ class BackofficeApp:
         self._admin_guard(request)
         if request.method == "PUT":
             policy: AuthorizationPolicy = self._parse(
-                request, AuthorizationPolicy, await self._body(request)
+                request, AuthorizationPolicy, self._load(request, await self._body(request))
             )
             self.config.policy = policy
         return _json(self.config.policy.model_dump(exclude={"seed"}))
+
+
+def _too_deep(request: Request, what: str = "the body") -> _Refused:
+    return _Refused(
+        problem(
+            "bad-request",
+            f"{what} is nested deeper than {MAX_JSON_DEPTH} levels of objects and arrays",
+            request.url.path,
+        )
+    )
+
+
+_CONTAINERS = (dict, list)
+
+
+def _deeper_than(value: Any, levels: int) -> bool:
+    """Whether ``value`` nests more than ``levels`` objects and arrays (itself included)."""
+    if isinstance(value, dict):
+        items: Any = value.values()
+    elif isinstance(value, list):
+        items = value
+    else:
+        return False
+    if levels <= 0:
+        return True
+    for item in items:
+        if isinstance(item, _CONTAINERS) and _deeper_than(item, levels - 1):
+            return True
+    return False
+
+
+def _unread_body(request: Request) -> bool:
+    """The request announced a body that the app did not read to its end."""
+    if getattr(request.state, "body_read", False):
+        return False
+    headers = request.headers
+    return "transfer-encoding" in headers or headers.get("content-length", "0").strip() != "0"
 
 
 def _handler(method: Any) -> Any:
@@ -430,7 +639,11 @@ def _handler(method: Any) -> Any:
         try:
             response: Response = await method(request)
         except _Refused as refused:
-            return refused.response
+            response = refused.response
+            if _unread_body(request):
+                # Refused before the body was read (auth, limits): do not swallow the rest
+                # of it; closing makes the client stop sending.
+                response.headers["Connection"] = "close"
         return response
 
     return endpoint
@@ -440,7 +653,10 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     kinds = {404: "not-found", 405: "method-not-allowed"}
     kind = kinds.get(exc.status_code, "bad-request")
-    return problem(kind, f"{request.method} {request.url.path}: {exc.detail}", request.url.path)
+    response = problem(kind, f"{request.method} {request.url.path}: {exc.detail}", request.url.path)
+    if _unread_body(request):
+        response.headers["Connection"] = "close"
+    return response
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
