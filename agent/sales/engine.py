@@ -71,6 +71,7 @@ CRASH_HOOK_ENV = "POSEDGE_TEST_CRASH_AFTER"
 _CRASH_AFTER = os.environ.get(CRASH_HOOK_ENV)
 """Test hook for the crash tests: the event type after which the process kills itself."""
 RECENT_ALERTS = 50
+ALERT_AUTH_REFUSED = "authorization_refused"
 _FINAL_VALUES = frozenset(state.value for state in FINAL_STATES)
 
 
@@ -129,6 +130,8 @@ class SaleEngine:
         self._op_lock = asyncio.Lock()
         self._force_stop = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._refused_alert = False
+        """Whether this engine's authorization_refused alert may be active (spares a read)."""
         policy = RetryPolicy.from_sync(config.sync)
         refusals = RefusalAlerts(self.alerts)
         self.reversals = ReversalQueue(
@@ -155,6 +158,7 @@ class SaleEngine:
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         """Recover every sale left mid-flight, then accept new sales."""
+        self._refused_alert = ALERT_AUTH_REFUSED in self.alerts.active()
         await self._recover()
         self.reversals.start()
         self.forwards.start()
@@ -364,8 +368,9 @@ class SaleEngine:
                 result = await asyncio.to_thread(authorizer.authorize, auth_request, card_doc)
             finally:
                 card_doc.clear()
-            if result.outcome in ("approved", "declined"):
-                self.alerts.clear("authorization_refused")  # the host decides again
+            if result.outcome in ("approved", "declined") and self._refused_alert:
+                self._refused_alert = False
+                self.alerts.clear(ALERT_AUTH_REFUSED)  # the host decides again
             if result.outcome == "approved":
                 self.network_state = "online"
                 self._append("auth.approved", {"attempt": attempt, "auth_code": result.auth_code,
@@ -391,8 +396,9 @@ class SaleEngine:
                     detail = (f"sale {txn}: the back office refused the authorization "
                               f"({result.status}): {refusal_cause(result.status)}; "
                               f"{result.reason}")  # fmt: skip
-                    self.alerts.raise_("authorization_refused", detail[:500], sale=txn,
+                    self.alerts.raise_(ALERT_AUTH_REFUSED, detail[:500], sale=txn,
                                        status=result.status)  # fmt: skip
+                    self._refused_alert = True
                     unavailable_reason = f"back office refused the terminal ({result.status})"
                 else:
                     self.network_state = "offline"
