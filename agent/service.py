@@ -311,6 +311,8 @@ class Agent:
             log.error("token not reloaded; the old one stays", extra={"error": str(exc)})
             return
         self.client.set_token(token)
+        if self.sync is not None:
+            self.sync.retry_now()
         if self.engine is not None:
             self.engine.reversals.wake()
             self.engine.forwards.wake()

@@ -115,6 +115,11 @@ class SyncService:
         self._last_rewind: int | None = None
         self.tick: Callable[[], None] = lambda: None
         """Called at least once a second while draining or waiting (liveness for a watchdog)."""
+        self._retry_now = threading.Event()
+
+    def retry_now(self) -> None:
+        """End the current wait between tries (e.g. the token was fixed by a reload)."""
+        self._retry_now.set()
 
     # ------------------------------------------------------------ one batch
     def push_batch(self) -> Batch | None:
@@ -253,7 +258,7 @@ class SyncService:
             ),
             wait=wait if max_wait_s is None else _capped_wait(wait, max_wait_s),
             stop=_stop_when(stop, max_attempts),
-            sleep=lambda seconds: _interruptible_sleep(stop, seconds, self.tick),
+            sleep=lambda seconds: _interruptible_sleep(stop, seconds, self.tick, self._retry_now),
             before_sleep=self._note_failure,
             reraise=True,
         )
@@ -363,15 +368,18 @@ def _capped_wait(inner: wait_base, cap_s: float) -> wait_base:
     return _Capped()
 
 
-def _interruptible_sleep(stop: threading.Event, seconds: float, tick: Callable[[], None]) -> None:
-    """Wait ``seconds`` (or until stopped), ticking every second."""
+def _interruptible_sleep(
+    stop: threading.Event, seconds: float, tick: Callable[[], None], wake: threading.Event
+) -> None:
+    """Wait ``seconds`` (or until stopped or woken), ticking every second."""
     deadline = time.monotonic() + seconds
     while not stop.is_set():
         tick()
         remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        if remaining <= 0 or wake.is_set():
+            wake.clear()
             return
-        stop.wait(min(remaining, 1.0))
+        stop.wait(min(remaining, 0.25))
 
 
 __all__ = [
