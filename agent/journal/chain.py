@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..statedir import SECRET_FILE_MODE, open_secret_nofollow
 from .canonical import canonical_json
 from .errors import JournalKeyError
 
@@ -49,10 +50,15 @@ class DeviceKey:
 
 
 def load_device_key(state_dir: Path, *, create: bool) -> DeviceKey:
-    """Read ``device.key``; create it (mode 0600, O_EXCL) only when ``create``."""
+    """Read ``device.key``; create it (mode 0600, O_EXCL) only when ``create``.
+
+    Never through a symbolic link: a link (or anything but a regular file) is
+    :class:`~posedge.agent.statedir.UnsafeFile`, a configuration error naming the file
+    (exit 2).
+    """
     path = state_dir / KEY_FILE_NAME
     try:
-        raw = path.read_bytes()
+        fd = open_secret_nofollow(path, os.O_RDONLY, what="device key")
     except FileNotFoundError:
         if not create:
             raise JournalKeyError(
@@ -65,20 +71,30 @@ def load_device_key(state_dir: Path, *, create: bool) -> DeviceKey:
         raise JournalKeyError(
             f"cannot read device key {path}: permission denied; run as the posedge user"
         ) from None
+    try:
+        if stat.S_IMODE(os.fstat(fd).st_mode) & 0o077:
+            os.fchmod(fd, SECRET_FILE_MODE)  # the file we read, not what a path names now
+        raw = os.read(fd, KEY_BYTES + 1)
+    finally:
+        os.close(fd)
     if len(raw) != KEY_BYTES:
         raise JournalKeyError(
             f"device key {path} has {len(raw)} bytes, expected {KEY_BYTES}; restore it from backup"
         )
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        os.chmod(path, 0o600)
     return DeviceKey(raw)
 
 
 def _create_key(path: Path) -> DeviceKey:
     raw = secrets.token_bytes(KEY_BYTES)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    try:
+        # Mode 0600 whatever the umask; O_EXCL|O_NOFOLLOW: never through a link.
+        fd = open_secret_nofollow(path, flags, SECRET_FILE_MODE, what="device key")
+    except FileExistsError:
+        # Something appeared there since the read found nothing: a dangling symbolic
+        # link (refused as UnsafeFile) or a key another process just created.
+        return load_device_key(path.parent, create=False)
     try:
         os.write(fd, raw)
         os.fsync(fd)
