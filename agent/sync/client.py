@@ -24,6 +24,7 @@ import httpx
 
 from ..config import SyncConfig
 from ..errors import ConfigError
+from ..statedir import MAX_SMALL_FILE_BYTES, read_file_nofollow
 from .errors import BackofficeBusy, BackofficeRejected, BackofficeUnreachable, SyncError
 from .retry import parse_retry_after
 
@@ -59,15 +60,29 @@ class Reply:
 
 
 def read_token(token_file: str | None) -> str | None:
-    """The bearer token from a file (first line), or None when none is configured."""
+    """The bearer token from a file (first line), or None when none is configured.
+
+    The file is opened without following a symbolic link: a link, or anything but
+    a regular file, is refused (:class:`~posedge.agent.statedir.UnsafeFile`, exit 2).
+    """
     if not token_file:
         return None
     try:
-        token = Path(token_file).read_text("utf-8").strip()
+        raw = read_file_nofollow(Path(token_file), what="sync.token_file")
     except OSError as exc:
         raise ConfigError(
             f"sync.token_file {token_file}: cannot read it ({exc.strerror}); check the path "
             "and that the posedge user may read it"
+        ) from None
+    if len(raw) > MAX_SMALL_FILE_BYTES:
+        raise ConfigError(
+            f"sync.token_file {token_file}: over {MAX_SMALL_FILE_BYTES} bytes; not a token file"
+        )
+    try:
+        token = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ConfigError(
+            f"sync.token_file {token_file}: not UTF-8 text; it must hold the token only"
         ) from None
     if not token or any(ch.isspace() for ch in token):
         raise ConfigError(f"sync.token_file {token_file}: the token is empty or has spaces")

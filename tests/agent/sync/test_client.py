@@ -14,6 +14,7 @@ import pytest
 
 from posedge.agent.config import SyncConfig
 from posedge.agent.errors import ConfigError
+from posedge.agent.statedir import UnsafeFile
 from posedge.agent.sync import (
     BackofficeBusy,
     BackofficeClient,
@@ -175,6 +176,33 @@ def test_token_file(tmp_path: Path) -> None:
     path.write_text("two words")
     with pytest.raises(ConfigError, match="empty or has spaces"):
         read_token(str(path))
+
+
+def test_a_symlinked_token_file_is_refused(tmp_path: Path) -> None:
+    real = tmp_path / "real-token"
+    real.write_text("s3cret\n")
+    link = tmp_path / "token"
+    link.symlink_to(real)
+    with pytest.raises(UnsafeFile, match="symbolic link") as caught:
+        read_token(str(link))
+    message = str(caught.value)
+    assert "sync.token_file" in message and str(link) in message
+    assert caught.value.exit_code == 2
+
+
+def test_an_unreadable_or_odd_token_file_keeps_its_messages(tmp_path: Path) -> None:
+    path = tmp_path / "token"
+    path.write_text("   \n")
+    with pytest.raises(ConfigError, match="empty or has spaces"):
+        read_token(str(path))
+    path.write_bytes(b"\xff\xfe")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        read_token(str(path))
+    path.write_text("x" * 70_000)
+    with pytest.raises(ConfigError, match="over 65536 bytes"):
+        read_token(str(path))
+    with pytest.raises(UnsafeFile, match="not a regular file"):
+        read_token(str(tmp_path))
 
 
 def test_tls_verification_cannot_be_configured_away(tmp_path: Path) -> None:
