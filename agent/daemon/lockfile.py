@@ -16,6 +16,7 @@ Errors (exit codes per DESIGN §3):
 
     ConfigError                         exit 2
     ├── DaemonAlreadyRunning            another process holds the lock (pid named)
+    ├── UnsafeFile                      daemon.lock is a symbolic link or not a regular file
     └── (plain ConfigError)             the lock file cannot be created/opened
 
 This module must never delete or truncate a lock file it does not hold, and
@@ -32,6 +33,7 @@ from pathlib import Path
 from types import TracebackType
 
 from ..errors import ConfigError
+from ..statedir import SECRET_FILE_MODE, UnsafeFile, open_secret_nofollow, read_file_nofollow
 
 LOCK_FILE_NAME = "daemon.lock"
 
@@ -70,7 +72,13 @@ class StateDirLock:
             return
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            # Never through a symbolic link (UnsafeFile, exit 2): a planted one would have us
+            # truncate the file it names. 0600 whatever the umask (an existing file is made
+            # 0600 too): flock(2) needs only an open descriptor, so anyone who could open
+            # the file, even read-only, could hold the lock and keep the daemon from starting.
+            fd = open_secret_nofollow(
+                self.path, os.O_RDWR | os.O_CREAT, SECRET_FILE_MODE, what="the daemon lock file"
+            )
         except OSError as exc:
             raise ConfigError(
                 f"cannot open the daemon lock file {self.path}: {exc.strerror}; "
@@ -105,9 +113,10 @@ class StateDirLock:
     def holder_pid(self) -> int | None:
         """The pid recorded in the lock file (the holder's while it is locked)."""
         try:
-            text = self.path.read_text(encoding="ascii", errors="replace").strip()
-        except OSError:
+            raw = read_file_nofollow(self.path, max_bytes=64, what="the daemon lock file")
+        except (OSError, UnsafeFile):
             return None
+        text = raw.decode("ascii", errors="replace").strip()
         return int(text) if text.isdigit() else None
 
     def __enter__(self) -> StateDirLock:

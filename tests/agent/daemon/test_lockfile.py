@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -13,6 +14,7 @@ import pytest
 
 from posedge.agent.daemon import LOCK_FILE_NAME, DaemonAlreadyRunning, StateDirLock
 from posedge.agent.errors import ConfigError
+from posedge.agent.statedir import UnsafeFile
 
 TRY_LOCK = textwrap.dedent(
     """
@@ -113,3 +115,38 @@ def test_an_unusable_state_dir_is_a_config_error(tmp_path: Path) -> None:
     not_a_dir.write_text("")
     with pytest.raises(ConfigError, match="cannot open the daemon lock file"):
         StateDirLock.for_state_dir(not_a_dir).acquire()
+
+
+def test_a_symlinked_lock_file_is_refused_and_its_target_not_truncated(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    victim = tmp_path / "precious"
+    victim.write_text("keep me\n")
+    (state / LOCK_FILE_NAME).symlink_to(victim)
+    with pytest.raises(UnsafeFile, match="symbolic link") as caught:
+        StateDirLock.for_state_dir(state).acquire()
+    assert str(state / LOCK_FILE_NAME) in str(caught.value) and caught.value.exit_code == 2
+    assert victim.read_text() == "keep me\n"
+    # A dangling link is not created through either.
+    victim.unlink()
+    with pytest.raises(UnsafeFile, match="symbolic link"):
+        StateDirLock.for_state_dir(state).acquire()
+    assert not victim.exists()
+    assert StateDirLock.for_state_dir(state).holder_pid() is None
+
+
+@pytest.mark.parametrize("mask", [0o777, 0o000])
+def test_the_lock_file_is_0600_whatever_the_umask(tmp_path: Path, mask: int) -> None:
+    """0600: flock(2) needs only an open descriptor, so anyone who could open the file, even
+    read-only, could hold the lock and keep the daemon from starting."""
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    old = os.umask(mask)
+    try:
+        with StateDirLock.for_state_dir(state):
+            assert stat.S_IMODE(os.lstat(state / LOCK_FILE_NAME).st_mode) == 0o600
+    finally:
+        os.umask(old)
+    os.chmod(state / LOCK_FILE_NAME, 0o644)  # an old or hand-made one is made private again
+    with StateDirLock.for_state_dir(state):
+        assert stat.S_IMODE(os.lstat(state / LOCK_FILE_NAME).st_mode) == 0o600
