@@ -12,6 +12,7 @@ This module never logs or stores card data: every payload passes
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sqlite3
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..carddata import CardDataRejected, find_card_data
+from ..statedir import FILE_MODE, open_secret_nofollow
 from .canonical import NotCanonical, canonical_json
 from .chain import GENESIS_HASH, ChainSigner, DeviceKey, load_device_key
 from .errors import (
@@ -47,6 +49,32 @@ READ_BATCH_ROWS = 1000
 _VALID_TYPES: set[str] = set()
 _VALID_TYPES_MAX = 256
 PAGE_SIZE = 1024  # new files: appends write 1 KiB WAL frames (docs/journal.md)
+
+
+def _prepare_file(path: Path, *, create: bool) -> bool:
+    """Before SQLite opens ``path``: refuse a symbolic link (or anything but a regular file)
+    with :class:`~posedge.agent.statedir.UnsafeFile`, and with ``create`` make a missing
+    file with mode 0640 whatever the umask (never through a link: ``O_EXCL``). SQLite gives
+    the -wal and -shm files the database's mode. True when the file is empty (new).
+
+    Other failures (permissions, a read-only filesystem) are left to SQLite, whose errors
+    the journal maps to its own.
+    """
+    fd: int | None = None
+    try:
+        if create:
+            with contextlib.suppress(FileExistsError):
+                fd = open_secret_nofollow(
+                    path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE, what="journal"
+                )
+        if fd is None:
+            fd = open_secret_nofollow(path, os.O_RDONLY, what="journal")
+    except OSError:
+        return False
+    try:
+        return os.fstat(fd).st_size == 0
+    finally:
+        os.close(fd)
 
 
 class Journal:
@@ -91,7 +119,7 @@ class Journal:
     ) -> Journal:
         """Open (and for a writer, create or migrate) the journal in ``state_dir``."""
         path = state_dir / JOURNAL_FILE_NAME
-        if readonly and not path.exists():
+        if readonly and not os.path.lexists(path):
             raise JournalError(
                 f"no journal at {path}; check --state-dir (the daemon creates the journal "
                 "on first start)"
@@ -117,12 +145,13 @@ class Journal:
     def _connect(path: Path, readonly: bool, busy_timeout_s: float) -> sqlite3.Connection:
         try:
             if readonly:
+                _prepare_file(path, create=False)
                 conn = sqlite3.connect(
                     f"file:{path}?mode=ro", uri=True, isolation_level=None,
                     check_same_thread=False,
                 )  # fmt: skip
             else:
-                new_file = not path.exists()
+                new_file = _prepare_file(path, create=True)
                 conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
                 if new_file:
                     conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")

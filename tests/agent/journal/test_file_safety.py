@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,9 +17,12 @@ from pathlib import Path
 import pytest
 
 from posedge.agent.errors import ConfigError
-from posedge.agent.journal import Journal
+from posedge.agent.journal import JOURNAL_FILE_NAME, Journal, JournalError
 from posedge.agent.journal.chain import KEY_BYTES, KEY_FILE_NAME, load_device_key
+from posedge.agent.journal.store import PAGE_SIZE
 from posedge.agent.statedir import UnsafeFile
+
+from .helpers import fill
 
 
 @contextlib.contextmanager
@@ -78,3 +82,69 @@ def test_a_group_readable_device_key_is_made_private_again(tmp_path: Path) -> No
     os.chmod(state / KEY_FILE_NAME, 0o644)
     assert load_device_key(state, create=False) == key
     assert mode_of(state / KEY_FILE_NAME) == 0o600
+
+
+# ---- journal.db ---------------------------------------------------------------------------
+@pytest.mark.parametrize("mask", [0o000, 0o077])
+def test_a_new_journal_and_its_wal_are_0640_whatever_the_umask(tmp_path: Path, mask: int) -> None:
+    state = tmp_path / "state"
+    db = state / JOURNAL_FILE_NAME
+    with umask(mask):
+        with Journal.open(state) as jr:
+            fill(jr, 3)
+            wal, shm = db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")
+            assert wal.exists() and shm.exists()
+            assert (mode_of(db), mode_of(wal), mode_of(shm)) == (0o640, 0o640, 0o640)
+        with Journal.open(state) as jr:  # reopening an existing journal changes nothing
+            fill(jr, 1)
+            assert mode_of(db) == 0o640 and mode_of(wal) == 0o640
+    assert mode_of(state / KEY_FILE_NAME) == 0o600
+
+
+def test_a_new_journal_still_gets_the_small_page_size(tmp_path: Path) -> None:
+    with Journal.open(tmp_path) as jr:
+        fill(jr, 1)
+    conn = sqlite3.connect(tmp_path / JOURNAL_FILE_NAME)
+    try:
+        assert conn.execute("PRAGMA page_size").fetchone()[0] == PAGE_SIZE
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("readonly", [False, True])
+def test_a_symlinked_journal_is_refused(tmp_path: Path, readonly: bool) -> None:
+    real = tmp_path / "real"
+    with Journal.open(real) as jr:
+        fill(jr, 2)
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    (state / JOURNAL_FILE_NAME).symlink_to(real / JOURNAL_FILE_NAME)
+    os.link(real / KEY_FILE_NAME, state / KEY_FILE_NAME)
+    before = (real / JOURNAL_FILE_NAME).read_bytes()
+    with pytest.raises(UnsafeFile, match="symbolic link") as caught:
+        Journal.open(state, readonly=readonly)
+    assert str(state / JOURNAL_FILE_NAME) in str(caught.value) and caught.value.exit_code == 2
+    assert (real / JOURNAL_FILE_NAME).read_bytes() == before
+    assert sorted(p.name for p in state.iterdir()) == sorted([JOURNAL_FILE_NAME, KEY_FILE_NAME])
+
+
+@pytest.mark.parametrize("readonly", [False, True])
+def test_a_dangling_symlinked_journal_is_not_created_through(
+    tmp_path: Path, readonly: bool
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    target = tmp_path / "planted.db"
+    (state / JOURNAL_FILE_NAME).symlink_to(target)
+    with pytest.raises(UnsafeFile, match="symbolic link"):
+        Journal.open(state, readonly=readonly)
+    assert not target.exists()
+    assert [p.name for p in state.iterdir()] == [JOURNAL_FILE_NAME]
+
+
+def test_a_read_only_open_creates_nothing(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    with pytest.raises(JournalError, match="no journal"):
+        Journal.open(state, readonly=True)
+    assert list(state.iterdir()) == []
