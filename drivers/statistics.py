@@ -5,6 +5,13 @@ written atomically (temp file, fsync, rename) so a crash never leaves a torn
 file. A damaged file is kept aside as ``.corrupt`` and counting restarts; the
 counters are diagnostics, never a reason to refuse work.
 
+Files are created 0640 and the ``devices`` directory 0750 whatever the umask,
+and nothing is opened through a symbolic link (``O_NOFOLLOW``; the temporary
+file has an unguessable name and ``O_EXCL``): a link, or anything but a regular
+file, where the statistics file belongs is set aside like a damaged file, its
+target never read or written. (posedge.agent.statedir does the same for the
+agent; drivers must not import the agent, hence the few lines here.)
+
 ``min_save_interval_s`` bounds how often a busy device fsyncs its counters (a
 lane selling many sales a second would otherwise spend its time here); a
 skipped save is made at the next one due or at ``save(force=True)`` on close.
@@ -12,15 +19,62 @@ skipped save is made at the next one due or at ``save(force=True)`` on close.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import re
+import secrets
+import stat
 import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
 _SAFE_ID = re.compile(r"[^A-Za-z0-9._-]+")
+FILE_MODE = 0o640
+DIR_MODE = 0o750
+MAX_FILE_BYTES = 1 << 20
+_NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class _NotAFile(Exception):
+    """A symbolic link or a non-regular file where the statistics file belongs."""
+
+
+def _read_nofollow(path: Path) -> bytes:
+    """The file's content; never through a link, never blocking on a FIFO."""
+    try:
+        fd = os.open(path, os.O_RDONLY | _NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _NotAFile from None
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _NotAFile
+        chunks: list[bytes] = []
+        left = MAX_FILE_BYTES + 1
+        while left > 0 and (chunk := os.read(fd, left)):
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _make_dir(path: Path) -> None:
+    """``path`` as a directory of mode DIR_MODE (umask or not) if missing."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.mkdir(path, DIR_MODE)
+    except FileExistsError:
+        return
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | _NOFOLLOW)
+    try:
+        os.fchmod(fd, DIR_MODE)
+    finally:
+        os.close(fd)
 
 
 class DeviceStatistics:
@@ -45,7 +99,10 @@ class DeviceStatistics:
     def _load(self) -> None:
         assert self.path is not None
         try:
-            raw = json.loads(self.path.read_text("utf-8"))
+            data = _read_nofollow(self.path)
+            if len(data) > MAX_FILE_BYTES:
+                raise ValueError("too large for a statistics file")
+            raw = json.loads(data.decode("utf-8"))
             counters = raw["counters"]
             if not isinstance(counters, dict) or not all(
                 isinstance(v, int) for v in counters.values()
@@ -55,7 +112,7 @@ class DeviceStatistics:
             self._online_s_base = float(raw.get("online_s", 0.0))
         except FileNotFoundError:
             return
-        except (ValueError, KeyError, TypeError):
+        except (_NotAFile, ValueError, KeyError, TypeError):
             self.path.replace(self.path.with_suffix(".corrupt"))
             self._counters = {}
 
@@ -105,10 +162,19 @@ class DeviceStatistics:
             "counters": snap,
             "online_s": online_s,
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(f".tmp{os.getpid()}")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, indent=1, sort_keys=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+        _make_dir(self.path.parent)
+        tmp = self.path.with_suffix(f".tmp{os.getpid()}-{secrets.token_hex(8)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, FILE_MODE)
+        try:
+            try:
+                os.fchmod(fd, FILE_MODE)  # the umask may have taken bits away
+                with os.fdopen(fd, "w", encoding="utf-8", closefd=False) as fh:
+                    json.dump(doc, fh, indent=1, sort_keys=True)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.path)  # replaces a link there, never writes through it
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
