@@ -42,7 +42,9 @@ def _version() -> str:
 @click.option(
     "--config",
     "config_path",
-    type=click.Path(path_type=Path, dir_okay=False),
+    # readable=False: an unreadable file reaches posedge's own loader, whose message (exit 2)
+    # is the same for --config, POSEDGE_CONFIG and the default file.
+    type=click.Path(path_type=Path, dir_okay=False, readable=False),
     default=None,
     help="TOML configuration file [default: $POSEDGE_CONFIG, else /etc/posedge/posedge.toml "
     "if it exists, else built-in defaults].",

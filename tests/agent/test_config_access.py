@@ -98,12 +98,22 @@ def test_a_config_file_the_service_cannot_read_is_exit_2(open_dir: Path) -> None
     assert f"cannot read {config}: permission denied; the service user needs read access" in report
     assert "Traceback" not in report
     assert not state.exists()
-    # Named with --config, click's own check answers first: exit 2 as well, naming the file.
+
+
+def test_an_explicit_config_the_service_cannot_read_gets_the_same_message(open_dir: Path) -> None:
+    """Named with --config the file reaches posedge's own loader (click does not check it
+    first), so the message is the uniform one, not click's "not readable"."""
+    config = open_dir / "posedge.toml"
+    config.write_text('[terminal]\nname = "lane 1"\n')
+    os.chmod(config, 0o000)
+    state = open_dir / "state"
     report = as_nobody(
         run_cli("--config", str(config), "--state-dir", str(state), "sync", "status")
     )
     assert report.startswith("exit 2"), report
-    assert str(config) in report and "not readable" in report and "Traceback" not in report
+    assert f"cannot read {config}: permission denied; the service user needs read access" in report
+    assert "not readable" not in report and "Traceback" not in report
+    assert not state.exists()
 
 
 def test_a_config_dir_the_service_cannot_search_is_exit_2_not_a_traceback(open_dir: Path) -> None:
