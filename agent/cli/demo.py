@@ -50,7 +50,9 @@ def demo(cli: CliContext, sales: int) -> None:
     configure_logging("error")  # the story goes to stdout; only real errors to stderr
     narrate = (lambda text: None) if cli.json_output else click.echo
     if cli.state_dir_option is not None:
-        summary = asyncio.run(_session(cli.state_dir_option, sales, narrate))
+        # cli.state_dir refuses a directory others could tamper with (exit 2), like every
+        # other command; the temporary one below is the demo's own, 0700 from tempfile.
+        summary = asyncio.run(_session(cli.state_dir, sales, narrate))
     else:
         with tempfile.TemporaryDirectory(prefix="posedge-demo-") as tmp:
             summary = asyncio.run(_session(Path(tmp), sales, narrate))

@@ -109,6 +109,17 @@ def test_the_daemon_refuses_an_insecure_state_dir(state: Path) -> None:
     assert not (state / "daemon.lock").exists()
 
 
+def test_the_demo_refuses_an_insecure_state_dir(tmp_path: Path) -> None:
+    """``posedge demo --state-dir D`` is held to the same rule (its own temporary
+    directory, when none is given, is made safe by tempfile)."""
+    state = tmp_path / "demo-state"
+    state.mkdir()
+    os.chmod(state, 0o777)
+    done = posedge("--state-dir", str(state), "demo", "--sales", "6")
+    assert_refused(done, str(state), "writable by group and others", f"chmod go-w {state}")
+    assert list(state.iterdir()) == [], "nothing is created in a refused state directory"
+
+
 def test_a_vault_dir_others_can_write_is_refused(state: Path) -> None:
     vault = state / "vault"
     vault.mkdir(mode=0o700)
