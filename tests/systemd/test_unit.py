@@ -116,6 +116,12 @@ def test_unit_keeps_the_contract_the_daemon_relies_on() -> None:
     assert s["Service.UMask"] == ["0077"]
 
 
+def test_no_core_dumps() -> None:
+    """The PAN-token key and card data in flight live only in the process's memory: a core
+    dump would write them to disk."""
+    assert unit_settings(UNIT.read_text())["Service.LimitCORE"] == ["0"]
+
+
 def test_devices_stay_reachable_under_the_hardening() -> None:
     """A private /dev would hide every serial and USB node; the device ACL must list them."""
     s = unit_settings(UNIT.read_text())
