@@ -103,7 +103,7 @@ def test_security_exposure_is_at_most_two() -> None:
 def test_unit_keeps_the_contract_the_daemon_relies_on() -> None:
     s = unit_settings(UNIT.read_text())
     assert s["Service.Type"] == ["notify"] and s["Service.NotifyAccess"] == ["main"]
-    assert s["Service.ExecStart"] == [f"{SHIPPED_BINARY} run --config /etc/posedge/posedge.toml"]
+    assert s["Service.ExecStart"] == [f"{SHIPPED_BINARY} --config /etc/posedge/posedge.toml run"]
     assert s["Service.ExecReload"] == ["/bin/kill -HUP $MAINPID"]
     assert s["Service.WatchdogSec"] == ["30"] and s["Service.Restart"] == ["on-failure"]
     assert s["Service.StateDirectory"] == ["posedge"]
@@ -114,6 +114,21 @@ def test_unit_keeps_the_contract_the_daemon_relies_on() -> None:
     assert s["Service.ConfigurationDirectory"] == ["posedge"]
     assert s["Service.User"] == ["posedge"] and s["Service.Group"] == ["posedge"]
     assert s["Service.UMask"] == ["0077"]
+
+
+def test_exec_start_is_a_command_line_posedge_accepts() -> None:
+    """``--config`` is a global option: it goes before the command (``posedge run --config``
+    is a usage error, exit 2, which RestartPreventExitStatus= makes final)."""
+    (exec_start,) = unit_settings(UNIT.read_text())["Service.ExecStart"]
+    binary, *args = exec_start.split()
+    assert binary == SHIPPED_BINARY
+    env = {k: v for k, v in os.environ.items() if k != "POSEDGE_CONFIG"}
+    done = subprocess.run(
+        [str(posedge_script()), *args, "--help"],
+        capture_output=True, text=True, timeout=60, env=env, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "Usage: posedge run" in done.stdout
 
 
 def test_no_core_dumps() -> None:
