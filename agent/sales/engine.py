@@ -72,6 +72,7 @@ _CRASH_AFTER = os.environ.get(CRASH_HOOK_ENV)
 """Test hook for the crash tests: the event type after which the process kills itself."""
 RECENT_ALERTS = 50
 ALERT_AUTH_REFUSED = "authorization_refused"
+ALERT_NO_AMOUNT = "reversal_without_amount:"
 _FINAL_VALUES = frozenset(state.value for state in FINAL_STATES)
 
 
@@ -473,8 +474,12 @@ class SaleEngine:
                       extra={"sale": txn, "attempt": attempt})  # fmt: skip
             return None
         if type(row["amount"]) is not int or not row["currency"]:
+            # A journal edited or written by a bug: never guess an amount (nor reverse 0).
             log.error("a reversal is owed but the sale has no amount; not reversing 0",
                       extra={"sale": txn, "attempt": attempt})  # fmt: skip
+            self.alerts.raise_(f"{ALERT_NO_AMOUNT}{txn}", f"sale {txn}: attempt {attempt} must be "
+                               "reversed but the journal holds no amount or currency for the "
+                               "sale; reverse it at the back office by hand", sale=txn)  # fmt: skip
             return None
         if state == "voided":
             reason = "void"

@@ -227,3 +227,23 @@ def test_a_refused_authorization_is_not_a_decline(tmp_path: Path) -> None:
         assert lane.engine.alerts.active() == {}
 
     run_lane(tmp_path, body, lane_config(sync={"permanent_retry": "0.2s"}))
+
+
+def test_a_sale_without_an_amount_is_an_error_never_a_reversal_of_zero(tmp_path: Path) -> None:
+    """A journal whose sale lost its amount (a bug, an edit): recovery owes a reversal but
+    must not invent one of 0; it raises an alert for a person instead."""
+
+    async def body(lane: Lane) -> None:
+        txn = "s-noamount"
+        lane.journal.append("sale.created", {"currency": "EUR", "request_hash": "h",
+                                             "idempotency_key": "k-noamount"}, txn=txn)  # fmt: skip
+        lane.journal.append("auth.requested", {"attempt": online_attempt(txn)}, txn=txn)
+        await restart(lane)
+        assert "reversal.requested" not in lane.types(txn)
+        assert not lane.engine.reversals.pending_for(txn)
+        alert = lane.engine.alerts.active()[f"reversal_without_amount:{txn}"]
+        assert online_attempt(txn) in alert["detail"]
+        assert lane.backoffice.store is not None
+        assert lane.backoffice.store.reversals(TERMINAL) == []
+
+    run_lane(tmp_path, body)
