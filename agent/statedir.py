@@ -29,6 +29,7 @@ import errno
 import fcntl
 import os
 import pwd
+import secrets
 import stat
 from pathlib import Path
 
@@ -266,6 +267,34 @@ def read_file_nofollow(
         os.close(fd)
 
 
+def create_file_once(path: Path, data: bytes, mode: int, *, what: str = "") -> None:
+    """Write a new small file at ``path`` durably and atomically, unless one is already there.
+
+    The content goes to a temporary file (``mode`` whatever the umask, never through
+    a link), is fsynced, then hard-linked into place: a concurrent creator wins and
+    its file is kept, never overwritten. OSErrors propagate for the caller to explain.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    temp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    try:
+        fd = open_secret_nofollow(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode, what=what)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        with contextlib.suppress(FileExistsError):
+            os.link(temp, path)
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    finally:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+
+
 def is_regular_file(path: Path | str) -> bool:
     """True for a regular file (a symbolic link to one is not)."""
     try:
@@ -282,6 +311,7 @@ __all__ = [
     "UnsafeFile",
     "check_state_dir",
     "check_vault_dir",
+    "create_file_once",
     "is_regular_file",
     "open_secret_nofollow",
     "read_file_nofollow",

@@ -11,7 +11,6 @@ must never log, print or put a token into an error message.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import secrets
@@ -20,7 +19,7 @@ from pathlib import Path
 
 from posedge.agent.config import ApiConfig, Config
 from posedge.agent.errors import ConfigError
-from posedge.agent.statedir import open_secret_nofollow
+from posedge.agent.statedir import create_file_once, open_secret_nofollow
 
 log = logging.getLogger("posedge.api")
 
@@ -77,34 +76,14 @@ def read_token(path: Path, key: str) -> str:
 
 
 def _create(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     token = secrets.token_urlsafe(TOKEN_RANDOM_BYTES)
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
     try:
-        # Mode 0600 whatever the umask; never through a symbolic link.
-        fd = open_secret_nofollow(temp, flags, TOKEN_FILE_MODE, what="the till API token file")
-        try:
-            os.write(fd, (token + "\n").encode("ascii"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        with contextlib.suppress(FileExistsError):  # another starter won: use its token
-            os.link(temp, path)
-        _fsync_dir(path.parent)
+        # Mode 0600 whatever the umask; never through a symbolic link; another starter
+        # that won the race keeps its token.
+        create_file_once(path, (token + "\n").encode("ascii"), TOKEN_FILE_MODE,
+                         what="the till API token file")  # fmt: skip
     except OSError as exc:
         raise ConfigError(
             f"cannot create the till API token file {path}: {exc.strerror}; "
             "fix the state directory's permissions or set api.token_file"
         ) from None
-    finally:
-        with contextlib.suppress(OSError):
-            temp.unlink()
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -7,14 +7,12 @@ whatever the umask.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 import secrets
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..statedir import FILE_MODE, UnsafeFile, open_secret_nofollow, read_file_nofollow
+from ..statedir import FILE_MODE, UnsafeFile, create_file_once, read_file_nofollow
 
 TERMINAL_ID_FILE = "terminal-id"
 TERMINAL_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -49,26 +47,13 @@ def _read(path: Path) -> str:
 
 
 def _create(path: Path) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     new_id = f"term-{secrets.token_hex(6)}"
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
     try:
-        fd = open_secret_nofollow(tmp, flags, FILE_MODE, what="the terminal id file")
-        try:
-            os.write(fd, (new_id + "\n").encode("ascii"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        # Atomic, and loses to a concurrent creator instead of overwriting.
-        with contextlib.suppress(FileExistsError):
-            os.link(tmp, path)
+        create_file_once(path, (new_id + "\n").encode("ascii"), FILE_MODE,
+                         what="the terminal id file")  # fmt: skip
     except OSError as exc:
         raise ConfigError(
             f"cannot create the terminal id file {path}: {exc.strerror}; fix the state "
             "directory's permissions or set terminal.id"
         ) from None
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
     return _read(path)
