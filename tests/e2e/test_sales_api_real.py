@@ -316,9 +316,7 @@ def test_void_right_after_approval_raises_an_alert_and_reverses(
     events = running.events(sale_id)
     alerts = [p for t, _, p in events if t == "alert.raised"]
     assert [a["kind"] for a in alerts] == ["void_after_approval"]
-    assert [p["request"]["reason"] for t, _, p in events if t == "reversal.requested"] == [
-            "void"
-        ]
+    assert [p["request"]["reason"] for t, _, p in events if t == "reversal.requested"] == ["void"]
 
     def reversed_at_host() -> bool:
         rows = running.backoffice("SELECT * FROM reversals WHERE txn = ?", sale_id)
