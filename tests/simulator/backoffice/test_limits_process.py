@@ -126,7 +126,16 @@ class HealthProbe:
         self.failures: list[str] = []
         self._gc_was_enabled = False
         self._stop = threading.Event()
+        self._sampled = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="healthz-probe", daemon=True)
+
+    def _wait_samples(self, count: int) -> None:
+        """Until the probe has taken ``count`` samples in all (or it fails)."""
+        with self._sampled:
+            taken = self._sampled.wait_for(
+                lambda: len(self.latencies) >= count or bool(self.failures), timeout=10
+            )
+        assert taken, f"the /healthz probe took {len(self.latencies)} samples, wanted {count}"
 
     def _run(self) -> None:
         with httpx.Client(base_url=self.url, timeout=5.0) as client:
@@ -138,7 +147,9 @@ class HealthProbe:
                 except httpx.HTTPError as exc:
                     ok, reply = False, None
                     self.failures.append(type(exc).__name__)
-                self.latencies.append(time.perf_counter() - started)
+                with self._sampled:
+                    self.latencies.append(time.perf_counter() - started)
+                    self._sampled.notify_all()
                 if not ok and reply is not None:
                     self.failures.append(str(reply.status_code))
                 self._stop.wait(0.005)
@@ -149,7 +160,7 @@ class HealthProbe:
         gc.collect()
         gc.disable()
         self._thread.start()
-        time.sleep(0.05)  # a few samples before the upload starts
+        self._wait_samples(3)  # a few samples before the upload starts
         return self
 
     def __exit__(
@@ -158,7 +169,7 @@ class HealthProbe:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        time.sleep(0.02)
+        self._wait_samples(len(self.latencies) + 2)  # and a few after it ended
         self._stop.set()
         self._thread.join(10)
         if self._gc_was_enabled:
