@@ -203,7 +203,8 @@ class _Queue:
                 slot.due = time.monotonic() + delay
             self._wake.clear()
             due = min((slot.due for slot in self._slots.values()), default=None)
-            timeout = IDLE_WAKE_S if due is None else max(0.0, min(IDLE_WAKE_S, due - now))
+            left = None if due is None else due - time.monotonic()
+            timeout = IDLE_WAKE_S if left is None else max(0.0, min(IDLE_WAKE_S, left))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=timeout)
 
