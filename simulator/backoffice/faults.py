@@ -24,6 +24,7 @@ look at request bodies.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import math
 import random
@@ -197,7 +198,9 @@ async def reset_connection(send: Send) -> None:
         )
     sock = transport.get_extra_info("socket")
     if sock is not None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        # The client may be gone already (its socket closed): then there is nothing to reset.
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     transport.abort()
     # Let connection_lost run, so uvicorn knows the client is gone and answers nothing.
     for _ in range(3):
