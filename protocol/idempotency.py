@@ -38,6 +38,12 @@ def reversal_id(attempt: str) -> str:
     return f"{attempt}:{REVERSAL}"
 
 
+def canonical_json(doc: dict[str, Any]) -> bytes:
+    """``doc`` as canonical JSON bytes: sorted keys, no spaces, UTF-8 as is. A request
+    journaled once and sent as these bytes is re-sent byte for byte."""
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 def fingerprint(doc: dict[str, Any]) -> str:
     """SHA-256 (hex) of ``doc`` as canonical JSON: sorted keys, no spaces, UTF-8 as is.
 
@@ -45,8 +51,7 @@ def fingerprint(doc: dict[str, Any]) -> str:
     :data:`AUTHORIZATION_UNFINGERPRINTED`); ``doc`` must never hold card data
     when the result is stored.
     """
-    canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(canonical_json(doc)).hexdigest()
 
 
 def authorization_fingerprint(doc: dict[str, Any]) -> str:

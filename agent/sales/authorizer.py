@@ -23,10 +23,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from posedge.protocol.idempotency import reversal_id
+from posedge.protocol.idempotency import canonical_json, reversal_id
 from posedge.protocol.models import AuthorizationRequest, ReversalRequest
 
-from ..sync.client import BackofficeClient, request_body
+from ..sync.client import BackofficeClient
 from ..sync.errors import BackofficeBusy, BackofficeRejected, BackofficeUnreachable, SyncError
 
 Outcome = Literal["approved", "declined", "unavailable", "unknown", "refused"]
@@ -103,7 +103,7 @@ class Authorizer:
         document = dict(request)
         if card is not None:
             document["card"] = card
-        body = request_body(document)
+        body = canonical_json(document)
         document.clear()
         try:
             reply = self.client.authorize(body, str(request["attempt"]), timeout_s=self.timeout_s)
@@ -134,7 +134,7 @@ class Authorizer:
         """Send one reversal exactly as journaled."""
         try:
             reply = self.client.reverse(
-                request_body(request), str(request["reversal"]), timeout_s=self.timeout_s
+                canonical_json(request), str(request["reversal"]), timeout_s=self.timeout_s
             )
         except BackofficeRejected as exc:
             return ReversalResult("refused", reason=_short(exc), status=exc.status, error=exc)

@@ -266,14 +266,6 @@ def _json(document: dict[str, Any]) -> bytes:
     return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def request_body(document: dict[str, Any]) -> bytes:
-    """The bytes of a request body: canonical JSON (sorted keys, no spaces, UTF-8), so a
-    document journaled once is re-sent byte for byte."""
-    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
-        "utf-8"
-    )
-
-
 def _body(response: httpx.Response) -> dict[str, Any]:
     try:
         parsed = response.json()

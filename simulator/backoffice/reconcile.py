@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from posedge.agent.journal.projection import fold_row
+from posedge.agent.journal.projection import fold_row, pending_reversals
 from posedge.agent.sales.model import FINAL_STATES
 
 CAPTURING_STATES = frozenset({"approved", "approved_offline"})
@@ -86,24 +86,6 @@ def _sales(events: Iterable[Mapping[str, Any]]) -> dict[str, list[Mapping[str, A
     }
 
 
-def _pending_reversals(txn: str, events: list[Mapping[str, Any]]) -> list[str]:
-    """Attempts whose reversal the till requested and never saw acknowledged."""
-    requested: list[str] = []
-    acked: set[str] = set()
-    for event in events:
-        if event["type"] not in ("reversal.requested", "reversal.acked"):
-            continue
-        payload = event.get("payload") or {}
-        named = payload.get("attempt")
-        attempt = named if isinstance(named, str) and named else txn  # before protocol v2
-        if event["type"] == "reversal.requested":
-            if attempt not in requested:
-                requested.append(attempt)
-        else:
-            acked.add(attempt)
-    return [attempt for attempt in requested if attempt not in acked]
-
-
 def reconcile(
     terminal: str,
     events: Iterable[Mapping[str, Any]],
@@ -140,7 +122,7 @@ def reconcile(
         state = str(row["state"])
         forward = row["summary"].get("forward")
         amount = row["amount"] if isinstance(row["amount"], int) else 0
-        for attempt in _pending_reversals(txn, sale_events):
+        for attempt in pending_reversals(txn, row["summary"]):
             pending.append(
                 {"txn": txn, "attempt": attempt, "at_backoffice": attempt in reversed_at_bo}
             )

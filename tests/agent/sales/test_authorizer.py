@@ -24,8 +24,8 @@ from posedge.agent.sales.authorizer import (
 )
 from posedge.agent.sales.workers import RetryPolicy
 from posedge.agent.sync import BackofficeClient
-from posedge.agent.sync.client import request_body
 from posedge.agent.sync.errors import BackofficeRejected, SyncError
+from posedge.protocol.idempotency import canonical_json
 
 REQUEST = authorization_request(
     terminal="t-1", txn="s-1", attempt="s-1:online", amount=1234, currency="EUR",
@@ -107,7 +107,7 @@ def test_the_request_sent_is_the_journaled_one_plus_the_card() -> None:
     auth.authorize(REQUEST, dict(CARD))
     auth.authorize(REQUEST, dict(CARD))
     assert seen[0].headers["Idempotency-Key"] == "s-1:online"
-    assert seen[0].content == request_body({**REQUEST, "card": CARD})
+    assert seen[0].content == canonical_json({**REQUEST, "card": CARD})
     assert seen[0].content == seen[1].content  # byte for byte on a resend
     assert "card" not in REQUEST and "4111111111111111" not in json.dumps(REQUEST)
 
@@ -130,7 +130,7 @@ def test_every_status_class_of_a_reversal(handler: Any, outcome: str, had: bool 
     result = authorizer(handler, seen).reverse(REVERSAL)
     assert (result.outcome, result.had_authorization) == (outcome, had)
     assert seen[0].headers["Idempotency-Key"] == "s-1:online:reversal"
-    assert seen[0].content == request_body(REVERSAL)
+    assert seen[0].content == canonical_json(REVERSAL)
 
 
 def test_refusals_name_their_likely_cause() -> None:
