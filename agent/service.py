@@ -276,7 +276,7 @@ class Agent:
         return {
             "devices": engine.device_status,
             "offline_exposure": engine.exposure.as_dict(),
-            "in_doubt_count": len(engine.reversals.pending),
+            "in_doubt_count": len(engine.reversals),
         }
 
     def apply_config(self, new: Config) -> list[str]:
@@ -334,7 +334,7 @@ class Agent:
             state = engine.device_status.get(name, {}).get("state", "unknown")
             parts.append(f"{name} {state}")
         parts.append(f"backlog {self.journal.backlog()[0]}")
-        parts.append(f"in-doubt {len(engine.reversals.pending)}")
+        parts.append(f"in-doubt {len(engine.reversals)}")
         return " · ".join(parts)
 
     # ------------------------------------------------------------ stop

@@ -632,7 +632,7 @@ class SaleEngine:
         for row in self.journal.transactions.needing_work(_FINAL_VALUES):
             if "request_hash" in row["summary"]:  # only sales
                 await self._settle(row, "the agent restarted")
-        keep = {txn for txn in self.forwards.pending}
+        keep = set(self.forwards.pending)
         orphans = self.vault.purge_orphans(keep)
         if orphans:
             log.warning("deleted vault entries with no outstanding offline sale",
