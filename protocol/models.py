@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from .signing import PUBLIC_KEY_PATTERN, SIGNATURE_PATTERN
+
 TERMINAL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 HASH_PATTERN = r"^[0-9a-f]{64}$"
 ZERO_HASH = "0" * 64
@@ -60,6 +62,12 @@ class EventBatch(_Strict):
     first_seq: int = Field(ge=1, le=MAX_SEQ)
     last_seq: int = Field(ge=1, le=MAX_SEQ)
     events: list[Event] = Field(min_length=1)
+    signature: str | None = Field(
+        default=None,
+        pattern=SIGNATURE_PATTERN,
+        description="Ed25519 signature by the device key over (terminal, first_seq, last_seq, "
+        "hash of the last event); see posedge.protocol.signing. Required of enrolled terminals.",
+    )
 
     @model_validator(mode="after")
     def _consecutive(self) -> EventBatch:
@@ -202,6 +210,39 @@ class Problem(_Open):
     acked_seq: int | None = None
     retry_after_s: float | None = None
     errors: list[dict[str, Any]] | None = None
+
+
+class EnrolmentRequest(_Strict):
+    """``POST /v1/enrol``: a one-time enrolment code and the terminal's new public key."""
+
+    code: str = Field(min_length=8, max_length=64, description="One-time enrolment code.")
+    public_key: str = Field(
+        pattern=PUBLIC_KEY_PATTERN, description="Ed25519 public key, unpadded base64url."
+    )
+    agent_version: str | None = Field(default=None, max_length=64)
+
+
+class EnrolmentResponse(_Strict):
+    terminal: TerminalId
+    store: str
+    lane: str
+    token: str = Field(description="The terminal's bearer token; shown once, stored hashed.")
+
+
+class TokenRotationRequest(_Strict):
+    """``POST /v1/terminals/{terminal}/token``: proof of the device key for a new token.
+
+    ``signature`` signs :func:`posedge.protocol.signing.rotation_message` of
+    ``terminal`` and ``nonce``; the current token authenticates the request.
+    """
+
+    nonce: str = Field(min_length=16, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    signature: str = Field(pattern=SIGNATURE_PATTERN)
+
+
+class TokenRotationResponse(_Strict):
+    terminal: TerminalId
+    token: str
 
 
 class Health(_Strict):
