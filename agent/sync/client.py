@@ -118,9 +118,10 @@ class BackofficeClient:
         self.settings = settings
         headers = {
             "User-Agent": f"posedge/{agent_version()}",
-            "X-Posedge-Terminal": terminal,
             "Accept": "application/json, application/problem+json",
         }
+        if terminal:  # none yet while enrolling
+            headers["X-Posedge-Terminal"] = terminal
         if token:
             headers["Authorization"] = f"Bearer {token}"
         timeout = httpx.Timeout(
@@ -174,6 +175,15 @@ class BackofficeClient:
     def reverse(self, body: bytes, key: str, *, timeout_s: float | None = None) -> Reply:
         """One reversal; ``key`` is the reversal id ``{attempt}:reversal``."""
         return self._post("/v1/reversals", body, idempotency_key=key, timeout_s=timeout_s)
+
+    def enrol(self, body: bytes) -> Reply:
+        """``POST /v1/enrol``: the one-time code authenticates (no bearer token is sent)."""
+        return self._post("/v1/enrol", body)
+
+    def rotate_token(self, body: bytes) -> Reply:
+        """``POST /v1/terminals/{terminal}/token``: the answer holds the new token, which is
+        never logged."""
+        return self._post(f"/v1/terminals/{self.terminal}/token", body)
 
     # ------------------------------------------------------------ plumbing
     def _post(

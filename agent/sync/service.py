@@ -22,12 +22,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 from tenacity.stop import stop_base, stop_never
 from tenacity.wait import wait_base
 
 from ..alerts import AlertBook
 from ..config import SyncConfig
+from ..enrolment import load_signing_key
 from ..journal import Journal, JournalError
 from ..journal.records import utc_now_iso
 from .batch import Batch, next_batch
@@ -102,8 +104,12 @@ class SyncService:
         state_dir: Path,
         alerts: AlertBook | None = None,
         started_monotonic: float | None = None,
+        signing_key: Ed25519PrivateKey | None = None,
     ) -> None:
         self.journal = journal
+        self.signing_key = signing_key if signing_key is not None else load_signing_key(state_dir)
+        """The device key of an enrolled terminal (``<state dir>/signing.key``): every batch
+        is signed with it. None: batches go unsigned (a tokens-file or open-mode terminal)."""
         self.client = client
         self.settings = settings
         self.state_dir = state_dir
@@ -135,6 +141,7 @@ class SyncService:
             acked,
             self._batch_events,
             self.settings.batch_bytes_n,
+            self.signing_key,
         )
         if batch is None:
             return None
