@@ -1,15 +1,14 @@
 """Maps the repository folders onto the ``posedge.*`` import names.
 
-``agent``, ``drivers``, ``protocol`` and ``simulator`` are names other
-distributions already claim, so they install as ``posedge.agent``,
-``posedge.drivers``, ``posedge.protocol`` and ``posedge.simulator``. ``posedge``
+``agent``, ``backoffice``, ``drivers``, ``protocol`` and ``simulator`` are
+names other distributions already claim, so each installs as ``posedge.<folder>``. ``posedge``
 itself is an implicit namespace package.
 Everything else about the distribution lives in ``pyproject.toml``.
 """
 
 from setuptools import find_packages, setup
 
-ROOTS = ("agent", "drivers", "protocol", "simulator")
+ROOTS = ("agent", "backoffice", "drivers", "protocol", "simulator")
 
 packages = [
     f"posedge.{pkg}" for root in ROOTS for pkg in find_packages(include=[root, f"{root}.*"])
@@ -21,6 +20,7 @@ setup(
     package_dir=package_dir,
     package_data={
         "posedge.agent": ["py.typed"],
+        "posedge.backoffice": ["py.typed"],
         "posedge.drivers": ["py.typed"],
         "posedge.protocol": ["py.typed"],
         "posedge.simulator": ["py.typed"],

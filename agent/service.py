@@ -71,7 +71,7 @@ def start_simulated_world(
     """Virtual printer and reader on ``sim://`` and (unless told not to) a back office on
     loopback whose database is ``backoffice.sqlite3`` in the state directory."""
     from posedge.drivers.transport.sim import register_sim_device, unregister_sim_device
-    from posedge.simulator.backoffice.server import BackofficeServer
+    from posedge.simulator.backoffice import BackofficeServer
     from posedge.simulator.printer import VirtualPrinter
     from posedge.simulator.reader import VirtualReader
 

@@ -28,8 +28,8 @@ import httpx
 import uvicorn
 from starlette.types import Receive, Scope, Send
 
+from posedge.backoffice.server import _bind, _uvicorn_config
 from posedge.simulator.backoffice import BackofficeServer
-from posedge.simulator.backoffice.server import _bind, _uvicorn_config
 
 TARGET_EVENTS_PER_S = 20_000
 

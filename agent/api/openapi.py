@@ -14,8 +14,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ..openapi_schema import component_schemas
-from ..openapi_schema import ref as _ref
+from posedge.protocol.openapi import component_schemas
+from posedge.protocol.openapi import ref as _ref
+
 from .models import (
     MAX_AMOUNT,
     FieldError,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError, entry_points, version
 from pathlib import Path
 
 import click
@@ -65,14 +65,26 @@ def cli(
     )
 
 
+COMMAND_ENTRY_POINTS = "posedge.commands"
+
+
 def _register() -> None:
-    from . import backoffice, demo, devices, journal, run, simcontrol, simulate, sync, test_cmd
+    from . import demo, devices, journal, run, simcontrol, simulate, sync, test_cmd
 
     cli.add_command(journal.journal)
     cli.add_command(demo.demo)
-    for module in (devices, simulate, test_cmd, sync, backoffice, run):
+    for module in (devices, simulate, test_cmd, sync, run):
         module.register(cli)
     simcontrol.register(simulate.simulate)
+    from posedge.simulator.cli_backoffice import simulate_backoffice
+
+    simulate.simulate.add_command(simulate_backoffice)
+    # Command groups of the packages built on the agent (posedge.backoffice, …) register
+    # themselves as entry points, so the agent never imports them.
+    for entry in entry_points(group=COMMAND_ENTRY_POINTS):
+        command = entry.load()
+        if isinstance(command, click.Command):
+            cli.add_command(command)
     for command in cli.commands.values():
         add_json_option(command)
 

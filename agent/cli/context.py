@@ -64,7 +64,7 @@ def _json_requested(ctx: click.Context, param: click.Parameter, value: bool) -> 
     if not value:
         return
     cli = ctx.find_object(CliContext)
-    if cli is None:  # a command group run on its own (python -m posedge.simulator.backoffice)
+    if cli is None:  # a command group run on its own
         cli = ctx.obj = CliContext(state_dir_option=None, config_option=None, json_output=True)
     cli.json_output = True
 

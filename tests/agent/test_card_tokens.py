@@ -29,11 +29,11 @@ from posedge.agent.sales.authorizer import Authorizer
 from posedge.agent.sales.engine import SaleEngine
 from posedge.agent.sales.model import SaleState
 from posedge.agent.sync import BackofficeClient
+from posedge.backoffice.policy import AuthorizationPolicy
 from posedge.drivers.cardreader import CardReader
 from posedge.drivers.printer import ReceiptPrinter
 from posedge.drivers.transport.sim import register_sim_device, unregister_sim_device
-from posedge.simulator.backoffice.policy import AuthorizationPolicy
-from posedge.simulator.backoffice.server import BackofficeServer
+from posedge.simulator.backoffice import BackofficeServer
 from posedge.simulator.links.inprocess import InProcessTransport
 from posedge.simulator.printer import VirtualPrinter
 from posedge.simulator.reader import VirtualReader

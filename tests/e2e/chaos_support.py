@@ -30,7 +30,7 @@ from typing import Any
 
 import httpx
 
-from posedge.simulator.backoffice.faults import FaultDecision, FaultPlan
+from posedge.simulator.faults import FaultDecision, FaultPlan
 
 from .daemon_support import Daemon
 

@@ -11,7 +11,7 @@ from typing import Any
 from posedge.agent.config import SyncConfig
 from posedge.agent.journal import Journal
 from posedge.agent.sync import BackofficeClient, SyncService
-from posedge.simulator.backoffice.server import BackofficeServer
+from posedge.simulator.backoffice import BackofficeServer
 
 TERMINAL = "lane-e2e"
 POSEDGE = Path(sys.executable).parent / "posedge"

@@ -39,9 +39,9 @@ from typing import Any
 
 import pytest
 
-from posedge.simulator.backoffice.app import BackofficeConfig
-from posedge.simulator.backoffice.policy import AuthorizationPolicy
-from posedge.simulator.backoffice.server import BackofficeServer
+from posedge.backoffice.app import BackofficeConfig
+from posedge.backoffice.policy import AuthorizationPolicy
+from posedge.simulator.backoffice import BackofficeServer
 
 from .chaos_support import (
     CARD_DELAY_S,
@@ -93,7 +93,7 @@ class Chaos:
         # Quiet: it logs every request the agent gave up on (the client is gone) with a
         # traceback — hundreds of them would bury the report.
         self.server = BackofficeServer(
-            self.bo_db, config=BackofficeConfig(faults=self.plan, policy=policy),
+            self.bo_db, config=BackofficeConfig(policy=policy), faults=self.plan,
             log_level="critical",
         )  # fmt: skip
         self.book = SaleBook()

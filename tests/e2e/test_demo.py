@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from posedge.simulator.backoffice.store import BackofficeStore
+from posedge.backoffice.store import BackofficeStore
 
 from .daemon_support import POSEDGE
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from posedge.simulator.backoffice.app import BackofficeConfig
-from posedge.simulator.backoffice.server import BackofficeServer
+from posedge.backoffice.app import BackofficeConfig
+from posedge.simulator.backoffice import BackofficeServer
 
 from .daemon_support import Daemon, create_sale, wait_final, wait_until
 

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from posedge.agent.journal import Journal
-from posedge.simulator.backoffice.server import BackofficeServer
+from posedge.simulator.backoffice import BackofficeServer
 
 from .daemon_support import POSEDGE, Daemon, create_sale, wait_final, wait_until
 

@@ -18,8 +18,8 @@ import pytest
 from posedge.agent.alerts import AlertBook
 from posedge.agent.journal import JOURNAL_FILE_NAME, Journal
 from posedge.agent.sync import SyncService
-from posedge.simulator.backoffice.app import BackofficeConfig
-from posedge.simulator.backoffice.server import BackofficeServer
+from posedge.backoffice.app import BackofficeConfig
+from posedge.simulator.backoffice import BackofficeServer
 
 from ..agent.journal.test_migrations import BACKLOG, make_v1_journal
 from .sync_support import (

@@ -18,7 +18,7 @@ from posedge.agent.sales.model import SaleRequest, SaleView
 from posedge.agent.sync import BackofficeClient
 from posedge.drivers.cardreader import CardReader
 from posedge.drivers.printer import ReceiptPrinter
-from posedge.simulator.backoffice.server import BackofficeServer
+from posedge.simulator.backoffice import BackofficeServer
 from posedge.simulator.links.inprocess import InProcessTransport
 from posedge.simulator.printer import VirtualPrinter
 from posedge.simulator.reader import VirtualReader

@@ -16,7 +16,7 @@ from posedge.agent.sales.model import (
     SaleRequest,
     SaleState,
 )
-from posedge.simulator.backoffice.policy import AuthorizationPolicy
+from posedge.backoffice.policy import AuthorizationPolicy
 
 from .lane import Lane, lane_config, run_lane
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from posedge.agent.journal import Journal
-from posedge.simulator.backoffice.server import BackofficeServer
+from posedge.simulator.backoffice import BackofficeServer
 
 from ..journal.helpers import fill, posedge
 

@@ -1,7 +1,8 @@
-"""``posedge backoffice …``: run the reference back office and report what it holds.
+"""``posedge backoffice …``: run the back office and report what it holds.
 
-``serve`` runs in the foreground until SIGINT/SIGTERM; fault and decline flags
-configure it at start (the admin API changes them at run time). ``report``
+``serve`` runs in the foreground until SIGINT/SIGTERM; decline flags configure
+the authorization policy at start (the admin API changes it at run time). The
+same server with injected faults is ``posedge simulate backoffice``. ``report``
 and ``reconcile`` open the database read-only, so they work while ``serve``
 runs. Nothing here ever prints a token or card data.
 """
@@ -15,18 +16,11 @@ from typing import Any
 
 import click
 
-from .context import CliContext
-from .output import human_age, table
+from posedge.agent.cli.context import CliContext
+from posedge.agent.cli.output import human_age, table
 
 EXIT_CHECK_FAILED = 3
 DEFAULT_LISTEN = "127.0.0.1:8700"
-_FRACTION = click.FloatRange(0.0, 1.0)
-_SECONDS = click.FloatRange(min=0.0)
-
-
-def register(cli: click.Group) -> None:
-    """Add the ``backoffice`` group to the root command."""
-    cli.add_command(backoffice)
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -41,72 +35,64 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
+def serve_options(command: Any) -> Any:
+    """The options of ``serve`` (also those of ``posedge simulate backoffice``)."""
+    for option in reversed(_SERVE_OPTIONS):
+        command = option(command)
+    return command
+
+
+_SERVE_OPTIONS: list[Any] = [
+    click.option("--db", type=click.Path(path_type=Path, dir_okay=False), required=True,
+                 help="SQLite file."),
+    click.option("--listen", default=DEFAULT_LISTEN, show_default=True,
+                 help="HOST:PORT (port 0: any)."),
+    click.option("--tokens", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+                 default=None,
+                 help="TOML/JSON file mapping terminal id to token; without it: open mode."),
+    click.option("--admin", is_flag=True, help="Enable the admin API (/admin/policy) with tokens."),
+    click.option("--heartbeat-interval", type=click.IntRange(min=1), default=60,
+                 show_default=True),
+    click.option("--decline-over", type=click.IntRange(min=0), default=None,
+                 help="Decline amounts above this (minor units)."),
+    click.option("--decline-amount-ending", multiple=True,
+                 help='Decline amounts ending in, e.g. "51".'),
+    click.option("--decline-pan-token", multiple=True, help="Decline this PAN token."),
+    click.option("--decline-masked-suffix", multiple=True,
+                 help="Decline masked PANs ending in this."),
+    click.option("--currency", "currencies", multiple=True, help="Allowed currency (repeatable)."),
+    click.option("--auth-delay", type=click.FloatRange(0.0, 300.0), default=0.0,
+                 show_default=True),
+    click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+                 default="info", show_default=True),
+]  # fmt: skip
+
+
 @click.group()
 def backoffice() -> None:
-    """The reference back office: the sync protocol's server side, for tests and demos."""
+    """The back office: the sync protocol's server side, and what it holds."""
 
 
 @backoffice.command()
-@click.option(
-    "--db", type=click.Path(path_type=Path, dir_okay=False), required=True, help="SQLite file."
-)
-@click.option(
-    "--listen", default=DEFAULT_LISTEN, show_default=True, help="HOST:PORT (port 0: any)."
-)
-@click.option(
-    "--tokens",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    default=None,
-    help="TOML/JSON file mapping terminal id to token; without it: open mode.",
-)
-@click.option("--admin", is_flag=True, help="Enable /admin/faults and /admin/policy with tokens.")
-@click.option("--heartbeat-interval", type=click.IntRange(min=1), default=60, show_default=True)
-@click.option("--error-rate", type=_FRACTION, default=None, help="Fraction answered 500.")
-@click.option("--latency", type=_SECONDS, default=None, help="Seconds added to every request.")
-@click.option("--status-429-rate", type=_FRACTION, default=None, help="Fraction answered 429.")
-@click.option("--status-503-rate", type=_FRACTION, default=None, help="Fraction answered 503.")
-@click.option("--retry-after", type=_SECONDS, default=1.0, show_default=True, help="For 429/503.")
-@click.option("--retry-after-date", is_flag=True, help="Send Retry-After as an HTTP date.")
-@click.option("--reset-rate", type=_FRACTION, default=None, help="Fraction reset, no reply.")
-@click.option(
-    "--drop-reply-rate", type=_FRACTION, default=None, help="Fraction committed, reply dropped."
-)
-@click.option("--down-for", type=click.FloatRange(min=0.0, min_open=True), default=None,
-              help="Refuse everything for this many seconds after start.")  # fmt: skip
-@click.option(
-    "--down-mode", type=click.Choice(["reset", "503"]), default="reset", show_default=True
-)
-@click.option(
-    "--fault-endpoint",
-    type=click.Choice(["*", "events", "head", "heartbeat", "authorizations", "reversals"]),
-    default="*",
-    show_default=True,
-    help="Endpoint the fault flags apply to.",
-)
-@click.option("--fault-seed", type=int, default=0, show_default=True)
-@click.option("--decline-over", type=click.IntRange(min=0), default=None,
-              help="Decline amounts above this (minor units).")  # fmt: skip
-@click.option(
-    "--decline-amount-ending", multiple=True, help='Decline amounts ending in, e.g. "51".'
-)
-@click.option("--decline-pan-token", multiple=True, help="Decline this PAN token.")
-@click.option("--decline-masked-suffix", multiple=True, help="Decline masked PANs ending in this.")
-@click.option("--currency", "currencies", multiple=True, help="Allowed currency (repeatable).")
-@click.option("--auth-delay", type=click.FloatRange(0.0, 300.0), default=0.0, show_default=True)
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
-              default="info", show_default=True)  # fmt: skip
+@serve_options
 def serve(db: Path, listen: str, tokens: Path | None, **opts: Any) -> None:
     """Serve the sync protocol over HTTP until SIGINT/SIGTERM.
 
     Without --tokens it runs in open mode: any terminal is accepted and the
-    admin API is on. Fault flags inject failures from the start; POST
-    /admin/faults changes them at run time.
+    admin API is on.
     """
-    from posedge.simulator.backoffice import (
-        BackofficeConfigError,
-        load_tokens,
-        serve_forever,
-    )
+    from posedge.backoffice.server import serve_forever
+
+    host, port, config = prepare_serve(db, listen, tokens, **opts)
+    try:
+        serve_forever(db, host, port, config, log_level=opts["log_level"])
+    except OSError as exc:
+        raise serve_error(host, port, db, exc) from None
+
+
+def prepare_serve(db: Path, listen: str, tokens: Path | None, **opts: Any) -> tuple[str, int, Any]:
+    """Listen address and BackofficeConfig from the ``serve`` flags (bad input: exit 2)."""
+    from posedge.backoffice.tokens import BackofficeConfigError, load_tokens
 
     host, port = parse_listen(listen)
     token_map = None
@@ -115,24 +101,19 @@ def serve(db: Path, listen: str, tokens: Path | None, **opts: Any) -> None:
             token_map = load_tokens(tokens)
         except BackofficeConfigError as exc:
             raise click.BadParameter(str(exc), param_hint="--tokens") from None
-    config = build_config(token_map, **opts)
-    try:
-        serve_forever(db, host, port, config, log_level=opts["log_level"])
-    except OSError as exc:
-        raise click.UsageError(
-            f"cannot listen on {host}:{port} or open {db}: {exc.strerror or exc}; "
-            "pick a free port or a writable --db path"
-        ) from None
+    return host, port, build_config(token_map, **opts)
+
+
+def serve_error(host: str, port: int, db: Path, exc: OSError) -> click.UsageError:
+    return click.UsageError(
+        f"cannot listen on {host}:{port} or open {db}: {exc.strerror or exc}; "
+        "pick a free port or a writable --db path"
+    )
 
 
 def build_config(tokens: dict[str, str] | None, **opts: Any) -> Any:
     """A BackofficeConfig from the ``serve`` flags (also used by tests)."""
-    from posedge.simulator.backoffice import (
-        AuthorizationPolicy,
-        BackofficeConfig,
-        FaultPlan,
-        FaultRule,
-    )
+    from posedge.backoffice import AuthorizationPolicy, BackofficeConfig
 
     currencies = [c.upper() for c in opts.get("currencies") or ()]
     policy = AuthorizationPolicy(
@@ -143,40 +124,11 @@ def build_config(tokens: dict[str, str] | None, **opts: Any) -> Any:
         allowed_currencies=currencies or None,
         delay_s=opts.get("auth_delay") or 0.0,
     )
-    plan = FaultPlan(seed=opts.get("fault_seed") or 0)
-    endpoint: Any = opts.get("fault_endpoint") or "*"
-    retry = {
-        "retry_after_s": opts.get("retry_after", 1.0),
-        "retry_after_form": "date" if opts.get("retry_after_date") else "seconds",
-    }
-    if opts.get("down_for"):
-        plan.add(
-            FaultRule(
-                kind="down",
-                endpoint=endpoint,
-                duration_s=opts["down_for"],
-                down_mode=opts.get("down_mode") or "reset",
-            )
-        )
-    if opts.get("latency"):
-        plan.add(FaultRule(kind="latency", endpoint=endpoint, latency_s=opts["latency"]))
-    for flag, kind in (
-        ("error_rate", "error"),
-        ("status_429_rate", "status_429"),
-        ("status_503_rate", "status_503"),
-        ("reset_rate", "reset"),
-        ("drop_reply_rate", "drop_reply"),
-    ):
-        if opts.get(flag):
-            plan.add(FaultRule.model_validate(
-                {"kind": kind, "endpoint": endpoint, "rate": opts[flag], **retry}
-            ))  # fmt: skip
     return BackofficeConfig(
         tokens=tokens,
         admin=bool(opts.get("admin")),
         heartbeat_interval_s=opts.get("heartbeat_interval") or 60,
         policy=policy,
-        faults=plan,
     )
 
 
@@ -190,7 +142,7 @@ def report(ctx: click.Context, db: Path) -> None:
 
     Exit 3 when the held events have holes or chain breaks (never expected).
     """
-    from posedge.simulator.backoffice import BackofficeStore, report_document
+    from posedge.backoffice import BackofficeStore, report_document
 
     try:
         store = BackofficeStore(db, readonly=True)
@@ -259,9 +211,9 @@ def reconcile(ctx: click.Context, db: Path, export: Path, terminal: str | None) 
     waits for, or money captured for a sale the journal does not have
     (uncollectable offline sales are listed, not failures). Exit 2 on bad input.
     """
-    from posedge.simulator.backoffice import BackofficeStore
-    from posedge.simulator.backoffice.reconcile import ExportError, read_export
-    from posedge.simulator.backoffice.reconcile import reconcile as check
+    from posedge.backoffice import BackofficeStore
+    from posedge.backoffice.reconcile import ExportError, read_export
+    from posedge.backoffice.reconcile import reconcile as check
 
     try:
         events = read_export(export)
@@ -341,7 +293,7 @@ def render_reconcile(doc: dict[str, Any]) -> str:
               help="Write to this file instead of stdout (docs/openapi-sync.json).")  # fmt: skip
 def openapi(target: Path | None) -> None:
     """Print the protocol's OpenAPI 3.1 document (what GET /openapi.json serves)."""
-    from posedge.simulator.backoffice.openapi import render
+    from posedge.protocol.openapi import render
 
     if target is None:
         click.echo(render(), nl=False)

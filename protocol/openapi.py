@@ -1,22 +1,22 @@
 """The OpenAPI 3.1 document of the sync protocol, built from the protocol models.
 
-``OPENAPI_DOCUMENT`` is what ``GET /openapi.json`` serves; ``docs/openapi-sync.json``
-is this document written out (``posedge backoffice openapi --write
-docs/openapi-sync.json``) and a test fails when the two differ. Body schemas
-come from :mod:`.models`, the same models that validate requests, so the
-document cannot drift from the server. This module must never do I/O at import.
+``docs/openapi-sync.json`` is :func:`render` written out (``posedge backoffice
+openapi --write docs/openapi-sync.json``) and a test fails when the two
+differ; the back office serves it at ``GET /openapi.json`` with its own admin
+routes added. Body schemas come from :mod:`.models`, the same models that
+validate requests, so the document cannot drift from either side. Also the
+schema helpers the till API's document uses. Pure: no I/O.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel
 
-from posedge.agent.openapi_schema import component_schemas
-from posedge.agent.openapi_schema import ref as _ref
-from posedge.protocol.models import (
+from .models import (
     AuthorizationRequest,
     AuthorizationResponse,
     EventBatch,
@@ -29,10 +29,27 @@ from posedge.protocol.models import (
     ReversalRequest,
     ReversalResponse,
 )
-
-from .faults import FaultRule
-from .policy import AuthorizationPolicy
 from .problems import PROBLEM_BASE, PROBLEM_TYPES
+
+REF_TEMPLATE = "#/components/schemas/{model}"
+
+
+def component_schemas(models: Iterable[type[BaseModel]]) -> dict[str, Any]:
+    """``components.schemas`` for ``models`` and every model they reference, sorted."""
+    schemas: dict[str, Any] = {}
+    for model in models:
+        schema = model.model_json_schema(ref_template=REF_TEMPLATE)
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    return dict(sorted(schemas.items()))
+
+
+def ref(name: str) -> dict[str, str]:
+    """A JSON reference to the component schema ``name``."""
+    return {"$ref": REF_TEMPLATE.format(model=name)}
+
+
+_ref = ref
 
 _MODELS: tuple[type[BaseModel], ...] = (
     EventBatch,
@@ -46,8 +63,6 @@ _MODELS: tuple[type[BaseModel], ...] = (
     ReversalResponse,
     Problem,
     Health,
-    FaultRule,
-    AuthorizationPolicy,
 )
 
 
@@ -92,7 +107,7 @@ _TERMINAL_PARAM = {
 }
 
 
-def _operation(
+def operation(
     summary: str,
     ok: tuple[str, str],
     problems: tuple[str, ...],
@@ -135,7 +150,7 @@ def build_document() -> dict[str, Any]:
     body_problems = ("bad-request", "validation", "payload-too-large", "unsupported-media-type")
     paths = {
         "/v1/terminals/{terminal}/events": {
-            "post": _operation(
+            "post": operation(
                 "Upload a batch of journal events in seq order (dedupe, gap, chain checks)",
                 ("EventsAck", "Stored; acked_seq is the highest seq held"),
                 (
@@ -155,7 +170,7 @@ def build_document() -> dict[str, Any]:
             )
         },
         "/v1/terminals/{terminal}/events/head": {
-            "get": _operation(
+            "get": operation(
                 "Highest seq held for the terminal and its hash",
                 ("EventsHead", "acked_seq 0 and head_hash null when nothing is held"),
                 ("bad-request", *_AUTH, *_COMMON_FAULTS),
@@ -163,7 +178,7 @@ def build_document() -> dict[str, Any]:
             )
         },
         "/v1/terminals/{terminal}/heartbeat": {
-            "post": _operation(
+            "post": operation(
                 "Terminal health; records the journal head as an anchor",
                 ("HeartbeatReply", "Recorded"),
                 (*body_problems, *_AUTH, *_COMMON_FAULTS),
@@ -172,7 +187,7 @@ def build_document() -> dict[str, Any]:
             )
         },
         "/v1/authorizations": {
-            "post": _operation(
+            "post": operation(
                 "Authorize one attempt of a sale (idempotent per attempt; a reversal "
                 "recorded first refuses it; card is never stored)",
                 ("AuthorizationResponse", "Decided (or the first decision, replayed)"),
@@ -192,7 +207,7 @@ def build_document() -> dict[str, Any]:
             )
         },
         "/v1/reversals": {
-            "post": _operation(
+            "post": operation(
                 "Reverse one attempt, known or not (always acknowledged, idempotent; "
                 "releases only that attempt)",
                 ("ReversalResponse", "Acknowledged"),
@@ -208,7 +223,7 @@ def build_document() -> dict[str, Any]:
             )
         },
         "/healthz": {
-            "get": _operation("Liveness", ("Health", "Up"), (), secure=False),
+            "get": operation("Liveness", ("Health", "Up"), (), secure=False),
         },
         "/openapi.json": {
             "get": {
@@ -217,40 +232,8 @@ def build_document() -> dict[str, Any]:
                 "responses": {"200": {"description": "OpenAPI 3.1 document"}},
             }
         },
-        "/admin/faults": {
-            method: _operation(
-                summary,
-                ("FaultList", "Active faults"),
-                ("bad-request", "validation", "not-found"),
-                body="FaultRule" if method == "post" else None,
-                secure=False,
-            )
-            for method, summary in (
-                ("get", "Reference back office only: list injected faults"),
-                ("post", "Reference back office only: add a fault rule (or {rules, replace})"),
-                ("delete", "Reference back office only: clear all faults"),
-            )
-        },
-        "/admin/policy": {
-            method: _operation(
-                summary,
-                ("AuthorizationPolicy", "The authorization policy in force"),
-                ("validation", "not-found"),
-                body="AuthorizationPolicy" if method == "put" else None,
-                secure=False,
-            )
-            for method, summary in (
-                ("get", "Reference back office only: authorization outcomes"),
-                ("put", "Reference back office only: replace the authorization outcomes"),
-            )
-        },
     }
     schemas = component_schemas(_MODELS)
-    schemas["FaultList"] = {
-        "type": "object",
-        "required": ["faults"],
-        "properties": {"faults": {"type": "array", "items": {"type": "object"}}},
-    }
     return {
         "openapi": "3.1.0",
         "info": {
@@ -283,9 +266,6 @@ def build_document() -> dict[str, Any]:
     }
 
 
-OPENAPI_DOCUMENT: dict[str, Any] = build_document()
-
-
-def render() -> str:
+def render(document: dict[str, Any] | None = None) -> str:
     """The document as written to docs/openapi-sync.json."""
-    return json.dumps(OPENAPI_DOCUMENT, indent=2, ensure_ascii=False) + "\n"
+    return json.dumps(document or build_document(), indent=2, ensure_ascii=False) + "\n"

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from posedge.backoffice.schema import SCHEMA_VERSION
 from posedge.protocol.idempotency import authorization_fingerprint, fingerprint
 from posedge.simulator.backoffice import BackofficeStore
-from posedge.simulator.backoffice.schema import SCHEMA_VERSION
 
 from .helpers import authorization, reversal
 

@@ -150,7 +150,7 @@ def test_integers_beyond_the_schema_are_422_naming_the_field(
 
 
 def test_the_openapi_document_shows_the_bounds() -> None:
-    from posedge.simulator.backoffice.openapi import OPENAPI_DOCUMENT
+    from posedge.backoffice.openapi import OPENAPI_DOCUMENT
 
     schemas = OPENAPI_DOCUMENT["components"]["schemas"]
     assert schemas["Event"]["properties"]["seq"]["maximum"] == MAX_SEQ

@@ -25,8 +25,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from posedge.backoffice.openapi import OPENAPI_DOCUMENT
 from posedge.simulator.backoffice import AuthorizationPolicy, BackofficeConfig, BackofficeServer
-from posedge.simulator.backoffice.openapi import OPENAPI_DOCUMENT
 
 MAX_EXAMPLES = 25
 TOKEN = "token-of-lane1"
@@ -94,7 +94,7 @@ def _call(
     try:
         case.call_and_validate(base_url=bo.url, headers=headers, checks=checks, timeout=10)
     finally:
-        bo.config.faults.clear()
+        bo.faults.clear()
         bo.config.policy = AuthorizationPolicy()
 
 

@@ -1,11 +1,13 @@
-"""Running the reference back office on uvicorn: foreground (CLI) or a background thread.
+"""Running the back office on uvicorn: foreground (CLI) or a background thread.
 
 :class:`BackofficeServer` is a context manager for tests and demos::
 
     with BackofficeServer("bo.sqlite3") as bo:      # port 0: any free port
         httpx.get(f"{bo.url}/healthz")
-        bo.faults.add({"kind": "reset", "count": 1})
         bo.restart()                                 # same port, same database
+
+``wrap`` puts an outer ASGI layer around the app (the simulator's fault
+injection, :mod:`posedge.simulator.backoffice`).
 
 This module must never log tokens or request bodies (uvicorn's access log
 records method, path and status only).
@@ -19,13 +21,14 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from .app import BackofficeConfig, create_app
-from .faults import FaultPlan
 from .store import BackofficeStore
 
 log = logging.getLogger("posedge.backoffice")
@@ -35,7 +38,7 @@ STOP_TIMEOUT_S = 10.0
 
 OPEN_MODE_WARNING = (
     "OPEN MODE: no --tokens file, so any terminal is accepted without a token and the "
-    "admin API (/admin/faults, /admin/policy) is on. Use only on loopback for tests and demos."
+    "admin API (/admin/policy) is on. Use only on loopback for tests and demos."
 )
 
 
@@ -79,8 +82,10 @@ class BackofficeServer:
         config: BackofficeConfig | None = None,
         log_level: str = "warning",
         store: BackofficeStore | None = None,
+        wrap: Callable[[ASGIApp], ASGIApp] | None = None,
     ) -> None:
         self.db = Path(db)
+        self.wrap = wrap
         self.host = host
         self.port = port
         self.config = config or BackofficeConfig()
@@ -98,10 +103,6 @@ class BackofficeServer:
         return f"http://{host}:{self.port}"
 
     @property
-    def faults(self) -> FaultPlan:
-        return self.config.faults
-
-    @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
@@ -113,6 +114,8 @@ class BackofficeServer:
         self._sock = _bind(self.host, self.port)
         self.port = self._sock.getsockname()[1]
         app = create_app(self.store, self.config)
+        if self.wrap is not None:
+            app = self.wrap(app)
         self._server = uvicorn.Server(_uvicorn_config(app, self.log_level, access_log=False))
         # uvicorn installs signal handlers only in the main thread: none here.
         self._error = None
@@ -156,7 +159,7 @@ class BackofficeServer:
         self._server = self._thread = self._sock = None
 
     def restart(self) -> None:
-        """Stop and start again on the same port with the same database and faults."""
+        """Stop and start again on the same port with the same database (and wrapper)."""
         self.stop()
         if self._own_store and self.store is not None:
             self.store.close()
@@ -188,12 +191,15 @@ def serve_forever(
     config: BackofficeConfig,
     log_level: str = "info",
     announce: bool = True,
+    wrap: Callable[[ASGIApp], ASGIApp] | None = None,
 ) -> None:
     """Run in the foreground until SIGINT/SIGTERM (uvicorn installs the handlers)."""
     sock = _bind(host, port)
     bound = sock.getsockname()[1]
     with BackofficeStore(db) as store:
         app = create_app(store, config)
+        if wrap is not None:
+            app = wrap(app)
         server = uvicorn.Server(_uvicorn_config(app, log_level, access_log=True))
         if config.open_mode:
             log.warning(OPEN_MODE_WARNING)

@@ -8,12 +8,13 @@ from typing import Any
 
 import httpx
 
+from posedge.backoffice.openapi import OPENAPI_DOCUMENT
+from posedge.protocol.openapi import build_document, render
 from posedge.simulator.backoffice import BackofficeServer
-from posedge.simulator.backoffice.openapi import OPENAPI_DOCUMENT, render
 
 from .helpers import authorization, batch, chain, events_url, heartbeat, reversal
 
-DOCS = Path(__file__).resolve().parents[3] / "docs" / "openapi-sync.json"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "openapi-sync.json"
 
 
 def check(doc: dict[str, Any], schema: dict[str, Any], value: Any, where: str = "$") -> None:
@@ -71,8 +72,17 @@ def test_docs_copy_and_served_document_do_not_drift(client: httpx.Client) -> Non
         "docs/openapi-sync.json is stale: run `posedge backoffice openapi --write "
         "docs/openapi-sync.json`"
     )
-    assert client.get("/openapi.json").json() == json.loads(DOCS.read_text(encoding="utf-8"))
-    assert OPENAPI_DOCUMENT["openapi"] == "3.1.0"
+    protocol = json.loads(DOCS.read_text(encoding="utf-8"))
+    assert protocol == build_document()
+    served = client.get("/openapi.json").json()
+    assert served == OPENAPI_DOCUMENT and served["openapi"] == "3.1.0"
+    # What the back office serves is the protocol plus its own admin routes, nothing changed.
+    assert set(served["paths"]) - set(protocol["paths"]) == {"/admin/policy"}
+    assert {p: v for p, v in served["paths"].items() if p != "/admin/policy"} == protocol["paths"]
+    schemas = served["components"]["schemas"]
+    assert {k: v for k, v in schemas.items() if k != "AuthorizationPolicy"} == protocol[
+        "components"
+    ]["schemas"]
 
 
 def test_responses_match_the_documented_schemas(bo: BackofficeServer, client: httpx.Client) -> None:

@@ -1,16 +1,14 @@
-"""RFC 9457 problem details for every error the reference back office answers.
+"""RFC 9457 problem documents of the sync protocol (docs/sync-protocol.md, "Problem types").
 
-The ``type`` URIs are the ones listed in docs/sync-protocol.md ("Problem
-types"). This module builds responses only; it must never put request
-contents (card data, tokens) into a problem document.
+The one list of problem types both sides use: the back office answers with
+:func:`problem_document`, the agent and the fleet simulator read ``type`` to
+decide what to do. Pure: no I/O. A problem document must never carry request
+contents (card data, tokens).
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
-
-from starlette.responses import Response
 
 PROBLEM_BASE = "https://posedge.dev/problems/"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -50,18 +48,9 @@ def problem_document(kind: str, detail: str, instance: str, **extensions: Any) -
     return doc
 
 
-def problem(
-    kind: str,
-    detail: str,
-    instance: str,
-    headers: dict[str, str] | None = None,
-    **extensions: Any,
-) -> Response:
-    """A ``application/problem+json`` response of the given problem type."""
-    doc = problem_document(kind, detail, instance, **extensions)
-    return Response(
-        json.dumps(doc, separators=(",", ":")).encode(),
-        status_code=doc["status"],
-        media_type=PROBLEM_MEDIA_TYPE,
-        headers=headers,
-    )
+def problem_kind(type_uri: str | None) -> str | None:
+    """The kind (``sequence-gap``, …) of a problem ``type`` URI, or None if it is not ours."""
+    if type_uri and type_uri.startswith(PROBLEM_BASE):
+        kind = type_uri[len(PROBLEM_BASE) :]
+        return kind if kind in PROBLEM_TYPES else None
+    return None

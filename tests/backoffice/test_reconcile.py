@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from posedge.agent.cli import cli
+from posedge.backoffice.reconcile import ExportError, read_export, reconcile
 from posedge.simulator.backoffice import AuthorizationPolicy, BackofficeServer
-from posedge.simulator.backoffice.reconcile import ExportError, read_export, reconcile
 
 from .helpers import authorization, reversal
 

@@ -14,19 +14,14 @@ import click
 import httpx
 from click.testing import CliRunner
 
-from posedge.agent.cli.backoffice import register
+from posedge.agent.cli import cli as posedge_cli
 from posedge.simulator.backoffice import BackofficeServer, BackofficeStore, report_document
 
 from .helpers import batch, chain, events_url, heartbeat
 
 
 def cli_group() -> click.Group:
-    @click.group()
-    def root() -> None:
-        pass
-
-    register(root)
-    return root
+    return posedge_cli
 
 
 def test_restart_on_the_same_port_keeps_the_data(tmp_path: Path) -> None:
@@ -114,12 +109,14 @@ def test_report_cli_json_and_table(tmp_path: Path) -> None:
 def test_serve_rejects_bad_flags_with_exit_2(tmp_path: Path) -> None:
     runner = CliRunner()
     db = str(tmp_path / "bo.sqlite3")
-    for args, message in (
-        (["--listen", "nowhere"], "HOST:PORT"),
-        (["--error-rate", "1.5"], "--error-rate"),
-        (["--down-mode", "sideways"], "--down-mode"),
+    for command, args, message in (
+        (["backoffice", "serve"], ["--listen", "nowhere"], "HOST:PORT"),
+        (["simulate", "backoffice"], ["--listen", "nowhere"], "HOST:PORT"),
+        (["simulate", "backoffice"], ["--error-rate", "1.5"], "--error-rate"),
+        (["simulate", "backoffice"], ["--down-mode", "sideways"], "--down-mode"),
+        (["backoffice", "serve"], ["--error-rate", "0.5"], "No such option"),
     ):
-        result = runner.invoke(cli_group(), ["backoffice", "serve", "--db", db, *args])
+        result = runner.invoke(cli_group(), [*command, "--db", db, *args])
         assert result.exit_code == 2, result.output
         assert message in result.output
     tokens = tmp_path / "tokens.toml"
@@ -133,10 +130,9 @@ def test_serve_rejects_bad_flags_with_exit_2(tmp_path: Path) -> None:
 def test_serve_as_a_process_until_sigterm(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "posedge.simulator.backoffice",
-            "serve",
+            str(Path(sys.executable).parent / "posedge"),
+            "simulate",
+            "backoffice",
             "--db",
             str(tmp_path / "bo.sqlite3"),
             "--listen",

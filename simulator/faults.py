@@ -1,7 +1,8 @@
 """Fault injection for the reference back office: errors, latency, 429/503, resets, drops.
 
 A :class:`FaultPlan` holds rules (from CLI flags or ``POST /admin/faults``);
-:class:`FaultMiddleware` wraps the ASGI app and applies them per request:
+:class:`FaultMiddleware` wraps the back office's ASGI app (it knows nothing of
+faults), applies them per request and serves ``/admin/faults`` itself:
 
 - ``down`` — for a time window every matching request is refused (connection
   reset, or 503 with ``Retry-After``);
@@ -26,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import json
 import math
 import random
 import re
@@ -37,10 +39,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .problems import problem
+from posedge.backoffice.app import parse_json_body
+from posedge.backoffice.problems import problem
+
+ADMIN_PATH = "/admin/faults"
+MAX_ADMIN_BODY = 1024 * 1024
 
 FaultKind = Literal["error", "latency", "status_429", "status_503", "reset", "drop_reply", "down"]
 Endpoint = Literal["*", "events", "head", "heartbeat", "authorizations", "reversals"]
@@ -210,13 +218,18 @@ async def reset_connection(send: Send) -> None:
 class FaultMiddleware:
     """Outermost ASGI layer applying a :class:`FaultPlan` (must wrap everything else)."""
 
-    def __init__(self, app: ASGIApp, plan: FaultPlan) -> None:
+    def __init__(self, app: ASGIApp, plan: FaultPlan, admin: bool = True) -> None:
         self.app = app
         self.plan = plan
+        self.admin = admin
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if scope["path"] == ADMIN_PATH:
+            response = await self._admin(Request(scope, receive))
+            await response(scope, receive, send)
             return
         endpoint = endpoint_of(scope["path"])
         if endpoint is None:
@@ -250,6 +263,48 @@ class FaultMiddleware:
                 retry_after_s=math.ceil(wait_s),
             )
             await response(scope, receive, send)
+
+    async def _admin(self, request: Request) -> Response:
+        """``GET|POST|DELETE /admin/faults``: list, add (a rule or ``{rules, replace}``), clear."""
+        path = request.url.path
+        if not self.admin:
+            return problem("not-found", "the admin API is off; start with --admin", path)
+        if request.method not in ("GET", "POST", "DELETE"):
+            return problem("method-not-allowed", f"{request.method} {path}", path)
+        if request.method == "DELETE":
+            self.plan.clear()
+        elif request.method == "POST":
+            body = await request.body()
+            if len(body) > MAX_ADMIN_BODY:
+                return problem("payload-too-large", f"at most {MAX_ADMIN_BODY} bytes", path)
+            try:
+                doc = parse_json_body(body or b"{}")
+            except ValueError as exc:
+                return problem("bad-request", str(exc), path)
+            rules = (
+                doc.get("rules", [{k: v for k, v in doc.items() if k != "replace"}])
+                if isinstance(doc, dict)
+                else doc
+            )
+            if not isinstance(rules, list):
+                return problem("bad-request", 'send a rule, or {"rules": [...]}', path)
+            try:
+                parsed = [FaultRule.model_validate(r) for r in rules]
+            except ValidationError as exc:
+                errors = [
+                    {"field": ".".join(str(p) for p in e["loc"]) or "(body)", "message": e["msg"]}
+                    for e in exc.errors(include_input=False, include_url=False)
+                ]
+                detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+                return problem("validation", f"invalid fault rule: {detail}", path, errors=errors)
+            if isinstance(doc, dict) and doc.get("replace"):
+                self.plan.clear()
+            for rule in parsed:
+                self.plan.add(rule)
+        return Response(
+            json.dumps({"faults": self.plan.describe()}, separators=(",", ":")).encode(),
+            media_type="application/json",
+        )
 
 
 async def _buffered(receive: Receive) -> Receive:

@@ -1,8 +1,9 @@
-"""The reference back office as a Starlette ASGI app (docs/sync-protocol.md).
+"""The back office as a Starlette ASGI app (docs/sync-protocol.md).
 
 Routes: events upload and head, heartbeat, authorizations, reversals,
 ``/openapi.json``, ``/healthz`` and — only with ``admin`` or in open mode —
-``/admin/faults`` and ``/admin/policy``. Every error is an RFC 9457 problem
+``/admin/policy``. (Fault injection is not here: ``posedge.simulator.faults``
+wraps this app.) Every error is an RFC 9457 problem
 document. Request bodies may be gzip-compressed.
 
 Hostile clients: every route authenticates before it reads a body; the body
@@ -47,7 +48,6 @@ from posedge.protocol.models import (
     ReversalRequest,
 )
 
-from .faults import FaultMiddleware, FaultPlan, FaultRule
 from .openapi import OPENAPI_DOCUMENT
 from .policy import AuthorizationPolicy
 from .problems import problem
@@ -80,7 +80,6 @@ class BackofficeConfig:
     admin: bool = False
     heartbeat_interval_s: int = DEFAULT_HEARTBEAT_INTERVAL_S
     policy: AuthorizationPolicy = field(default_factory=AuthorizationPolicy)
-    faults: FaultPlan = field(default_factory=FaultPlan)
     max_body_bytes: int = MAX_BODY_BYTES
     max_batch_events: int = MAX_BATCH_EVENTS
 
@@ -303,16 +302,9 @@ class BackofficeApp:
         """JSON text to values; nesting over MAX_JSON_DEPTH is a 400 (the parser stops at
         200 levels, so deep input never recurses)."""
         try:
-            doc = pydantic_core.from_json(body, allow_inf_nan=False)
+            return parse_json_body(body)
         except ValueError as exc:
-            if "recursion limit" in str(exc):
-                raise _too_deep(request) from None
-            raise _Refused(
-                problem("bad-request", "the body is not valid JSON", request.url.path)
-            ) from None
-        if _deeper_than(doc, MAX_JSON_DEPTH):
-            raise _too_deep(request)
-        return doc
+            raise _Refused(problem("bad-request", str(exc), request.url.path)) from None
 
     def _payloads_not_too_deep(self, request: Request, batch: EventBatch) -> None:
         """Event payloads are free-form: their nesting counts from level 4 of the body."""
@@ -563,30 +555,6 @@ class BackofficeApp:
                 )
             )
 
-    async def admin_faults(self, request: Request) -> Response:
-        self._admin_guard(request)
-        plan = self.config.faults
-        if request.method == "DELETE":
-            plan.clear()
-        elif request.method == "POST":
-            doc = self._load(request, await self._body(request) or b"{}")
-            rules = (
-                doc.get("rules", [{k: v for k, v in doc.items() if k != "replace"}])
-                if isinstance(doc, dict)
-                else doc
-            )
-            if not isinstance(rules, list):
-                return problem("bad-request", 'send a rule, or {"rules": [...]}', request.url.path)
-            if isinstance(doc, dict) and doc.get("replace"):
-                plan.clear()
-            try:
-                parsed = [FaultRule.model_validate(r) for r in rules]
-            except ValidationError as exc:
-                raise self._invalid(request, exc) from None
-            for rule in parsed:
-                plan.add(rule)
-        return _json({"faults": plan.describe()})
-
     async def admin_policy(self, request: Request) -> Response:
         self._admin_guard(request)
         if request.method == "PUT":
@@ -595,6 +563,23 @@ class BackofficeApp:
             )
             self.config.policy = policy
         return _json(self.config.policy.model_dump(exclude={"seed"}))
+
+
+def parse_json_body(body: bytes) -> Any:
+    """JSON text to values; ValueError (its message fit for a 400) when it is not JSON or
+    nests deeper than MAX_JSON_DEPTH (the parser stops at 200 levels: no deep recursion)."""
+    try:
+        doc = pydantic_core.from_json(body, allow_inf_nan=False)
+    except ValueError as exc:
+        if "recursion limit" in str(exc):
+            raise ValueError(_TOO_DEEP.format(what="the body")) from None
+        raise ValueError("the body is not valid JSON") from None
+    if _deeper_than(doc, MAX_JSON_DEPTH):
+        raise ValueError(_TOO_DEEP.format(what="the body"))
+    return doc
+
+
+_TOO_DEEP = "{what} is nested deeper than " + str(MAX_JSON_DEPTH) + " levels of objects and arrays"
 
 
 def _too_deep(request: Request, what: str = "the body") -> _Refused:
@@ -665,7 +650,7 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 
 
 def create_app(store: BackofficeStore, config: BackofficeConfig | None = None) -> ASGIApp:
-    """The ASGI app: fault middleware outermost, then the Starlette router."""
+    """The ASGI app (a Starlette router); ``app.state.backoffice`` is the :class:`BackofficeApp`."""
     config = config or BackofficeConfig()
     bo = BackofficeApp(store, config)
     routes = [
@@ -676,7 +661,6 @@ def create_app(store: BackofficeStore, config: BackofficeConfig | None = None) -
         Route("/v1/reversals", _handler(bo.reversals), methods=["POST"]),
         Route("/openapi.json", _handler(bo.openapi), methods=["GET"]),
         Route("/healthz", _handler(bo.healthz), methods=["GET"]),
-        Route("/admin/faults", _handler(bo.admin_faults), methods=["GET", "POST", "DELETE"]),
         Route("/admin/policy", _handler(bo.admin_policy), methods=["GET", "PUT"]),
     ]
     app = Starlette(
@@ -684,4 +668,4 @@ def create_app(store: BackofficeStore, config: BackofficeConfig | None = None) -
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
     )
     app.state.backoffice = bo
-    return FaultMiddleware(app, config.faults)
+    return app

@@ -33,8 +33,10 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def faulty(tmp_path: Path, clock: FakeClock) -> Iterator[BackofficeServer]:
-    config = BackofficeConfig(faults=FaultPlan(seed=7, clock=clock))
-    with BackofficeServer(tmp_path / "bo.sqlite3", config=config) as server:
+    plan = FaultPlan(seed=7, clock=clock)
+    with BackofficeServer(
+        tmp_path / "bo.sqlite3", config=BackofficeConfig(), faults=plan
+    ) as server:
         yield server
 
 

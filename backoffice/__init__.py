@@ -1,12 +1,11 @@
-"""The reference back office: the sync protocol's server side, in SQLite, with fault injection.
+"""The back office: the sync protocol's server side (fault injection: posedge.simulator).
 
 Public surface::
 
     BackofficeServer(db, host, port=0, config)  # uvicorn in a thread; .url, .restart()
-    BackofficeConfig(tokens, admin, heartbeat_interval_s, policy, faults)
+    BackofficeConfig(tokens, admin, heartbeat_interval_s, policy)
     BackofficeStore(path)                       # ingest, head, heartbeats, auths, integrity,
                                                 # captured(terminal), reversals(terminal)
-    FaultPlan / FaultRule                       # injected faults (also POST /admin/faults)
     AuthorizationPolicy                         # approve / decline by rule / delay
     create_app(store, config)                   # the ASGI app
     report_document(store)                      # what `posedge backoffice report` prints
@@ -18,7 +17,6 @@ ever stores or logs card data or tokens.
 from __future__ import annotations
 
 from .app import BackofficeConfig, create_app
-from .faults import FaultPlan, FaultRule
 from .policy import AuthorizationPolicy
 from .report import report_document, terminal_report
 from .server import BackofficeServer, serve_forever
@@ -31,8 +29,6 @@ __all__ = [
     "BackofficeConfigError",
     "BackofficeServer",
     "BackofficeStore",
-    "FaultPlan",
-    "FaultRule",
     "IngestResult",
     "create_app",
     "load_tokens",
