@@ -12,11 +12,17 @@ attempt id; a reversal names one ``attempt``, at most one reversal per
 attempt's id was the txn, so its attempt is its txn (added to its stored
 answer too); should a sale hold several version-1 reversals, the earliest is
 kept, as version 2 would have answered the others with its answer.
+
+Version 3 adds the terminal registry (:mod:`.registry`): enrolment codes,
+device public keys, hashed tokens, revocation, and the nonces token rotations
+used. :data:`MIGRATE_V2_TO_V3` creates its tables; the DDL is portable
+(TEXT/BIGINT, no SQLite-only syntax). :data:`MIGRATIONS` lists each version's
+statements; a file is moved forward one version at a time, in one transaction.
 """
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -108,3 +114,34 @@ MIGRATE_V1_TO_V2 = (
     "DROP TABLE reversals",
     "ALTER TABLE reversals_v2 RENAME TO reversals",
 )
+
+# Version 3: the terminal registry (backoffice/registry.py). Portable SQL.
+MIGRATE_V2_TO_V3 = (
+    """CREATE TABLE IF NOT EXISTS terminal_registry (
+    terminal TEXT PRIMARY KEY,
+    store TEXT NOT NULL,
+    lane TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('active', 'revoked')),
+    public_key TEXT,
+    token_hash TEXT UNIQUE,
+    previous_token_hash TEXT,
+    code_hash TEXT UNIQUE,
+    code_expires_at BIGINT,
+    code_used_at BIGINT,
+    created_at BIGINT NOT NULL,
+    enrolled_at BIGINT,
+    token_rotated_at BIGINT,
+    revoked_at BIGINT
+)""",
+    """CREATE TABLE IF NOT EXISTS terminal_rotation_nonces (
+    terminal TEXT NOT NULL,
+    nonce_hash TEXT NOT NULL,
+    used_at BIGINT NOT NULL,
+    PRIMARY KEY (terminal, nonce_hash)
+)""",
+)
+
+# version -> the statements that move a file from the version before to it.
+MIGRATIONS: dict[int, tuple[str, ...]] = {2: MIGRATE_V1_TO_V2, 3: MIGRATE_V2_TO_V3}
+
+SCHEMA += "".join(f"{statement};\n" for statement in MIGRATE_V2_TO_V3)

@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 from posedge.protocol.models import ZERO_HASH, Event, EventBatch
 
-from .schema import MIGRATE_V1_TO_V2, SCHEMA_VERSION
+from .schema import MIGRATIONS, SCHEMA_VERSION
 from .schema import SCHEMA as _SCHEMA
 
 BUSY_TIMEOUT_S = 10.0
@@ -143,8 +143,9 @@ class BackofficeStore:
                     f"{self.path} has back office schema version {version}; this posedge "
                     f"knows versions up to {SCHEMA_VERSION}: upgrade posedge"
                 )
-            for statement in MIGRATE_V1_TO_V2:
-                db.execute(statement)
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS[target]:
+                    db.execute(statement)
             db.execute(
                 "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),)
             )
