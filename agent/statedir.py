@@ -1,7 +1,8 @@
 """The state directory cannot be hijacked: StrictModes-like checks and no-follow file opens.
 
-posedge keeps its journal, its keys (``device.key``, ``vault.key``), the till
-API token and the sealed card data in the state directory. Someone who can
+posedge keeps its journal, its keys (``device.key``, ``vault.key``, the enrolled
+terminal's ``signing.key``), the till API token, the sync token (``sync-token``)
+and the sealed card data in the state directory. Someone who can
 write that directory, or a directory above it, could swap those files or plant
 a symbolic link that makes the agent read, overwrite or shred a file of their
 choosing (as root: any file). So, like OpenSSH's ``StrictModes``:
@@ -40,7 +41,16 @@ SECRET_FILE_MODE = 0o600
 FILE_MODE = 0o640
 """Every other file posedge creates in the state directory."""
 VAULT_DIR_NAME = "vault"
-PROTECTED_FILES = ("device.key", "vault.key", "api-token", "terminal-id", "daemon.lock")
+PROTECTED_FILES = (
+    "device.key",
+    "vault.key",
+    "api-token",
+    "terminal-id",
+    "daemon.lock",
+    "signing.key",
+    "sync-token",
+    "enrolment.json",
+)
 """Files in the state directory that must be regular files (never symbolic links)."""
 MAX_SMALL_FILE_BYTES = 65536
 

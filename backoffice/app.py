@@ -1,12 +1,22 @@
 """The back office as a Starlette ASGI app (docs/sync-protocol.md).
 
 Routes: events upload and head, heartbeat, authorizations, reversals,
-``/openapi.json``, ``/healthz`` and — only with ``admin`` or in open mode —
-``/admin/policy``. (Fault injection is not here: ``posedge.simulator.faults``
-wraps this app.) Every error is an RFC 9457 problem
-document. Request bodies may be gzip-compressed.
+enrolment and token rotation, ``/openapi.json``, ``/healthz`` and — only with
+``admin`` or in open mode — ``/admin/policy``. (Fault injection is not here:
+``posedge.simulator.faults`` wraps this app.) Every error is an RFC 9457
+problem document. Request bodies may be gzip-compressed.
 
-Hostile clients: every route authenticates before it reads a body; the body
+Authentication (docs/sync-protocol.md): a bearer token from the tokens file, or
+a terminal's registry token (:mod:`.registry`, issued at enrolment); without a
+tokens file, unknown terminals are accepted without one (open mode). A terminal
+in the registry is always held to it, tokens file or open mode: once enrolled
+it must present its registry token (its tokens-file entry no longer counts) and
+sign every events batch with its device key (401 signature-required, 403
+signature-invalid); a revoked terminal is refused everywhere (403
+terminal-revoked). Tokens-file and open-mode terminals send unsigned batches.
+
+Hostile clients: every route authenticates before it reads a body (enrolment,
+whose code is in its body, reads at most ``MAX_SMALL_BODY_BYTES``); the body
 limit holds while the body streams in, on the raw and on the inflated size
 (never more than the limit plus one chunk in memory); a refusal before the
 whole body was read closes the connection. JSON nested deeper than
@@ -20,6 +30,7 @@ validation errors name the field and the rule, never the value.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import re
@@ -43,14 +54,26 @@ from posedge.protocol.idempotency import authorization_fingerprint, fingerprint
 from posedge.protocol.models import (
     TERMINAL_PATTERN,
     AuthorizationRequest,
+    EnrolmentRequest,
+    EnrolmentResponse,
     EventBatch,
     Heartbeat,
     ReversalRequest,
+    TokenRotationRequest,
+    TokenRotationResponse,
+)
+from posedge.protocol.signing import (
+    KeyFormatError,
+    load_public_key,
+    rotation_message,
+    verify_batch,
+    verify_message,
 )
 
 from .openapi import OPENAPI_DOCUMENT
 from .policy import AuthorizationPolicy
 from .problems import problem
+from .registry import TerminalRecord, TerminalRegistry, token_hash
 from .store import BackofficeStore
 from .tokens import token_owner
 
@@ -68,6 +91,10 @@ _PAYLOAD_LEVEL = 4
 # Inflate at most this much per step, yielding to the event loop in between.
 INFLATE_STEP = 1024 * 1024
 TERMINAL_HEADER = "x-posedge-terminal"
+# Enrolment and rotation bodies are tiny; the first of them is read before any token.
+MAX_SMALL_BODY_BYTES = 4096
+_BEARER_CHALLENGE = 'Bearer realm="posedge"'
+_INVALID_TOKEN = 'Bearer realm="posedge", error="invalid_token"'
 
 _TERMINAL_RE = re.compile(TERMINAL_PATTERN)
 
@@ -122,15 +149,15 @@ class BackofficeApp:
     def __init__(self, store: BackofficeStore, config: BackofficeConfig) -> None:
         self.store = store
         self.config = config
+        self.registry = TerminalRegistry(store)
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _refuse_length(self, request: Request) -> None:
+    def _refuse_length(self, request: Request, limit: int) -> None:
         """413 from the headers alone: a Content-Length over the limit is never read."""
         length = request.headers.get("content-length")
         if length is None:
             return
-        limit = self.config.max_body_bytes
         if not length.strip().isdigit():
             raise _Refused(
                 problem("bad-request", "Content-Length is not a number", request.url.path)
@@ -144,14 +171,14 @@ class BackofficeApp:
                 )
             )
 
-    async def _body(self, request: Request) -> bytes:
+    async def _body(self, request: Request, limit: int | None = None) -> bytes:
         """The request body, read chunk by chunk and inflated step by step.
 
         Stops at the first byte past the limit, raw or inflated: it never holds more
         than the limit plus one chunk. Call only after the request is authenticated.
         """
         path = request.url.path
-        limit = self.config.max_body_bytes
+        limit = self.config.max_body_bytes if limit is None else limit
         encoding = request.headers.get("content-encoding", "identity").strip().lower()
         if encoding not in ("", "identity", "gzip"):
             raise _Refused(
@@ -161,7 +188,7 @@ class BackofficeApp:
                     path,
                 )
             )
-        self._refuse_length(request)
+        self._refuse_length(request, limit)
         inflater = zlib.decompressobj(wbits=31) if encoding == "gzip" else None
         parts: list[bytes] = []
         raw_size = size = 0
@@ -209,35 +236,47 @@ class BackofficeApp:
     def _token_owner(self, request: Request) -> str | None:
         """Authenticate from the headers alone: the terminal the bearer token belongs to.
 
-        None in open mode. 401 without a known token; 403 when ``X-Posedge-Terminal``
-        names another terminal than the token's. Never reads the body.
+        The tokens file is asked first, then the registry (a revoked terminal's token is
+        a 403). None when anonymous: open mode without a known token. 401 without a
+        known token otherwise; 403 when ``X-Posedge-Terminal`` names another terminal
+        than the token's. Never reads the body.
         """
         tokens = self.config.tokens
-        if tokens is None:
-            return None
         path = request.url.path
-        header = request.headers.get("authorization", "")
-        scheme, _, presented = header.partition(" ")
-        if scheme.lower() != "bearer" or not presented.strip():
+        presented = _bearer(request)
+        if presented is None:
+            if tokens is None:
+                return None  # open mode: anonymous (registered terminals are checked later)
             raise _Refused(
                 problem(
                     "unauthorized",
                     "missing bearer token: send `Authorization: Bearer <token>` "
                     "with the terminal's token",
                     path,
-                    headers={"WWW-Authenticate": 'Bearer realm="posedge"'},
+                    headers={"WWW-Authenticate": _BEARER_CHALLENGE},
                 )
             )
-        owner = token_owner(tokens, presented.strip())
+        owner = token_owner(tokens, presented) if tokens is not None else None
         if owner is None:
-            raise _Refused(
-                problem(
-                    "unauthorized",
-                    "unknown token: check the terminal's token file against the back office",
-                    path,
-                    headers={"WWW-Authenticate": 'Bearer realm="posedge", error="invalid_token"'},
+            record = self.registry.by_token(presented)
+            if record is not None:
+                if record.revoked:
+                    raise _revoked(record.terminal, path)
+                owner = record.terminal
+                request.state.registry_record = record
+                if record.previous_token_hash is not None:  # the rotated token arrived
+                    self.registry.forget_previous_token(owner)
+            elif tokens is not None:
+                raise _Refused(
+                    problem(
+                        "unauthorized",
+                        "unknown token: check the terminal's token file against the back office",
+                        path,
+                        headers={"WWW-Authenticate": _INVALID_TOKEN},
+                    )
                 )
-            )
+            else:
+                return None  # open mode ignores a token it does not know
         claimed = request.headers.get(TERMINAL_HEADER)
         if claimed is not None and claimed.strip() != owner:
             raise _Refused(
@@ -245,8 +284,9 @@ class BackofficeApp:
             )
         return owner
 
-    def _authenticate(self, request: Request, terminal: str) -> None:
-        """The request's token must be the token of ``terminal`` (a no-op in open mode)."""
+    def _authenticate(self, request: Request, terminal: str) -> TerminalRecord | None:
+        """The request's token must be the token of ``terminal`` (in open mode: only if the
+        terminal is in the registry). Returns the terminal's registry record, if any."""
         owner = self._token_owner(request)
         if owner is not None and owner != terminal:
             raise _Refused(
@@ -254,6 +294,74 @@ class BackofficeApp:
                     "forbidden",
                     f"the token is not the token of terminal {terminal}",
                     request.url.path,
+                )
+            )
+        return self._registered(request, terminal, owner)
+
+    def _registered(
+        self, request: Request, terminal: str, owner: str | None
+    ) -> TerminalRecord | None:
+        """The registry's rules for ``terminal`` acting through a request authenticated as
+        ``owner`` (None: anonymous, open mode): a revoked terminal is refused (403); an
+        enrolled one must have presented its registry token (401)."""
+        record: TerminalRecord | None = getattr(request.state, "registry_record", None)
+        by_registry_token = record is not None and record.terminal == terminal
+        if not by_registry_token:
+            record = self.registry.get(terminal)
+        if record is None:
+            return None
+        if record.revoked:
+            raise _revoked(terminal, request.url.path)
+        if record.enrolled and not by_registry_token:
+            how = (
+                "its tokens-file token no longer counts: remove its line from the tokens file"
+                if owner is not None
+                else "send that token"
+            )
+            raise _Refused(
+                problem(
+                    "unauthorized",
+                    f"terminal {terminal} is enrolled and authenticates with the token it "
+                    f"received at enrolment; {how}",
+                    request.url.path,
+                    headers={"WWW-Authenticate": _INVALID_TOKEN},
+                )
+            )
+        return record
+
+    def _check_signature(
+        self, request: Request, record: TerminalRecord | None, batch: EventBatch
+    ) -> None:
+        """An enrolled terminal's batch must carry its device key's signature over
+        (terminal, first_seq, last_seq, hash of the last event)."""
+        if record is None or not record.enrolled:
+            return
+        path = request.url.path
+        if batch.signature is None:
+            raise _Refused(
+                problem(
+                    "signature-required",
+                    f"terminal {batch.terminal} is enrolled: every events batch must carry "
+                    "`signature`, its device key's signature over (terminal, first_seq, "
+                    "last_seq, hash of the last event); nothing was stored",
+                    path,
+                )
+            )
+        if not verify_batch(
+            self.registry.public_key(record),
+            batch.signature,
+            batch.terminal,
+            batch.first_seq,
+            batch.last_seq,
+            batch.events[-1].hash,
+        ):
+            raise _Refused(
+                problem(
+                    "signature-invalid",
+                    f"the batch signature is not terminal {batch.terminal}'s device key's "
+                    f"signature of seqs {batch.first_seq}-{batch.last_seq} ending in this hash; "
+                    "nothing was stored",
+                    path,
                 )
             )
 
@@ -347,7 +455,7 @@ class BackofficeApp:
 
     def _body_terminal(self, request: Request, owner: str | None, body_terminal: str) -> None:
         """The body's terminal is the authenticated one (403), or in open mode the one
-        ``X-Posedge-Terminal`` names, when sent (422)."""
+        ``X-Posedge-Terminal`` names, when sent (422); the registry's rules hold for it."""
         if owner is not None:
             if body_terminal != owner:
                 raise _Refused(
@@ -357,7 +465,9 @@ class BackofficeApp:
                         request.url.path,
                     )
                 )
+            self._registered(request, body_terminal, owner)
             return
+        self._registered(request, body_terminal, None)
         claimed = request.headers.get(TERMINAL_HEADER)
         if claimed is not None and claimed.strip() != body_terminal:
             raise _Refused(
@@ -424,7 +534,7 @@ class BackofficeApp:
 
     async def events(self, request: Request) -> Response:
         terminal = self._path_terminal(request)
-        self._authenticate(request, terminal)
+        record = self._authenticate(request, terminal)
         body = await self._body(request)
         batch: EventBatch = self._parse(request, EventBatch, body)
         del body
@@ -436,6 +546,7 @@ class BackofficeApp:
                 f"{len(batch.events)} events; at most {self.config.max_batch_events} per batch",
                 request.url.path,
             )
+        self._check_signature(request, record, batch)
         self._no_card_data_in_events(request, batch)
         result = self.store.ingest(batch)
         if result.status == "ok":
@@ -537,6 +648,113 @@ class BackofficeApp:
             )
         return _json(claim.response)
 
+    # -- enrolment --------------------------------------------------------------------------
+
+    async def enrol(self, request: Request) -> Response:
+        """``POST /v1/enrol``: no bearer token; the one-time code authenticates."""
+        path = request.url.path
+        req: EnrolmentRequest = self._parse(
+            request, EnrolmentRequest, await self._body(request, MAX_SMALL_BODY_BYTES)
+        )
+        try:
+            load_public_key(req.public_key)
+        except (KeyFormatError, ValueError):
+            return problem(
+                "validation",
+                "public_key: not an Ed25519 public key",
+                path,
+                errors=[{"field": "public_key", "message": "not an Ed25519 public key"}],
+            )
+        outcome = self.registry.enrol(req.code, req.public_key)
+        if outcome.kind == "ok":
+            assert outcome.record is not None and outcome.token is not None
+            record = outcome.record
+            log.info("terminal enrolled", extra={"terminal": record.terminal})
+            answer = EnrolmentResponse(
+                terminal=record.terminal, store=record.store, lane=record.lane, token=outcome.token
+            )
+            return _json(answer.model_dump(mode="json"))
+        if outcome.kind == "revoked":
+            assert outcome.record is not None
+            return _revoked(outcome.record.terminal, path).response
+        detail = {
+            "unknown": "no terminal has this enrolment code; check it, or ask the back office "
+            "operator for a new one",
+            "used": "this enrolment code was used already (codes work once); ask the back "
+            "office operator for a new one (posedge backoffice terminals rotate-token ID)",
+            "expired": "this enrolment code has expired; ask the back office operator for a "
+            "new one (posedge backoffice terminals rotate-token ID)",
+        }[outcome.kind]
+        return problem(f"enrolment-code-{outcome.kind}", detail, path)
+
+    async def rotate_token(self, request: Request) -> Response:
+        """``POST /v1/terminals/{terminal}/token``: a new token for the device key's proof.
+
+        The current token authenticates; so does the one before the last rotation (until
+        the new one is first used), so a rotation whose reply was lost can be repeated."""
+        terminal = self._path_terminal(request)
+        path = request.url.path
+        presented = _bearer(request)
+        if presented is None:
+            raise _Refused(
+                problem(
+                    "unauthorized",
+                    "missing bearer token: send the terminal's current token",
+                    path,
+                    headers={"WWW-Authenticate": _BEARER_CHALLENGE},
+                )
+            )
+        claimed = request.headers.get(TERMINAL_HEADER)
+        if claimed is not None and claimed.strip() != terminal:
+            raise _Refused(problem("forbidden", "X-Posedge-Terminal is not the path's", path))
+        record = self.registry.get(terminal)
+        if record is not None and record.revoked:
+            raise _revoked(terminal, path)
+        digest = token_hash(presented).encode()
+        known = record is not None and any(
+            stored is not None and hmac.compare_digest(stored.encode(), digest)
+            for stored in (record.token_hash, record.previous_token_hash)
+        )
+        if record is None or not record.enrolled or not known:
+            raise _Refused(
+                problem(
+                    "unauthorized",
+                    "unknown token for this terminal; only enrolled terminals rotate their "
+                    "token here (a tokens-file token is changed in the tokens file)",
+                    path,
+                    headers={"WWW-Authenticate": _INVALID_TOKEN},
+                )
+            )
+        req: TokenRotationRequest = self._parse(
+            request, TokenRotationRequest, await self._body(request, MAX_SMALL_BODY_BYTES)
+        )
+        if not verify_message(
+            self.registry.public_key(record), req.signature, rotation_message(terminal, req.nonce)
+        ):
+            return problem(
+                "signature-invalid",
+                f"signature: not terminal {terminal}'s device key's signature of this nonce",
+                path,
+            )
+        outcome = self.registry.rotate(terminal, presented, req.nonce)
+        if outcome.kind == "ok":
+            assert outcome.token is not None
+            log.info("terminal token rotated", extra={"terminal": terminal})
+            answer = TokenRotationResponse(terminal=terminal, token=outcome.token)
+            return _json(answer.model_dump(mode="json"))
+        if outcome.kind == "nonce-reused":
+            return problem("nonce-reused", "this nonce was used before; send a new one", path)
+        if outcome.kind == "revoked":
+            return _revoked(terminal, path).response
+        if outcome.kind == "conflict":
+            return problem("conflict", "the token changed meanwhile; retry", path)
+        return problem(
+            "unauthorized",
+            "unknown token for this terminal",
+            path,
+            headers={"WWW-Authenticate": _INVALID_TOKEN},
+        )
+
     # -- service endpoints ------------------------------------------------------------------
 
     async def openapi(self, request: Request) -> Response:
@@ -580,6 +798,24 @@ def parse_json_body(body: bytes) -> Any:
 
 
 _TOO_DEEP = "{what} is nested deeper than " + str(MAX_JSON_DEPTH) + " levels of objects and arrays"
+
+
+def _bearer(request: Request) -> str | None:
+    """The bearer token of the request, or None when there is none."""
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    presented = presented.strip()
+    return presented if scheme.lower() == "bearer" and presented else None
+
+
+def _revoked(terminal: str, path: str) -> _Refused:
+    return _Refused(
+        problem(
+            "terminal-revoked",
+            f"terminal {terminal} has been revoked at the back office: its token, device key "
+            "and enrolment codes are refused; a replacement is added as a new terminal",
+            path,
+        )
+    )
 
 
 def _too_deep(request: Request, what: str = "the body") -> _Refused:
@@ -659,6 +895,8 @@ def create_app(store: BackofficeStore, config: BackofficeConfig | None = None) -
         Route("/v1/terminals/{terminal}/heartbeat", _handler(bo.heartbeat), methods=["POST"]),
         Route("/v1/authorizations", _handler(bo.authorizations), methods=["POST"]),
         Route("/v1/reversals", _handler(bo.reversals), methods=["POST"]),
+        Route("/v1/enrol", _handler(bo.enrol), methods=["POST"]),
+        Route("/v1/terminals/{terminal}/token", _handler(bo.rotate_token), methods=["POST"]),
         Route("/openapi.json", _handler(bo.openapi), methods=["GET"]),
         Route("/healthz", _handler(bo.healthz), methods=["GET"]),
         Route("/admin/policy", _handler(bo.admin_policy), methods=["GET", "PUT"]),

@@ -299,3 +299,12 @@ def openapi(target: Path | None) -> None:
         click.echo(render(), nl=False)
     else:
         target.write_text(render(), encoding="utf-8")
+
+
+def _attach_subgroups() -> None:
+    from .cli_terminals import terminals
+
+    backoffice.add_command(terminals)
+
+
+_attach_subgroups()

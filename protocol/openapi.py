@@ -19,6 +19,8 @@ from pydantic import BaseModel
 from .models import (
     AuthorizationRequest,
     AuthorizationResponse,
+    EnrolmentRequest,
+    EnrolmentResponse,
     EventBatch,
     EventsAck,
     EventsHead,
@@ -28,6 +30,8 @@ from .models import (
     Problem,
     ReversalRequest,
     ReversalResponse,
+    TokenRotationRequest,
+    TokenRotationResponse,
 )
 from .problems import PROBLEM_BASE, PROBLEM_TYPES
 
@@ -61,6 +65,10 @@ _MODELS: tuple[type[BaseModel], ...] = (
     AuthorizationResponse,
     ReversalRequest,
     ReversalResponse,
+    EnrolmentRequest,
+    EnrolmentResponse,
+    TokenRotationRequest,
+    TokenRotationResponse,
     Problem,
     Health,
 )
@@ -98,7 +106,7 @@ def _problems(*kinds: str) -> dict[str, Any]:
 
 
 _COMMON_FAULTS = ("internal", "rate-limited", "unavailable")
-_AUTH = ("unauthorized", "forbidden")
+_AUTH = ("unauthorized", "forbidden", "terminal-revoked")
 _TERMINAL_PARAM = {
     "name": "terminal",
     "in": "path",
@@ -156,6 +164,8 @@ def build_document() -> dict[str, Any]:
                 (
                     *body_problems,
                     *_AUTH,
+                    "signature-required",
+                    "signature-invalid",
                     "sequence-gap",
                     "chain-mismatch",
                     "conflict",
@@ -222,6 +232,41 @@ def build_document() -> dict[str, Any]:
                 params=(_idem("{attempt}:reversal; equals the body's reversal."), _encoding()),
             )
         },
+        "/v1/enrol": {
+            "post": operation(
+                "Enrol a terminal: a one-time code (it authenticates; no bearer token) and the "
+                "terminal's new Ed25519 public key, for its id and bearer token",
+                ("EnrolmentResponse", "Enrolled; the token is shown once, stored hashed"),
+                (
+                    *body_problems,
+                    "enrolment-code-unknown",
+                    "enrolment-code-used",
+                    "enrolment-code-expired",
+                    "terminal-revoked",
+                    *_COMMON_FAULTS,
+                ),
+                body="EnrolmentRequest",
+                params=(_encoding(),),
+                secure=False,
+            )
+        },
+        "/v1/terminals/{terminal}/token": {
+            "post": operation(
+                "Rotate an enrolled terminal's token: the current token authenticates, the "
+                "device key signs a fresh nonce; the old token stops working",
+                ("TokenRotationResponse", "The new token; the old one is refused from now on"),
+                (
+                    *body_problems,
+                    *_AUTH,
+                    "signature-invalid",
+                    "nonce-reused",
+                    "conflict",
+                    *_COMMON_FAULTS,
+                ),
+                body="TokenRotationRequest",
+                params=(_TERMINAL_PARAM, _encoding()),
+            )
+        },
         "/healthz": {
             "get": operation("Liveness", ("Health", "Up"), (), secure=False),
         },
@@ -252,7 +297,8 @@ def build_document() -> dict[str, Any]:
                 "bearer": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "One token per terminal; none in open mode.",
+                    "description": "One token per terminal: from the back office's tokens "
+                    "file, or issued at enrolment (POST /v1/enrol); none in open mode.",
                 }
             },
             "headers": {

@@ -32,6 +32,14 @@ PROBLEM_TYPES: dict[str, tuple[int, str]] = {
     "rate-limited": (429, "Too many requests"),
     "internal": (500, "Internal server error"),
     "unavailable": (503, "Service unavailable"),
+    # Enrolment and signed history (docs/sync-protocol.md).
+    "enrolment-code-unknown": (403, "Unknown enrolment code"),
+    "enrolment-code-used": (403, "Enrolment code already used"),
+    "enrolment-code-expired": (403, "Enrolment code expired"),
+    "terminal-revoked": (403, "Terminal revoked"),
+    "signature-required": (401, "Signature required"),
+    "signature-invalid": (403, "Invalid signature"),
+    "nonce-reused": (409, "Nonce already used"),
 }
 
 

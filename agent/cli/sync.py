@@ -9,6 +9,7 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..alerts import AlertBook
+from ..enrolment import enrolled_config
 from ..errors import ConfigError
 from ..sync import BackofficeRejected, SyncError, SyncService, SyncState, open_sync, terminal_id
 from ..sync.service import DrainReport
@@ -46,7 +47,7 @@ def now(cli: CliContext, url: str | None) -> None:
     a few quick retries), 3 when it rejects the upload or the heartbeat (an
     alert is raised; the data is kept).
     """
-    config = cli.config
+    config = enrolled_config(cli.config, cli.state_dir)
     if not (url or config.sync.url):  # before the journal is opened: bad input touches nothing
         raise ConfigError(
             "no back office configured: set sync.url in the configuration or pass --backoffice URL"
@@ -108,7 +109,7 @@ def _drain_with_progress(cli: CliContext, drain: Any, acked: int, head: int) -> 
 @pass_cli
 def status(cli: CliContext) -> None:
     """Cursor, backlog, last success, last error and next retry."""
-    config = cli.config
+    config = enrolled_config(cli.config, cli.state_dir)
     with open_reader(cli) as jr:
         stats = jr.stats()
         state = SyncState.load(jr)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import Config
+from ..enrolment import enrolled_config
 from ..errors import ConfigError
 from ..journal import Journal
 from .client import BackofficeClient, Rewind, read_token
@@ -16,7 +17,9 @@ from .terminal import terminal_id
 def open_sync(
     config: Config, journal: Journal, state_dir: Path, url: str | None = None
 ) -> SyncService:
-    """A SyncService for this terminal from the configuration (``url`` overrides)."""
+    """A SyncService for this terminal from the configuration (``url`` overrides), completed
+    by the state directory's enrolment (terminal id, back office, token file, device key)."""
+    config = enrolled_config(config, state_dir)
     base = url or config.sync.url
     if not base:
         raise ConfigError(
