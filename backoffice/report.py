@@ -68,7 +68,7 @@ def report_document(
 ) -> dict[str, Any]:
     terminals = terminal_report(store, now, default_interval_s)
     return {
-        "db": str(store.path),
+        "db": store.display,
         "terminals": terminals,
         "silent": [t["terminal"] for t in terminals if t["silent"]],
         "problems": [

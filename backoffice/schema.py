@@ -1,32 +1,63 @@
-"""The back office's SQLite schema (version 2). DDL only: this module must never open a database.
+"""The back office's schema and its migrations, for SQLite and PostgreSQL. DDL only: this
+module must never open a database (:mod:`.migrations` runs it).
 
-Tables: terminals (held head, reported heartbeat state), events (WITHOUT ROWID,
-primary key terminal + seq), counters (per-terminal rejections and
-duplicates), authorizations and reversals (idempotency records; masked PAN,
-brand and PAN token only — never card data).
+Tables: meta (``schema_version``), terminals (held head, reported heartbeat
+state), events (primary key terminal + seq: the ``UNIQUE (terminal, seq)`` the
+ingest dedupes on), counters (per-terminal rejections and duplicates),
+authorizations and reversals (idempotency records; masked PAN, brand and PAN
+token only — never card data), terminal_registry and terminal_rotation_nonces
+(:mod:`.registry`).
 
-Version 2 (protocol version 2): an authorization's ``idem_key`` is its
-attempt id; a reversal names one ``attempt``, at most one reversal per
-(terminal, attempt). :data:`MIGRATE_V1_TO_V2` moves a version-1 file forward
-(run in one transaction): a version-1 reversal named a sale, whose online
-attempt's id was the txn, so its attempt is its txn (added to its stored
-answer too); should a sale hold several version-1 reversals, the earliest is
-kept, as version 2 would have answered the others with its answer.
+How a database gets to :data:`SCHEMA_VERSION`: a new one is created at
+:data:`BASELINE_VERSION` (:data:`BASELINE`, per backend), then it and an old
+one alike take every entry of :data:`MIGRATIONS` above their version, in
+order, in one transaction. So every migration runs on every new database, on
+both backends, in every test run. Types: SQLite columns are declared
+INTEGER/REAL in the baseline (as released), PostgreSQL's are BIGINT/DOUBLE
+PRECISION (:func:`postgres_ddl` derives them); new DDL uses TEXT, BIGINT and
+DOUBLE PRECISION, which both accept, and no backend-only syntax.
 
-Version 3 adds the terminal registry (:mod:`.registry`): enrolment codes,
-device public keys, hashed tokens, revocation, and the nonces token rotations
-used. :data:`MIGRATE_V2_TO_V3` creates its tables; the DDL is portable
-(TEXT/BIGINT, no SQLite-only syntax). :data:`MIGRATIONS` lists each version's
-statements; a file is moved forward one version at a time, in one transaction.
+Adding a version: append a :class:`Migration` (``portable(version, summary,
+*statements)`` when one text suits both backends, else ``sqlite=`` and
+``postgresql=`` separately); bump nothing else. A migration must be safe to
+run in one transaction on both (no ``CREATE INDEX CONCURRENTLY``, no
+``VACUUM``).
+
+Versions:
+
+1. SQLite only (the simulator's back office): reversals keyed by sale.
+2. Protocol version 2: an authorization's ``idem_key`` is its attempt id; a
+   reversal names one ``attempt``, at most one reversal per (terminal,
+   attempt). :data:`MIGRATE_V1_TO_V2` moves a version-1 file forward: a
+   version-1 reversal named a sale, whose online attempt's id was the txn, so
+   its attempt is its txn (added to its stored answer too); should a sale hold
+   several version-1 reversals, the earliest is kept, as version 2 would have
+   answered the others with its answer. PostgreSQL databases start here.
+3. The terminal registry (:mod:`.registry`): enrolment codes, device public
+   keys, hashed tokens, revocation, and the nonces token rotations used.
+4. Authorization claim leases (table authorization_claims): a pending
+   authorization's holder (a random token) and when its lease expires; a
+   claim left by a replica that died is taken over once its lease expires,
+   instead of being deleted when a server starts (replicas start while others
+   decide). A pending authorization without a lease row is free to take over.
+
+Migrations create tables with ``IF NOT EXISTS``, so a database whose recorded
+version is older than its tables (restored ``meta``) still moves forward.
 """
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 3
+import re
+from dataclasses import dataclass
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS terminals (
+from .db import Dialect
+
+BASELINE_VERSION = 2
+
+# The SQLite schema of version 2, as released.
+SQLITE_V2 = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+    """CREATE TABLE IF NOT EXISTS terminals (
     terminal TEXT PRIMARY KEY,
     first_seq INTEGER,
     held_seq INTEGER NOT NULL DEFAULT 0,
@@ -38,8 +69,8 @@ CREATE TABLE IF NOT EXISTS terminals (
     reported_head_seq INTEGER,
     reported_head_hash TEXT,
     interval_s INTEGER
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS events (
+) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS events (
     terminal TEXT NOT NULL,
     seq INTEGER NOT NULL,
     ts TEXT NOT NULL,
@@ -49,15 +80,15 @@ CREATE TABLE IF NOT EXISTS events (
     prev_hash TEXT NOT NULL,
     hash TEXT NOT NULL,
     PRIMARY KEY (terminal, seq)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS counters (
+) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS counters (
     terminal TEXT PRIMARY KEY,
     duplicates INTEGER NOT NULL DEFAULT 0,
     chain_breaks INTEGER NOT NULL DEFAULT 0,
     gaps INTEGER NOT NULL DEFAULT 0,
     conflicts INTEGER NOT NULL DEFAULT 0
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS authorizations (
+) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS authorizations (
     terminal TEXT NOT NULL,
     idem_key TEXT NOT NULL,
     txn TEXT NOT NULL,
@@ -75,9 +106,9 @@ CREATE TABLE IF NOT EXISTS authorizations (
     decided_at REAL,
     reversed_at REAL,
     PRIMARY KEY (terminal, idem_key)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS authorizations_txn ON authorizations (terminal, txn);
-CREATE TABLE IF NOT EXISTS reversals (
+) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS authorizations_txn ON authorizations (terminal, txn)",
+    """CREATE TABLE IF NOT EXISTS reversals (
     terminal TEXT NOT NULL,
     idem_key TEXT NOT NULL,
     txn TEXT NOT NULL,
@@ -88,10 +119,24 @@ CREATE TABLE IF NOT EXISTS reversals (
     created_at REAL NOT NULL,
     PRIMARY KEY (terminal, idem_key),
     UNIQUE (terminal, attempt)
-) WITHOUT ROWID;
-"""
+) WITHOUT ROWID""",
+)
 
-# Statements run in order inside one transaction; then schema_version := 2.
+
+def postgres_ddl(statement: str) -> str:
+    """SQLite DDL as PostgreSQL's: 64-bit INTEGER is BIGINT, REAL is DOUBLE PRECISION,
+    no WITHOUT ROWID (a PostgreSQL table is a heap with its primary key index)."""
+    statement = re.sub(r"\s*WITHOUT ROWID\s*$", "", statement)
+    statement = re.sub(r"\bINTEGER\b", "BIGINT", statement)
+    return re.sub(r"\bREAL\b", "DOUBLE PRECISION", statement)
+
+
+BASELINE: dict[Dialect, tuple[str, ...]] = {
+    "sqlite": SQLITE_V2,
+    "postgresql": tuple(postgres_ddl(statement) for statement in SQLITE_V2),
+}
+
+# Version 1 -> 2 (SQLite only). Statements run in order inside one transaction.
 MIGRATE_V1_TO_V2 = (
     """CREATE TABLE reversals_v2 (
     terminal TEXT NOT NULL,
@@ -115,7 +160,7 @@ MIGRATE_V1_TO_V2 = (
     "ALTER TABLE reversals_v2 RENAME TO reversals",
 )
 
-# Version 3: the terminal registry (backoffice/registry.py). Portable SQL.
+# Version 2 -> 3: the terminal registry (backoffice/registry.py). Portable SQL.
 MIGRATE_V2_TO_V3 = (
     """CREATE TABLE IF NOT EXISTS terminal_registry (
     terminal TEXT PRIMARY KEY,
@@ -141,7 +186,44 @@ MIGRATE_V2_TO_V3 = (
 )""",
 )
 
-# version -> the statements that move a file from the version before to it.
-MIGRATIONS: dict[int, tuple[str, ...]] = {2: MIGRATE_V1_TO_V2, 3: MIGRATE_V2_TO_V3}
+# Version 3 -> 4: authorization claim leases. Portable SQL.
+MIGRATE_V3_TO_V4 = (
+    """CREATE TABLE IF NOT EXISTS authorization_claims (
+    terminal TEXT NOT NULL,
+    idem_key TEXT NOT NULL,
+    token TEXT NOT NULL,
+    expires_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (terminal, idem_key)
+)""",
+)
 
-SCHEMA += "".join(f"{statement};\n" for statement in MIGRATE_V2_TO_V3)
+
+@dataclass(frozen=True)
+class Migration:
+    """The statements that move a database from ``version - 1`` to ``version``.
+
+    ``None`` for a backend on which no database of the version before exists.
+    """
+
+    version: int
+    summary: str
+    sqlite: tuple[str, ...] | None
+    postgresql: tuple[str, ...] | None
+
+    def statements(self, dialect: Dialect) -> tuple[str, ...] | None:
+        return self.sqlite if dialect == "sqlite" else self.postgresql
+
+
+def portable(version: int, summary: str, *statements: str) -> Migration:
+    """A migration whose SQL both backends run as written."""
+    return Migration(version, summary, statements, statements)
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(2, "one reversal per attempt", sqlite=MIGRATE_V1_TO_V2, postgresql=None),
+    portable(3, "terminal registry", *MIGRATE_V2_TO_V3),
+    portable(4, "authorization claim leases", *MIGRATE_V3_TO_V4),
+    # Next: portable(5, "…", "CREATE TABLE …", …)
+)
+
+SCHEMA_VERSION = MIGRATIONS[-1].version

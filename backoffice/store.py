@@ -1,16 +1,31 @@
-"""SQLite storage of the reference back office: events, heads, heartbeats, authorizations.
+"""Storage of the back office: events, heads, heartbeats, authorizations — on SQLite or PostgreSQL.
 
-One writer connection (WAL, ``synchronous=NORMAL``, ``secure_delete`` so deleted
-rows do not linger in free pages) serialised by a lock; every request is one
-transaction. :meth:`BackofficeStore.ingest` implements "Events upload" of
-``docs/sync-protocol.md`` exactly: a terminal's first batch starts at seq 1,
-duplicates compared by hash, conflict, sequence gap, chain continuity and
-explicit partial success; the acknowledgement is the highest seq held
-contiguously, never one the store does not hold.
+One implementation over :mod:`.db` (SQLite file or PostgreSQL URL); every
+request is one transaction. :meth:`BackofficeStore.ingest` implements "Events
+upload" of ``docs/sync-protocol.md`` exactly: a terminal's first batch starts
+at seq 1, duplicates compared by hash, conflict, sequence gap, chain
+continuity and explicit partial success; the acknowledgement is the highest
+seq held contiguously, never one the store does not hold. Events are written
+with ``INSERT … ON CONFLICT (terminal, seq) DO NOTHING`` (PostgreSQL: one
+multi-row statement over arrays).
 The authorization and reversal methods implement "Authorizations, attempts
 and reversals": money is held per attempt, a reversal releases only the
 attempt it names, and a reversal wins over its attempt whatever the order
-they arrive in. A version-1 database is migrated on open (see :mod:`.schema`).
+they arrive in. An older database is migrated on open (:mod:`.migrations`).
+
+Replicas (any number of processes on one PostgreSQL database) get from the
+database what one process gets from its lock: every ingest transaction first
+takes the terminal's advisory lock (:meth:`.db.Transaction.lock`), so a
+terminal's batches apply one at a time, in whatever order and on whatever
+replica they arrive, each against the head the previous one committed; every
+claim, decision, release and reversal of an attempt first takes the attempt's
+lock (a reversal also its own key's), so "reversal wins", "in progress" and
+``had_authorization`` are decided on committed rows. Nothing about a request
+lives in a process between calls: a claim being decided is a ``pending`` row
+with a lease (table authorization_claims), seen as in progress by every replica
+until it is decided, released, or its lease runs out (then another replica
+takes it over). Heartbeats are one upsert in their own transaction, with no
+advisory lock.
 
 This module must never store the ``card`` object of an authorization (only
 masked PAN, brand and PAN token), never store a plain hash of a body that
@@ -19,9 +34,9 @@ holds card data, and never log request contents.
 
 from __future__ import annotations
 
+import contextlib
 import json
-import sqlite3
-import threading
+import secrets
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,17 +46,45 @@ from typing import Any, Literal
 
 from posedge.protocol.models import ZERO_HASH, Event, EventBatch
 
-from .schema import MIGRATIONS, SCHEMA_VERSION
-from .schema import SCHEMA as _SCHEMA
+from .db import DEFAULT_POOL_SIZE, Database, Transaction, open_database
+from .migrations import migrate, read_version
+from .schema import SCHEMA_VERSION
 
-BUSY_TIMEOUT_S = 10.0
 REVERSED_BEFORE_ARRIVAL = "reversed before it arrived"
 REVERSED_BEFORE_DECISION = "reversed before it was decided"
+# A claim's lease beyond the policy's think time: a replica that holds a claim longer has
+# died or hung, and another replica may take the attempt over.
+CLAIM_LEASE_S = 30.0
 
 
 COUNTER_NAMES = ("duplicates", "chain_breaks", "gaps", "conflicts")
 
 IngestStatus = Literal["ok", "sequence-gap", "chain-mismatch", "conflict"]
+
+_INSERT_EVENTS = (
+    "INSERT INTO events (terminal, seq, ts, type, txn, payload, prev_hash, hash)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (terminal, seq) DO NOTHING"
+)
+# PostgreSQL: the whole batch in one statement, one array per column.
+_INSERT_EVENTS_ARRAYS = (
+    "INSERT INTO events (terminal, seq, ts, type, txn, payload, prev_hash, hash)"
+    " SELECT ?, * FROM unnest(?::bigint[], ?::text[], ?::text[], ?::text[], ?::text[],"
+    " ?::text[], ?::text[]) ON CONFLICT (terminal, seq) DO NOTHING"
+)
+
+
+def terminal_lock(terminal: str) -> str:
+    """The lock name that serialises a terminal's events uploads."""
+    return f"events\x1f{terminal}"
+
+
+def attempt_lock(terminal: str, key: str) -> str:
+    """The lock name that serialises everything about one attempt (or one reversal key)."""
+    return f"attempt\x1f{terminal}\x1f{key}"
+
+
+class ClaimLost(RuntimeError):
+    """A claim was released by another replica before this one could record its decision."""
 
 
 @dataclass(frozen=True)
@@ -66,10 +109,13 @@ class Claim:
     recorded, recorded as declined; ``already-reversed``: a reversal of an
     attempt reversed before under another key (the first reversal's answer);
     ``in-progress`` and ``mismatch``: problems. ``response`` is the answer to send.
+    A ``new`` authorization claim carries its ``token``.
     """
 
     kind: Literal["new", "replay", "refused", "already-reversed", "in-progress", "mismatch"]
     response: dict[str, Any] | None = None
+    #: A ``new`` authorization claim's holder: pass it to release the claim.
+    token: str | None = None
 
 
 @dataclass
@@ -91,68 +137,49 @@ class TerminalState:
 
 
 class BackofficeStore:
-    """The back office database. Thread-safe: one connection behind a lock."""
+    """The back office database, on SQLite or PostgreSQL. Thread-safe.
+
+    ``target`` is a SQLite file path or a ``postgresql://`` URL (:mod:`.db`);
+    ``pool_size`` bounds the PostgreSQL connections of this process. Opening for
+    writing migrates the schema; ``readonly`` never writes (reports, reconcile).
+    """
 
     def __init__(
-        self, path: Path | str, clock: Callable[[], float] = time.time, readonly: bool = False
+        self,
+        target: Path | str,
+        clock: Callable[[], float] = time.time,
+        readonly: bool = False,
+        pool_size: int = DEFAULT_POOL_SIZE,
     ) -> None:
-        self.path = Path(path)
         self.clock = clock
-        self._lock = threading.Lock()
-        self.schema_version = SCHEMA_VERSION
-        if readonly:
-            if not self.path.is_file():
-                raise FileNotFoundError(
-                    f"no back office database at {self.path}; "
-                    "pass the --db file that `posedge backoffice serve` uses"
-                )
-            self._db = sqlite3.connect(
-                f"{self.path.resolve().as_uri()}?mode=ro",
-                uri=True,
-                isolation_level=None,
-                check_same_thread=False,
-                timeout=BUSY_TIMEOUT_S,
-            )
-            self._db.execute("PRAGMA secure_delete = ON")
-            self.schema_version = _stored_version(self._db) or SCHEMA_VERSION
-            return
-        self._db = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA secure_delete = ON")
-        self._migrate()
-        self._db.executescript(_SCHEMA)
-        with self._lock, self._tx():
-            self._db.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
-                (str(SCHEMA_VERSION),),
-            )
-            # A decision interrupted by a crash never answered anyone: decide again.
-            self._db.execute("DELETE FROM authorizations WHERE state = 'pending'")
-
-    def _migrate(self) -> None:
-        """Move a database of an older schema version forward, in one transaction."""
-        with self._lock, self._tx() as db:
-            version = _stored_version(db)
-            if version is None or version == SCHEMA_VERSION:
+        self.db: Database = open_database(target, readonly=readonly, pool_size=pool_size)
+        self.display = self.db.display
+        self.path: Path | None = target if isinstance(target, Path) else None
+        if self.path is None and self.db.dialect == "sqlite":
+            self.path = Path(target)
+        try:
+            if readonly:
+                self.schema_version = read_version(self.db) or SCHEMA_VERSION
                 return
-            if version > SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"{self.path} has back office schema version {version}; this posedge "
-                    f"knows versions up to {SCHEMA_VERSION}: upgrade posedge"
-                )
-            for target in range(version + 1, SCHEMA_VERSION + 1):
-                for statement in MIGRATIONS[target]:
-                    db.execute(statement)
-            db.execute(
-                "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),)
-            )
+            _, self.schema_version = migrate(self.db)
+            if self.db.dialect == "sqlite":
+                # One process serves a SQLite file: a claim left pending was interrupted by a
+                # crash and never answered anyone, so it is decided again at once. (On
+                # PostgreSQL other replicas may be deciding: there a lease expires instead.)
+                with self.db.transaction() as db:
+                    db.execute("DELETE FROM authorizations WHERE state = 'pending'")
+                    db.execute("DELETE FROM authorization_claims")
+        except BaseException:
+            self.db.close()
+            raise
+
+    @property
+    def concurrent(self) -> bool:
+        """Calls may run in parallel threads (PostgreSQL); SQLite serialises them anyway."""
+        return self.db.concurrent
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self.db.close()
 
     def __enter__(self) -> BackofficeStore:
         return self
@@ -160,15 +187,25 @@ class BackofficeStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # -- for modules that keep their own tables in this database (registry.py) ---------------
+
+    def transaction(self) -> Any:
+        """A context manager yielding a :class:`.db.Transaction` (``?`` placeholders)."""
+        return self.db.transaction()
+
+    # The registry's first version reached the SQLite connection directly; these keep its
+    # ``with store._lock, store._tx() as db: db.execute(…)`` and ``store._db.execute(…)``
+    # working on both backends (the database serialises; ``_lock`` is no lock at all).
+    _lock = contextlib.nullcontext()
+
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+    def _tx(self) -> Iterator[Any]:
+        with self.db.transaction() as tx:
+            yield tx
+
+    @property
+    def _db(self) -> Database:
+        return self.db
 
     # -- events ---------------------------------------------------------------------------
 
@@ -176,7 +213,8 @@ class BackofficeStore:
         """Apply one validated batch in one transaction (docs/sync-protocol.md, Events upload)."""
         terminal = batch.terminal
         now = self.clock()
-        with self._lock, self._tx() as db:
+        with self.db.transaction() as db:
+            db.lock(terminal_lock(terminal))
             row = db.execute(
                 "SELECT held_seq, head_hash, first_seq FROM terminals WHERE terminal = ?",
                 (terminal,),
@@ -199,28 +237,12 @@ class BackofficeStore:
                     cut = i
                     break
             stored = new[:cut]
-            db.executemany(
-                "INSERT INTO events (terminal, seq, ts, type, txn, payload, prev_hash, hash)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        terminal,
-                        ev.seq,
-                        ev.ts,
-                        ev.type,
-                        ev.txn,
-                        json.dumps(ev.payload, separators=(",", ":"), ensure_ascii=False),
-                        ev.prev_hash,
-                        ev.hash,
-                    )
-                    for ev in stored
-                ],
-            )
+            self._insert_events(db, terminal, stored)
             last = stored[-1]
             db.execute(
                 "INSERT INTO terminals (terminal, first_seq, held_seq, head_hash, enrolled_at)"
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT (terminal) DO UPDATE SET"
-                " first_seq = coalesce(first_seq, excluded.first_seq),"
+                " first_seq = coalesce(terminals.first_seq, excluded.first_seq),"
                 " held_seq = excluded.held_seq, head_hash = excluded.head_hash",
                 (terminal, stored[0].seq, last.seq, last.hash, now),
             )
@@ -239,9 +261,48 @@ class BackofficeStore:
                 )
             return IngestResult("ok", last.seq, last.hash, len(stored), dups)
 
+    @staticmethod
+    def _insert_events(db: Transaction, terminal: str, events: list[Event]) -> None:
+        """Store events at seqs above the head (free: the terminal's lock is held).
+
+        ``ON CONFLICT (terminal, seq) DO NOTHING`` keeps the unique key the judge: should
+        a row be there all the same, the count differs and the transaction rolls back.
+        """
+        payloads = [
+            json.dumps(ev.payload, separators=(",", ":"), ensure_ascii=False) for ev in events
+        ]
+        if db.dialect == "postgresql":
+            written = db.execute(
+                _INSERT_EVENTS_ARRAYS,
+                (
+                    terminal,
+                    [ev.seq for ev in events],
+                    [ev.ts for ev in events],
+                    [ev.type for ev in events],
+                    [ev.txn for ev in events],
+                    payloads,
+                    [ev.prev_hash for ev in events],
+                    [ev.hash for ev in events],
+                ),
+            ).rowcount
+        else:
+            written = db.executemany(
+                _INSERT_EVENTS,
+                [
+                    (terminal, ev.seq, ev.ts, ev.type, ev.txn, payload, ev.prev_hash, ev.hash)
+                    for ev, payload in zip(events, payloads, strict=True)
+                ],
+            )
+        if written != len(events):
+            raise RuntimeError(
+                f"terminal {terminal}: {len(events) - written} of seqs {events[0].seq}.."
+                f"{events[-1].seq} were stored already although the head is below them; "
+                "nothing was written (the database was changed outside the back office?)"
+            )
+
     def _compare_held(
         self,
-        db: sqlite3.Connection,
+        db: Transaction,
         batch: EventBatch,
         held: int,
         head: str | None,
@@ -294,7 +355,7 @@ class BackofficeStore:
 
     def _check_start(
         self,
-        db: sqlite3.Connection,
+        db: Transaction,
         terminal: str,
         first_new: Event,
         held: int,
@@ -354,7 +415,7 @@ class BackofficeStore:
             )
         return None
 
-    def _bump(self, db: sqlite3.Connection, terminal: str, **deltas: int) -> None:
+    def _bump(self, db: Transaction, terminal: str, **deltas: int) -> None:
         if not any(deltas.values()):
             return
         names = [name for name in COUNTER_NAMES if deltas.get(name)]
@@ -362,26 +423,24 @@ class BackofficeStore:
             f"INSERT INTO counters (terminal, {', '.join(names)})"
             f" VALUES (?, {', '.join('?' for _ in names)})"
             f" ON CONFLICT (terminal) DO UPDATE SET "
-            + ", ".join(f"{n} = {n} + excluded.{n}" for n in names),
+            + ", ".join(f"{n} = counters.{n} + excluded.{n}" for n in names),
             (terminal, *(deltas[n] for n in names)),
         )
 
     def head(self, terminal: str) -> tuple[int, str | None]:
         """Highest seq held for the terminal and its hash (``0, None`` when nothing held)."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT held_seq, head_hash FROM terminals WHERE terminal = ?", (terminal,)
-            ).fetchone()
+        row = self.db.execute(
+            "SELECT held_seq, head_hash FROM terminals WHERE terminal = ?", (terminal,)
+        ).fetchone()
         return (int(row[0]), row[1]) if row else (0, None)
 
     def events(self, terminal: str, since: int = 0) -> list[dict[str, Any]]:
         """Held events after ``since`` in seq order (for tests and exports)."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT seq, ts, type, txn, payload, prev_hash, hash FROM events"
-                " WHERE terminal = ? AND seq > ? ORDER BY seq",
-                (terminal, since),
-            ).fetchall()
+        rows = self.db.execute(
+            "SELECT seq, ts, type, txn, payload, prev_hash, hash FROM events"
+            " WHERE terminal = ? AND seq > ? ORDER BY seq",
+            (terminal, since),
+        ).fetchall()
         keys = ("seq", "ts", "type", "txn", "payload", "prev_hash", "hash")
         out = [dict(zip(keys, row, strict=True)) for row in rows]
         for doc in out:
@@ -396,7 +455,7 @@ class BackofficeStore:
         """Keep the latest heartbeat, the reported journal head (an anchor) and backlog."""
         now = self.clock() if now is None else now
         head = heartbeat.get("journal_head") or {}
-        with self._lock, self._tx() as db:
+        with self.db.transaction() as db:
             db.execute(
                 "INSERT INTO terminals (terminal, enrolled_at, last_heartbeat_at, heartbeat_json,"
                 " reported_backlog, reported_head_seq, reported_head_hash, interval_s)"
@@ -431,27 +490,37 @@ class BackofficeStore:
         fingerprint: str,
         record: dict[str, Any],
         now: float | None = None,
+        lease_s: float = CLAIM_LEASE_S,
     ) -> Claim:
         """Claim the attempt ``idem_key``; ``record`` holds only masked PAN, brand and token.
 
-        A known key is a replay, a mismatch or in progress. A new attempt whose
-        reversal is already recorded is recorded as declined ("reversal wins")
-        and that decline is the answer (``refused``); else it is claimed
-        (``new``) for the caller to decide.
+        A known key is a replay, a mismatch or in progress (a pending claim whose
+        lease has not run out, on any replica). A new attempt whose reversal is
+        already recorded is recorded as declined ("reversal wins") and that
+        decline is the answer (``refused``); else it is claimed (``new``, with its
+        ``token``) for the caller to decide within ``lease_s`` seconds. A pending
+        claim whose lease ran out (its replica died) is taken over the same way.
         """
         now = self.clock() if now is None else now
-        with self._lock, self._tx() as db:
+        token = secrets.token_hex(16)
+        with self.db.transaction() as db:
+            db.lock(attempt_lock(terminal, idem_key))
             row = db.execute(
-                "SELECT body_sha256, state, response_json FROM authorizations"
-                " WHERE terminal = ? AND idem_key = ?",
+                "SELECT a.body_sha256, a.state, a.response_json, c.expires_at"
+                " FROM authorizations a LEFT JOIN authorization_claims c"
+                " ON c.terminal = a.terminal AND c.idem_key = a.idem_key"
+                " WHERE a.terminal = ? AND a.idem_key = ?",
                 (terminal, idem_key),
             ).fetchone()
             if row is not None:
                 if row[0] != fingerprint:
                     return Claim("mismatch")
-                if row[1] == "pending":
+                if row[1] != "pending":
+                    return Claim("replay", json.loads(row[2]))
+                if row[3] is not None and float(row[3]) > now:
                     return Claim("in-progress")
-                return Claim("replay", json.loads(row[2]))
+                self._lease(db, terminal, idem_key, token, now + lease_s)  # taken over
+                return Claim("new", token=token)
             reversed_at = self._reversed_at(db, terminal, idem_key)
             response = None
             if reversed_at is not None:
@@ -480,9 +549,19 @@ class BackofficeStore:
                     reversed_at,
                 ),
             )
-        if response is not None:
-            return Claim("refused", response)
-        return Claim("new")
+            if response is not None:
+                return Claim("refused", response)
+            self._lease(db, terminal, idem_key, token, now + lease_s)
+        return Claim("new", token=token)
+
+    @staticmethod
+    def _lease(db: Transaction, terminal: str, idem_key: str, token: str, until: float) -> None:
+        db.execute(
+            "INSERT INTO authorization_claims (terminal, idem_key, token, expires_at)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT (terminal, idem_key) DO UPDATE SET"
+            " token = excluded.token, expires_at = excluded.expires_at",
+            (terminal, idem_key, token, until),
+        )
 
     def decide_authorization(
         self, terminal: str, idem_key: str, response: dict[str, Any], now: float | None = None
@@ -490,17 +569,20 @@ class BackofficeStore:
         """Record the decision on a claimed attempt and return the answer to send.
 
         If a reversal of the attempt was recorded while it was being decided, the
-        decision becomes a decline ("reversed before it was decided").
+        decision becomes a decline ("reversed before it was decided"). The first
+        decision recorded wins: when another replica took the claim over and
+        decided first, its answer is returned (and it is this one's answer too).
         """
         now = self.clock() if now is None else now
-        with self._lock, self._tx() as db:
+        with self.db.transaction() as db:
+            db.lock(attempt_lock(terminal, idem_key))
             reversed_at = self._reversed_at(db, terminal, idem_key)
             if reversed_at is not None:
                 response = _declined(str(response["txn"]), idem_key, REVERSED_BEFORE_DECISION)
-            db.execute(
+            updated = db.execute(
                 "UPDATE authorizations SET state = 'decided', outcome = ?, response_json = ?,"
                 " decided_at = ?, reversed_at = coalesce(reversed_at, ?)"
-                " WHERE terminal = ? AND idem_key = ?",
+                " WHERE terminal = ? AND idem_key = ? AND state = 'pending'",
                 (
                     response["outcome"],
                     json.dumps(response),
@@ -509,12 +591,39 @@ class BackofficeStore:
                     terminal,
                     idem_key,
                 ),
-            )
-        return response
+            ).rowcount
+            if updated == 1:
+                db.execute(
+                    "DELETE FROM authorization_claims WHERE terminal = ? AND idem_key = ?",
+                    (terminal, idem_key),
+                )
+                return response
+            row = db.execute(
+                "SELECT state, response_json FROM authorizations"
+                " WHERE terminal = ? AND idem_key = ?",
+                (terminal, idem_key),
+            ).fetchone()
+        if row is not None and row[0] == "decided":
+            answer: dict[str, Any] = json.loads(row[1])
+            return answer
+        raise ClaimLost(
+            f"the claim of attempt {idem_key} of terminal {terminal} was released elsewhere "
+            "before its decision was recorded; the terminal retries"
+        )
 
-    def release_authorization(self, terminal: str, idem_key: str) -> None:
-        """Forget a claim whose decision failed before any answer was sent."""
-        with self._lock, self._tx() as db:
+    def release_authorization(self, terminal: str, idem_key: str, token: str | None = None) -> None:
+        """Forget a claim whose decision failed before any answer was sent.
+
+        With ``token``, only that holder's claim (a claim taken over by another
+        replica is left to it).
+        """
+        with self.db.transaction() as db:
+            db.lock(attempt_lock(terminal, idem_key))
+            lease = "DELETE FROM authorization_claims WHERE terminal = ? AND idem_key = ?"
+            if token is None:
+                db.execute(lease, (terminal, idem_key))
+            elif db.execute(lease + " AND token = ?", (terminal, idem_key, token)).rowcount == 0:
+                return  # taken over: the claim is another replica's now
             db.execute(
                 "DELETE FROM authorizations WHERE terminal = ? AND idem_key = ?"
                 " AND state = 'pending'",
@@ -539,7 +648,8 @@ class BackofficeStore:
         authorization at this moment.
         """
         now = self.clock() if now is None else now
-        with self._lock, self._tx() as db:
+        with self.db.transaction() as db:
+            db.lock(attempt_lock(terminal, attempt), attempt_lock(terminal, idem_key))
             row = db.execute(
                 "SELECT body_sha256, response_json FROM reversals"
                 " WHERE terminal = ? AND idem_key = ?",
@@ -588,7 +698,7 @@ class BackofficeStore:
         return Claim("new", response)
 
     @staticmethod
-    def _reversed_at(db: sqlite3.Connection, terminal: str, attempt: str) -> float | None:
+    def _reversed_at(db: Transaction, terminal: str, attempt: str) -> float | None:
         """When the reversal of ``attempt`` was recorded, or None."""
         row = db.execute(
             "SELECT created_at FROM reversals WHERE terminal = ? AND attempt = ?",
@@ -597,25 +707,23 @@ class BackofficeStore:
         return None if row is None else float(row[0])
 
     def authorizations(self, terminal: str) -> list[dict[str, Any]]:
-        with self._lock:
-            cur = self._db.execute(
-                "SELECT * FROM authorizations WHERE terminal = ? ORDER BY created_at", (terminal,)
-            )
-            names = [d[0] for d in cur.description]
-            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        result = self.db.execute(
+            "SELECT * FROM authorizations WHERE terminal = ? ORDER BY created_at, idem_key",
+            (terminal,),
+        )
+        return [dict(zip(result.columns, row, strict=True)) for row in result.rows]
 
     def captured(self, terminal: str) -> dict[str, int]:
         """Captured amount per txn: the sum over its approved attempts not reversed.
 
         Sales with no such attempt are absent (they captured nothing).
         """
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT txn, sum(amount) FROM authorizations WHERE terminal = ?"
-                " AND state = 'decided' AND outcome = 'approved' AND reversed_at IS NULL"
-                " GROUP BY txn ORDER BY txn",
-                (terminal,),
-            ).fetchall()
+        rows = self.db.execute(
+            "SELECT txn, sum(amount) FROM authorizations WHERE terminal = ?"
+            " AND state = 'decided' AND outcome = 'approved' AND reversed_at IS NULL"
+            " GROUP BY txn ORDER BY txn",
+            (terminal,),
+        ).fetchall()
         return {str(txn): int(total) for txn, total in rows}
 
     def reversals(self, terminal: str) -> list[dict[str, Any]]:
@@ -625,12 +733,11 @@ class BackofficeStore:
         ``created_at``.
         """
         attempt = "attempt" if self.schema_version >= 2 else "txn"  # a read-only v1 file
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT idem_key, txn, {attempt}, had_authorization, created_at FROM reversals"
-                " WHERE terminal = ? ORDER BY created_at, idem_key",
-                (terminal,),
-            ).fetchall()
+        rows = self.db.execute(
+            f"SELECT idem_key, txn, {attempt}, had_authorization, created_at FROM reversals"
+            " WHERE terminal = ? ORDER BY created_at, idem_key",
+            (terminal,),
+        ).fetchall()
         return [
             {
                 "reversal": key,
@@ -644,25 +751,23 @@ class BackofficeStore:
 
     def money_terminals(self) -> list[str]:
         """Terminals with any authorization, reversal or event, sorted."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT terminal FROM authorizations UNION SELECT terminal FROM reversals"
-                " UNION SELECT terminal FROM terminals ORDER BY 1"
-            ).fetchall()
+        rows = self.db.execute(
+            "SELECT terminal FROM authorizations UNION SELECT terminal FROM reversals"
+            " UNION SELECT terminal FROM terminals ORDER BY 1"
+        ).fetchall()
         return [str(row[0]) for row in rows]
 
     # -- reporting ------------------------------------------------------------------------
 
     def terminal_states(self) -> list[TerminalState]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT t.terminal, first_seq, held_seq, head_hash, enrolled_at,"
-                " last_heartbeat_at, heartbeat_json, reported_backlog, reported_head_seq,"
-                " reported_head_hash, interval_s, coalesce(c.duplicates, 0),"
-                " coalesce(c.chain_breaks, 0), coalesce(c.gaps, 0), coalesce(c.conflicts, 0)"
-                " FROM terminals t LEFT JOIN counters c ON c.terminal = t.terminal"
-                " ORDER BY t.terminal"
-            ).fetchall()
+        rows = self.db.execute(
+            "SELECT t.terminal, first_seq, held_seq, head_hash, enrolled_at,"
+            " last_heartbeat_at, heartbeat_json, reported_backlog, reported_head_seq,"
+            " reported_head_hash, interval_s, coalesce(c.duplicates, 0),"
+            " coalesce(c.chain_breaks, 0), coalesce(c.gaps, 0), coalesce(c.conflicts, 0)"
+            " FROM terminals t LEFT JOIN counters c ON c.terminal = t.terminal"
+            " ORDER BY t.terminal"
+        ).fetchall()
         return [
             TerminalState(
                 terminal=row[0],
@@ -683,30 +788,20 @@ class BackofficeStore:
 
     def held_integrity(self, terminal: str) -> dict[str, int]:
         """Count events held, missing seqs and chain breaks in what is stored (all should be 0)."""
-        with self._lock:
-            count, low, high = self._db.execute(
+        with self.db.transaction() as db:  # one snapshot on SQLite; READ COMMITTED elsewhere
+            count, low, high = db.execute(
                 "SELECT count(*), min(seq), max(seq) FROM events WHERE terminal = ?", (terminal,)
             ).fetchone()
-            breaks = self._db.execute(
-                "SELECT count(*) FROM (SELECT prev_hash, lag(hash) OVER w AS before,"
-                " lag(seq) OVER w AS before_seq, seq FROM events WHERE terminal = ?"
-                " WINDOW w AS (ORDER BY seq))"
-                " WHERE before IS NOT NULL AND (prev_hash != before OR seq != before_seq + 1)",
+            breaks = db.execute(
+                "SELECT count(*) FROM (SELECT prev_hash, lag(hash) OVER w AS hash_before,"
+                " lag(seq) OVER w AS seq_before, seq FROM events WHERE terminal = ?"
+                " WINDOW w AS (ORDER BY seq)) AS chained"
+                " WHERE hash_before IS NOT NULL"
+                " AND (prev_hash != hash_before OR seq != seq_before + 1)",
                 (terminal,),
             ).fetchone()[0]
         missing = (high - low + 1 - count) if count else 0
         return {"events": int(count), "missing_seqs": int(missing), "chain_breaks": int(breaks)}
-
-
-def _stored_version(db: sqlite3.Connection) -> int | None:
-    """The schema version a database file records (None: a new, empty file)."""
-    has_meta = db.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
-    ).fetchone()
-    if has_meta is None:
-        return None
-    row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    return None if row is None else int(row[0])
 
 
 def _declined(txn: str, attempt: str, reason: str) -> dict[str, Any]:

@@ -150,10 +150,11 @@ def test_a_version_1_database_is_migrated_in_place(tmp_path: Path) -> None:
         assert other.kind == "already-reversed" and other.response == replay.response
     db = sqlite3.connect(path)
     version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    assert version == (str(SCHEMA_VERSION),) == ("3",)
-    # Version 3 added the terminal registry (migrated forward through version 2).
+    assert version == (str(SCHEMA_VERSION),) == ("4",)
+    # Version 3 added the terminal registry, version 4 claim leases (migrated forward
+    # through version 2).
     tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert {"terminal_registry", "terminal_rotation_nonces"} <= tables
+    assert {"terminal_registry", "terminal_rotation_nonces", "authorization_claims"} <= tables
     with pytest.raises(sqlite3.IntegrityError):
         db.execute(
             "INSERT INTO reversals (terminal, idem_key, txn, attempt, body_sha256,"
