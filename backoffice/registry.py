@@ -19,7 +19,11 @@ captured rotation request cannot be replayed.
 Tokens and codes are random (256 and 80 bits); a presented token is hashed and
 looked up by its hash, then compared with :func:`hmac.compare_digest`. The SQL
 is portable (TEXT/BIGINT columns, ``ON CONFLICT DO NOTHING``, no SQLite-only
-syntax) and runs on the store's connection, inside its transactions. This
+syntax, ``?`` placeholders) and runs in the store's transactions on either
+backend (:mod:`.db`). Every change that must not race another replica is one
+conditional statement whose row count is checked: a code is spent by an
+``UPDATE … WHERE code_used_at IS NULL``, a nonce by an ``INSERT … ON CONFLICT
+DO NOTHING``, a rotation by an ``UPDATE … WHERE token_hash = <the one read>``. This
 module must never log or store a token or a code in clear.
 """
 
@@ -40,8 +44,7 @@ from posedge.protocol.models import TERMINAL_PATTERN
 from posedge.protocol.signing import load_public_key
 
 if TYPE_CHECKING:
-    import sqlite3
-
+    from .db import Transaction
     from .store import BackofficeStore
 
 ACTIVE = "active"
@@ -213,15 +216,14 @@ class TerminalRegistry:
         self._store = store
         self._keys: dict[str, Ed25519PublicKey] = {}
 
-    # -- plumbing: the one place that touches the store's connection --------------------------
+    # -- plumbing: the one place that touches the store's database ----------------------------
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._store._lock, self._store._tx() as db:
-            yield db
+    def _write(self) -> Iterator[Transaction]:
+        with self._store.transaction() as tx:
+            yield tx
 
     def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
-        with self._store._lock:
-            return self._store._db.execute(sql, params).fetchall()
+        return list(self._store.db.execute(sql, params).fetchall())
 
     def _now(self) -> int:
         return int(self._store.clock())
@@ -230,7 +232,7 @@ class TerminalRegistry:
     def _record(row: Any) -> TerminalRecord:
         return TerminalRecord(*row)
 
-    def _get(self, db: sqlite3.Connection, terminal: str) -> TerminalRecord | None:
+    def _get(self, db: Transaction, terminal: str) -> TerminalRecord | None:
         row = db.execute(
             f"SELECT {_COLUMNS} FROM terminal_registry WHERE terminal = ?", (terminal,)
         ).fetchone()
