@@ -12,7 +12,8 @@ flushes what it can, devices close, ``agent.stopped`` is journaled.
 the state directory — the whole product on one machine, for demos and tests.
 With an external back office (``backoffice_url``, i.e. ``run --backoffice``,
 or a ``sync.url`` set in the configuration) the simulated devices talk to that
-one instead and no embedded back office is started.
+one instead and no embedded back office is started. The simulated world is a
+plug-in the simulator provides (:mod:`posedge.agent.simulation`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from .errors import ConfigError
 from .journal import Journal, JournalError
 from .sales.authorizer import Authorizer
 from .sales.engine import SaleEngine
+from .simulation import SimulatedWorld, start_simulated_world
 from .sync import BackofficeClient, SyncService, terminal_id
 from .sync.client import agent_version, read_token
 from .sync.runner import SyncRunner
@@ -45,57 +46,6 @@ log = logging.getLogger("posedge.agent")
 
 DEVICE_POLL_S = 10.0
 RETENTION_EVERY_S = 3600.0
-
-
-@dataclass
-class SimulatedWorld:
-    """The simulated devices and back office of ``posedge run --simulate``."""
-
-    printer: Any
-    reader: Any
-    backoffice: Any | None
-    """The embedded back office; None when the agent uses an external one."""
-    cleanups: list[Callable[[], None]] = field(default_factory=list)
-
-    def close(self) -> None:
-        for cleanup in reversed(self.cleanups):
-            try:
-                cleanup()
-            except Exception:  # pragma: no cover - best effort at shutdown
-                log.exception("simulator cleanup failed")
-
-
-def start_simulated_world(
-    state_dir: Path, *, card_delay_s: float = 0.3, embedded_backoffice: bool = True
-) -> SimulatedWorld:
-    """Virtual printer and reader on ``sim://`` and (unless told not to) a back office on
-    loopback whose database is ``backoffice.sqlite3`` in the state directory."""
-    from posedge.drivers.transport.sim import register_sim_device, unregister_sim_device
-    from posedge.simulator.backoffice import BackofficeServer
-    from posedge.simulator.printer import VirtualPrinter
-    from posedge.simulator.reader import VirtualReader
-
-    # The back office database lives in the state dir, which may not exist yet (the
-    # journal creates it later, with the same mode).
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    printer = VirtualPrinter()
-    reader = VirtualReader("magtek", auto_present=True, auto_present_delay_s=card_delay_s)
-    register_sim_device("printer", printer)
-    register_sim_device("reader", reader)
-    world = SimulatedWorld(printer=printer, reader=reader, backoffice=None)
-    world.cleanups += [
-        lambda: unregister_sim_device("printer"),
-        lambda: unregister_sim_device("reader"),
-        reader.close,
-    ]
-    if embedded_backoffice:
-        try:
-            world.backoffice = BackofficeServer(state_dir / "backoffice.sqlite3").start()
-        except BaseException:
-            world.close()
-            raise
-        world.cleanups.append(world.backoffice.close)
-    return world
 
 
 def with_backoffice(config: Config, backoffice_url: str) -> Config:

@@ -1,21 +1,34 @@
-"""``posedge simulate devices``: run a virtual printer and card reader in the foreground.
+"""``posedge simulate``: the simulator's command group, registered by entry point.
 
-Each device is served on a pseudo-terminal (optionally behind a stable
-symlink in ``--symlink-dir``) and on a TCP port (``socket://``), and is
-reachable in process as ``sim://printer`` / ``sim://reader``. The endpoints
-are printed once (one JSON document with ``--json``); then fault commands are
-read from stdin, one per line (``printer paper_out``, ``reader unreadable``,
-``printer unplug``, ``printer replug``, ``printer clear``, with optional
-``key=value`` parameters), and a ``--scenario`` file may apply faults on a
-timer. Runs until SIGINT or SIGTERM; end of stdin only stops reading commands.
+The root command loads it from the ``posedge.commands`` entry point group (see
+pyproject), so the agent never imports the simulator. Its subcommands:
 
-Acknowledgements and errors go to stderr, so stdout stays one JSON document.
-This command must never touch real hardware.
+- ``simulate devices`` (this module): run a virtual printer and card reader in
+  the foreground;
+- ``simulate card`` / ``simulate fault`` (:mod:`posedge.simulator.simcontrol`):
+  steer a running ``posedge run --simulate``;
+- ``simulate backoffice`` (:mod:`posedge.simulator.cli_backoffice`): the back
+  office with injected faults;
+- ``simulate fleet`` (:mod:`posedge.simulator.fleet.cli`): a fleet of terminals
+  against a back office.
+
+``simulate devices`` serves each device on a pseudo-terminal (optionally behind
+a stable symlink in ``--symlink-dir``) and on a TCP port (``socket://``), and
+makes it reachable in process as ``sim://printer`` / ``sim://reader``. The
+endpoints are printed once (one JSON document with ``--json``); then fault
+commands are read from stdin, one per line (``printer paper_out``, ``reader
+unreadable``, ``printer unplug``, ``printer replug``, ``printer clear``, with
+optional ``key=value`` parameters), and a ``--scenario`` file may apply faults
+on a timer. Runs until SIGINT or SIGTERM; end of stdin only stops reading
+commands. Acknowledgements and errors go to stderr, so stdout stays one JSON
+document. This command must never touch real hardware.
+
+Importing this module stays cheap (every ``posedge`` invocation does): what a
+subcommand needs beyond click is imported when it runs.
 """
 
 from __future__ import annotations
 
-import importlib
 import signal
 import sys
 import threading
@@ -23,24 +36,20 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
-from posedge.drivers.transport.sim import register_sim_device, unregister_sim_device
-from posedge.simulator.core import VirtualDevice
-from posedge.simulator.links.pty import PtyLink
-from posedge.simulator.links.tcp import TcpLink
-from posedge.simulator.scenarios import (
-    Scenario,
-    ScenarioError,
-    ScenarioRunner,
-    ScenarioStep,
-    load_scenario,
-    parse_fault_command,
-)
+from posedge.agent.cli.context import get_cli
 
-from .context import get_cli
+from . import simcontrol
+from .cli_backoffice import simulate_backoffice
+from .fleet.cli import fleet_command
+
+if TYPE_CHECKING:
+    from .core import VirtualDevice
+    from .reader import SimProtocol
+    from .scenarios import Scenario, ScenarioStep
 
 DEVICE_NAMES = ("printer", "reader")
 
@@ -50,7 +59,7 @@ def simulate() -> None:
     """Run simulated devices for tests, demos and technician training."""
 
 
-@simulate.command("devices")
+@click.command("devices")
 @click.option(
     "--symlink-dir",
     type=click.Path(path_type=Path, file_okay=False),
@@ -78,7 +87,7 @@ def simulate_devices(
     host: str,
     printer_port: int,
     reader_port: int,
-    reader_protocol: str,
+    reader_protocol: SimProtocol,
     scenario: Path | None,
 ) -> None:
     """Serve a virtual printer and reader on pty and TCP until SIGINT/SIGTERM."""
@@ -99,6 +108,8 @@ def simulate_devices(
         _install_signal_handlers(stop)
         CommandReader(devices, sys.stdin, sys.stderr).start()
         if plan is not None:
+            from .scenarios import ScenarioRunner
+
             runner = ScenarioRunner(plan, devices, on_error=_report_step_error, on_applied=_ack)
             stack.callback(runner.stop)
             runner.start()
@@ -106,21 +117,17 @@ def simulate_devices(
             pass
 
 
-def make_devices(reader_protocol: str) -> dict[str, VirtualDevice]:
-    """The virtual printer and reader (imported lazily: they live in their own modules)."""
-    printer_cls: Any = _load_class("posedge.simulator.printer", "VirtualPrinter")
-    reader_cls: Any = _load_class("posedge.simulator.reader", "VirtualReader")
-    return {"printer": printer_cls(), "reader": reader_cls(reader_protocol)}
+def make_devices(reader_protocol: SimProtocol) -> dict[str, VirtualDevice]:
+    """The virtual printer and reader."""
+    from .printer import VirtualPrinter
+    from .reader import VirtualReader
 
-
-def _load_class(module: str, name: str) -> Any:
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as exc:
-        raise click.ClickException(f"simulator component {module}.{name} missing: {exc}") from None
+    return {"printer": VirtualPrinter(), "reader": VirtualReader(reader_protocol)}
 
 
 def _load_scenario(path: Path | None, devices: dict[str, VirtualDevice]) -> Scenario | None:
+    from .scenarios import ScenarioError, load_scenario
+
     if path is None:
         return None
     try:
@@ -133,6 +140,11 @@ def _load_scenario(path: Path | None, devices: dict[str, VirtualDevice]) -> Scen
 def _serve(
     name: str, device: VirtualDevice, host: str, port: int, symlink_dir: Path | None
 ) -> Iterator[dict[str, Any]]:
+    from posedge.drivers.transport.sim import register_sim_device, unregister_sim_device
+
+    from .links.pty import PtyLink
+    from .links.tcp import TcpLink
+
     symlink = symlink_dir / name if symlink_dir is not None else None
     with PtyLink(device, symlink) as pty, TcpLink(device, host, port) as tcp:
         register_sim_device(name, device)
@@ -192,6 +204,8 @@ class CommandReader:
 
     def execute(self, line: str) -> str:
         """Apply one command; return the acknowledgement or error text."""
+        from .scenarios import ScenarioError, parse_fault_command
+
         try:
             name, fault, params = parse_fault_command(line.strip())
         except ScenarioError as exc:
@@ -210,5 +224,9 @@ class CommandReader:
         self.replies.flush()
 
 
-def register(cli: click.Group) -> None:
-    cli.add_command(simulate)
+# ---- the group's subcommands ---------------------------------------------------
+# Each subcommand module keeps its imports light; add new ``simulate`` subcommands here.
+simulate.add_command(simulate_devices)
+simcontrol.register(simulate)  # simulate card, simulate fault
+simulate.add_command(simulate_backoffice)  # simulate backoffice
+simulate.add_command(fleet_command)  # simulate fleet

@@ -7,7 +7,7 @@ in-doubt authorization (reversal), a paper-out (receipt failed, reprinted), a
 void right after approval (alert); then recovery (forwards and reversals
 complete), a full sync and a verified journal. Everything it writes, the back
 office database included, stays under the state directory (a temporary one
-when --state-dir is not given).
+when --state-dir is not given). Registered by the ``posedge.commands`` entry point.
 """
 
 from __future__ import annotations
@@ -17,19 +17,19 @@ import tempfile
 import uuid
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import httpx
 
-from ..api import ApiServer, create_app, load_or_create_token
-from ..config import Config
-from ..journal import verify_journal
-from ..logs import configure_logging
-from ..service import Agent
-from ..simroutes import add_simulator_routes
-from .context import CliContext, pass_cli
-from .output import table
+from posedge.agent.cli.context import CliContext, pass_cli
+from posedge.agent.cli.output import table
+from posedge.agent.config import Config
+from posedge.agent.logs import configure_logging
+
+if TYPE_CHECKING:
+    import httpx
+
+    from posedge.agent.service import Agent
 
 MASTERCARD_TEST_PAN = "5555555555554444"
 SCENARIO_SALES = 5
@@ -121,6 +121,14 @@ class _Till:
 
 
 async def _session(state_dir: Path, sales: int, narrate: Any) -> dict[str, Any]:
+    # Imported here, not at import: every posedge invocation imports this module.
+    import httpx
+
+    from posedge.agent.api import ApiServer, create_app, load_or_create_token
+    from posedge.agent.journal import verify_journal
+    from posedge.agent.service import Agent
+    from posedge.agent.simroutes import add_simulator_routes
+
     agent = Agent(_demo_config(), state_dir, simulate=True, card_delay_s=0.05)
     await agent.start()
     assert agent.engine is not None and agent.journal is not None

@@ -3,7 +3,8 @@
 They call the agent's simulator routes (``POST /v1/simulator/{device}``) over
 its API socket with its token, both found from the state directory and the
 configuration, exactly as the till would reach the API. Without a running
-simulated agent they exit 4 and say so.
+simulated agent they exit 4 and say so. Subcommands of ``posedge simulate``
+(:mod:`posedge.simulator.cli`).
 """
 
 from __future__ import annotations
@@ -13,16 +14,18 @@ from pathlib import Path
 from typing import Any
 
 import click
-import httpx
 
-from ..api import resolve_api_paths
-from ..errors import ConfigError, PeerUnreachable
-from .context import CliContext, pass_cli
+from posedge.agent.cli.context import CliContext, pass_cli
+from posedge.agent.errors import ConfigError, PeerUnreachable
 
 TIMEOUT_S = 10.0
 
 
 def _post(cli: CliContext, device: str, body: dict[str, Any]) -> dict[str, Any]:
+    import httpx  # here, not at import: every posedge invocation imports this module
+
+    from posedge.agent.api import resolve_api_paths
+
     paths = resolve_api_paths(cli.config, cli.state_dir)
     try:
         token = Path(paths.token_file).read_text("utf-8").strip()

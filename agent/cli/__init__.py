@@ -30,7 +30,41 @@ def _version() -> str:
         return "0+unknown"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+COMMAND_ENTRY_POINTS = "posedge.commands"
+
+
+class RootGroup(click.Group):
+    """The ``posedge`` group: the command groups of the packages built on the agent
+    (posedge.backoffice: ``backoffice``; posedge.simulator: ``simulate``, ``demo``) come
+    from the ``posedge.commands`` entry points, so the agent never imports them. They load
+    on the first command lookup, not when this module is imported: a plug-in module may
+    import :mod:`posedge.agent.cli.context` (and so this package) before it is complete."""
+
+    _plugins_loaded = False
+
+    def load_plugins(self) -> None:
+        if self._plugins_loaded:
+            return
+        self._plugins_loaded = True
+        for entry in entry_points(group=COMMAND_ENTRY_POINTS):
+            command = entry.load()
+            if isinstance(command, click.Command) and entry.name not in self.commands:
+                add_json_option(command)
+                self.add_command(command, entry.name)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        self.load_plugins()
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self.load_plugins()
+        return super().list_commands(ctx)
+
+
+@click.group(
+    cls=RootGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.option(
     "--state-dir",
     type=click.Path(path_type=Path, file_okay=False),
@@ -65,27 +99,13 @@ def cli(
     )
 
 
-COMMAND_ENTRY_POINTS = "posedge.commands"
-
-
 def _register() -> None:
-    from . import demo, devices, journal, run, simcontrol, simulate, sync, test_cmd
+    from . import devices, journal, run, sync, test_cmd
 
     cli.add_command(journal.journal)
-    cli.add_command(demo.demo)
-    for module in (devices, simulate, test_cmd, sync, run):
+    for module in (devices, test_cmd, sync, run):
         module.register(cli)
-    simcontrol.register(simulate.simulate)
-    from posedge.simulator.cli_backoffice import simulate_backoffice
-
-    simulate.simulate.add_command(simulate_backoffice)
-    # Command groups of the packages built on the agent (posedge.backoffice, …) register
-    # themselves as entry points, so the agent never imports them.
-    for entry in entry_points(group=COMMAND_ENTRY_POINTS):
-        command = entry.load()
-        if isinstance(command, click.Command):
-            cli.add_command(command)
-    for command in cli.commands.values():
+    for command in cli.commands.values():  # the plug-ins' ones: RootGroup.load_plugins
         add_json_option(command)
 
 

@@ -6,19 +6,25 @@ Supported forms (DESIGN §3):
   ``rfc2217://host:port``, ``loop://`` → :class:`SerialTransport`
 - ``usb://VVVV:PPPP[?serial=…&interface=N]`` → :class:`UsbTransport`
 - ``sim://printer``, ``sim://reader`` (optionally ``?faults=name,name``) → the
-  in-process simulator (see :mod:`posedge.drivers.transport.sim`)
+  in-process simulator, a plug-in (see :mod:`posedge.drivers.transport.sim`)
 
-``sim://`` is registered like any real scheme, so tests and users choose it by
-configuration, never by patching. This module must never import pyusb, the
-simulator or a transport implementation at import time, and never guess a
-scheme it does not know: unknown schemes raise :class:`UnsupportedURL`.
+Schemes the drivers do not implement come from plug-ins: the entry point group
+``posedge.transports`` maps a scheme to a :data:`TransportFactory`, loaded the first
+time a URL of that scheme is opened. The simulator registers ``sim`` there, so
+tests and users choose it by configuration, never by patching, and the drivers
+never import the simulator. This module must never import pyusb, a plug-in or a
+transport implementation at import time, and never guess a scheme it does not
+know: unknown schemes raise :class:`UnsupportedURL`.
 """
 
 from __future__ import annotations
 
+import threading
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import cast
 
 from ..errors import UnsupportedURL
 from .base import Transport
@@ -43,6 +49,15 @@ SUPPORTED_FORMS = (
 
 PYSERIAL_SCHEMES = ("socket", "rfc2217", "loop", "spy", "alt", "hwgrep")
 
+TRANSPORT_ENTRY_POINTS = "posedge.transports"
+"""Entry point group of transport plug-ins: name = URL scheme, value = a TransportFactory."""
+
+PLUGIN_SCHEMES = {
+    "sim": "the posedge simulator (package posedge.simulator, part of the posedge "
+    "distribution: pip install posedge)",
+}
+"""Schemes known to come from a plug-in → what to install when it is missing."""
+
 
 @dataclass(frozen=True)
 class TransportOptions:
@@ -55,6 +70,7 @@ class TransportOptions:
 TransportFactory = Callable[[str, TransportOptions], Transport]
 
 _FACTORIES: dict[str, TransportFactory] = {}
+_plugin_lock = threading.Lock()
 
 
 def register_scheme(scheme: str, factory: TransportFactory) -> None:
@@ -63,7 +79,49 @@ def register_scheme(scheme: str, factory: TransportFactory) -> None:
 
 
 def supported_schemes() -> list[str]:
-    return sorted(_FACTORIES)
+    """Built-in and registered schemes and those of installed plug-ins (not loaded)."""
+    plugins = {entry.name.lower() for entry in entry_points(group=TRANSPORT_ENTRY_POINTS)}
+    return sorted(set(_FACTORIES) | plugins)
+
+
+def _factory(scheme: str, url: str) -> TransportFactory:
+    """The factory of ``scheme``, loading its plug-in on first use."""
+    factory = _FACTORIES.get(scheme)
+    if factory is not None:
+        return factory
+    with _plugin_lock:
+        factory = _FACTORIES.get(scheme)
+        if factory is None:
+            factory = _load_plugin(scheme, url)
+            _FACTORIES[scheme] = factory
+        return factory
+
+
+def _load_plugin(scheme: str, url: str) -> TransportFactory:
+    found = [e for e in entry_points(group=TRANSPORT_ENTRY_POINTS) if e.name.lower() == scheme]
+    missing = PLUGIN_SCHEMES.get(scheme)
+    if not found:
+        if missing is None:
+            raise UnsupportedURL(_unsupported_message(f"scheme {scheme!r}"), url=url)
+        raise UnsupportedURL(
+            f"{scheme}:// URLs need {missing}, which provides the {scheme!r} transport in the "
+            f"{TRANSPORT_ENTRY_POINTS!r} entry point group; it is not installed",
+            url=url,
+        )
+    try:
+        loaded: object = found[0].load()
+    except (ImportError, AttributeError) as exc:
+        raise UnsupportedURL(
+            f"the {scheme}:// transport plug-in {found[0].value} cannot be loaded ({exc}); "
+            f"reinstall {missing or 'the package that provides it'}",
+            url=url,
+        ) from None
+    if not callable(loaded):
+        raise UnsupportedURL(
+            f"the {scheme}:// transport plug-in {found[0].value} is not a transport factory",
+            url=url,
+        )
+    return cast(TransportFactory, loaded)
 
 
 def scheme_of(url: str) -> str:
@@ -83,9 +141,7 @@ def open_transport(
     url = url.strip()
     if not url:
         raise UnsupportedURL(_unsupported_message("an empty device URL"))
-    factory = _FACTORIES.get(scheme_of(url))
-    if factory is None:
-        raise UnsupportedURL(_unsupported_message(f"scheme {scheme_of(url)!r}"), url=url)
+    factory = _factory(scheme_of(url), url)
     return factory(url, TransportOptions(serial=serial, usb_backend=usb_backend))
 
 
@@ -106,14 +162,7 @@ def _open_usb(url: str, options: TransportOptions) -> Transport:
     return UsbTransport(url, backend=options.usb_backend)
 
 
-def _open_sim(url: str, options: TransportOptions) -> Transport:
-    from .sim import open_sim_transport
-
-    return open_sim_transport(url)
-
-
 register_scheme("", _open_serial)
 for _scheme in PYSERIAL_SCHEMES:
     register_scheme(_scheme, _open_serial)
 register_scheme("usb", _open_usb)
-register_scheme("sim", _open_sim)

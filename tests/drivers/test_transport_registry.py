@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from importlib import metadata
+from importlib.metadata import EntryPoint
+
 import pytest
 
+from posedge.drivers import transport
 from posedge.drivers.errors import DeviceUnplugged, UnsupportedURL
 from posedge.drivers.transport import (
     TransportOptions,
@@ -76,3 +80,52 @@ def test_sim_unknown_device_or_fault() -> None:
             open_transport("sim://echo-bad?fault=split")
     finally:
         unregister_sim_device("echo-bad")
+
+
+# ---- schemes from plug-ins (posedge.transports entry points) --------------------
+def _plugins(monkeypatch: pytest.MonkeyPatch, *found: EntryPoint) -> None:
+    """Pretend the installed plug-ins are ``found``, none of them loaded yet."""
+    monkeypatch.setattr(transport, "_FACTORIES", dict(transport._FACTORIES))
+    for entry in found:
+        transport._FACTORIES.pop(entry.name, None)
+    transport._FACTORIES.pop("sim", None)
+    monkeypatch.setattr(
+        transport,
+        "entry_points",
+        lambda group: [e for e in found if e.group == group],
+    )
+
+
+def _loop_factory(url: str, options: TransportOptions) -> Transport:
+    return open_transport("loop://")
+
+
+def test_a_scheme_comes_from_its_plugin_on_first_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    entry = EntryPoint("plug", f"{__name__}:_loop_factory", transport.TRANSPORT_ENTRY_POINTS)
+    _plugins(monkeypatch, entry)
+    assert "plug" in supported_schemes() and "plug" not in transport._FACTORIES
+    open_transport("plug://x").close()
+    assert transport._FACTORIES["plug"] is _loop_factory
+
+
+def test_sim_without_the_simulator_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    _plugins(monkeypatch)
+    assert "sim" not in supported_schemes()
+    with pytest.raises(UnsupportedURL) as info:
+        open_transport("sim://printer")
+    message = str(info.value)
+    assert "posedge simulator" in message and "pip install posedge" in message
+    assert "posedge.transports" in message
+
+
+def test_a_plugin_that_cannot_load_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    entry = EntryPoint("sim", "posedge.no_such_module:factory", transport.TRANSPORT_ENTRY_POINTS)
+    _plugins(monkeypatch, entry)
+    with pytest.raises(UnsupportedURL, match=r"posedge.no_such_module:factory cannot be loaded"):
+        open_transport("sim://printer")
+
+
+def test_the_simulator_provides_sim() -> None:
+    (entry,) = (e for e in metadata.entry_points(group=transport.TRANSPORT_ENTRY_POINTS)
+                if e.name == "sim")  # fmt: skip
+    assert entry.value == "posedge.simulator.transport:open_sim_transport"
