@@ -21,7 +21,17 @@ limit holds while the body streams in, on the raw and on the inflated size
 (never more than the limit plus one chunk in memory); a refusal before the
 whole body was read closes the connection. JSON nested deeper than
 ``MAX_JSON_DEPTH`` is a 400, integers outside the schema a 422, card data in
-an event or a heartbeat a 422; nothing of a refused request is stored.
+an event or a heartbeat a 422, and so is a NUL character in a text the
+database keeps as sent (event ``ts``/``type``/``txn``; ``txn``, ``attempt``,
+``brand`` of authorizations and reversals: PostgreSQL text cannot hold one, so
+neither backend takes one); nothing of a refused request is stored.
+
+State: everything a request leaves behind is in the database (:mod:`.store`),
+so any number of processes on one PostgreSQL database answer alike; there,
+store calls run in worker threads so the event loop keeps serving while a
+transaction waits. (What stays per process: the configuration, including a
+policy changed through ``/admin/policy``, which changes only the process that
+receives it.)
 
 This module must never log or store request bodies, card data or tokens:
 validation errors name the field and the rule, never the value.
@@ -35,14 +45,16 @@ import json
 import logging
 import re
 import zlib
+from collections.abc import Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import pydantic_core
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
@@ -74,7 +86,7 @@ from .openapi import OPENAPI_DOCUMENT
 from .policy import AuthorizationPolicy
 from .problems import problem
 from .registry import TerminalRecord, TerminalRegistry, token_hash
-from .store import BackofficeStore
+from .store import CLAIM_LEASE_S, BackofficeStore, ClaimLost
 from .tokens import token_owner
 
 log = logging.getLogger("posedge.backoffice")
@@ -97,6 +109,8 @@ _BEARER_CHALLENGE = 'Bearer realm="posedge"'
 _INVALID_TOKEN = 'Bearer realm="posedge", error="invalid_token"'
 
 _TERMINAL_RE = re.compile(TERMINAL_PATTERN)
+
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -530,6 +544,29 @@ class BackofficeApp:
             )
         return doc
 
+    async def _stored(self, call: Callable[..., _T], *args: Any) -> _T:
+        """A store call: in a worker thread when the database takes calls in parallel
+        (PostgreSQL: the event loop keeps serving while a transaction waits), else inline
+        (SQLite: one connection behind a lock, where a thread hop only adds latency)."""
+        if self.store.concurrent:
+            return await run_in_threadpool(call, *args)
+        return call(*args)
+
+    @staticmethod
+    def _no_nul(request: Request, fields: list[tuple[str, str | None]]) -> None:
+        """422 for a NUL character in a text the database keeps as it is: PostgreSQL's text
+        cannot hold one, so neither backend stores one (the same answer on both)."""
+        bad = [name for name, value in fields if value is not None and "\x00" in value]
+        if bad:
+            raise _Refused(
+                problem(
+                    "validation",
+                    f"{bad[0]}: must not contain a NUL character (U+0000); nothing was stored",
+                    request.url.path,
+                    errors=[{"field": name, "message": "must not contain U+0000"} for name in bad],
+                )
+            )
+
     # -- protocol endpoints -------------------------------------------------------------
 
     async def events(self, request: Request) -> Response:
@@ -548,7 +585,14 @@ class BackofficeApp:
             )
         self._check_signature(request, record, batch)
         self._no_card_data_in_events(request, batch)
-        result = self.store.ingest(batch)
+        for index, ev in enumerate(batch.events):
+            if "\x00" in ev.ts or "\x00" in ev.type or (ev.txn and "\x00" in ev.txn):
+                where = f"events.{index}"
+                self._no_nul(
+                    request,
+                    [(f"{where}.ts", ev.ts), (f"{where}.type", ev.type), (f"{where}.txn", ev.txn)],
+                )
+        result = await self._stored(self.store.ingest, batch)
         if result.status == "ok":
             return _json(
                 {
@@ -569,7 +613,7 @@ class BackofficeApp:
     async def head(self, request: Request) -> Response:
         terminal = self._path_terminal(request)
         self._authenticate(request, terminal)
-        acked, head_hash = self.store.head(terminal)
+        acked, head_hash = await self._stored(self.store.head, terminal)
         return _json({"acked_seq": acked, "head_hash": head_hash})
 
     async def heartbeat(self, request: Request) -> Response:
@@ -583,7 +627,7 @@ class BackofficeApp:
         found = [replace(f, path=f.path.removeprefix("$.")) for f in find_card_data(record, "$")]
         self._refuse_card_data(request, found, "the heartbeat")
         interval = self.config.heartbeat_interval_s
-        self.store.record_heartbeat(terminal, record, interval)
+        await self._stored(self.store.record_heartbeat, terminal, record, interval)
         now = datetime.fromtimestamp(self.store.clock(), UTC)
         return _json(
             {"server_time": now.isoformat(timespec="microseconds"), "interval_s": interval}
@@ -598,8 +642,16 @@ class BackofficeApp:
         self._body_terminal(request, owner, req.terminal)
         self._key_matches(request, "attempt", req.attempt, key)
         record = req.model_dump(mode="json", exclude={"card"})
-        claim = self.store.claim_authorization(
-            req.terminal, key, authorization_fingerprint(record), record
+        self._no_nul(request, [("txn", req.txn), ("attempt", req.attempt), ("brand", req.brand)])
+        policy = self.config.policy
+        claim = await self._stored(
+            self.store.claim_authorization,
+            req.terminal,
+            key,
+            authorization_fingerprint(record),
+            record,
+            None,
+            policy.delay_s + CLAIM_LEASE_S,  # the claim's lease: how long deciding may take
         )
         if claim.kind == "mismatch":
             return problem(
@@ -609,23 +661,21 @@ class BackofficeApp:
                 request.url.path,
             )
         if claim.kind == "in-progress":
-            return problem(
-                "in-progress",
-                f"the authorization with Idempotency-Key {key!r} is still being decided; retry",
-                request.url.path,
-                headers={"Retry-After": "1"},
-                retry_after_s=1,
-            )
+            return _in_progress(request, key)
         if claim.kind in ("replay", "refused"):
             return _json(claim.response)
         try:
-            if self.config.policy.delay_s:
-                await asyncio.sleep(self.config.policy.delay_s)
-            decision = self.config.policy.decide(req)
+            if policy.delay_s:
+                await asyncio.sleep(policy.delay_s)
+            decision = policy.decide(req)
             # A reversal recorded meanwhile turns the decision into a decline.
-            response = self.store.decide_authorization(req.terminal, key, decision)
+            response = await self._stored(
+                self.store.decide_authorization, req.terminal, key, decision
+            )
+        except ClaimLost:  # its lease ran out and the replica that took it over gave it up
+            return _in_progress(request, key)
         except BaseException:
-            self.store.release_authorization(req.terminal, key)
+            self.store.release_authorization(req.terminal, key, claim.token)
             raise
         return _json(response)
 
@@ -637,8 +687,14 @@ class BackofficeApp:
         )
         self._body_terminal(request, owner, req.terminal)
         self._key_matches(request, "reversal", req.reversal, key)
-        claim = self.store.record_reversal(
-            req.terminal, key, req.txn, req.attempt, fingerprint(req.model_dump(mode="json"))
+        self._no_nul(request, [("txn", req.txn), ("attempt", req.attempt)])
+        claim = await self._stored(
+            self.store.record_reversal,
+            req.terminal,
+            key,
+            req.txn,
+            req.attempt,
+            fingerprint(req.model_dump(mode="json")),
         )
         if claim.kind == "mismatch":
             return problem(
@@ -781,6 +837,16 @@ class BackofficeApp:
             )
             self.config.policy = policy
         return _json(self.config.policy.model_dump(exclude={"seed"}))
+
+
+def _in_progress(request: Request, key: str) -> Response:
+    return problem(
+        "in-progress",
+        f"the authorization with Idempotency-Key {key!r} is still being decided; retry",
+        request.url.path,
+        headers={"Retry-After": "1"},
+        retry_after_s=1,
+    )
 
 
 def parse_json_body(body: bytes) -> Any:

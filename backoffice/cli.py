@@ -4,13 +4,22 @@
 the authorization policy at start (the admin API changes it at run time). The
 same server with injected faults is ``posedge simulate backoffice``. ``report``
 and ``reconcile`` open the database read-only, so they work while ``serve``
-runs. Nothing here ever prints a token or card data.
+runs.
+
+``--db`` is a SQLite file or a ``postgresql://user@host:port/dbname`` URL
+(:mod:`posedge.backoffice.db`); ``--db-pool-size`` bounds a serving process's
+PostgreSQL connections. A bad ``--db`` (unparsable URL, another scheme,
+refused login, no such database, a schema newer than this posedge) exits 2,
+an unreachable PostgreSQL server exits 4; the messages never show the URL's
+password. Nothing here ever prints a token, a password or card data.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +27,64 @@ import click
 
 from posedge.agent.cli.context import CliContext
 from posedge.agent.cli.output import human_age, table
+from posedge.backoffice.db import (
+    DEFAULT_POOL_SIZE,
+    MAX_POOL_SIZE,
+    DatabaseConfigError,
+    DatabaseUnavailable,
+    display_name,
+    parse_target,
+)
 
 EXIT_CHECK_FAILED = 3
+EXIT_UNREACHABLE = 4
+DB_HELP = (
+    "The database: a SQLite file (created by serve) or a PostgreSQL URL "
+    "postgresql://user[:password]@host[:port]/dbname."
+)
+
+
+class DatabaseTarget(click.ParamType["Path | str"]):
+    """``--db``: a SQLite path (a :class:`~pathlib.Path`) or a PostgreSQL URL (text)."""
+
+    name = "FILE|URL"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> Path | str:
+        if isinstance(value, Path):
+            return value
+        try:
+            target = parse_target(str(value))
+        except DatabaseConfigError as exc:
+            self.fail(str(exc), param, ctx)
+        if isinstance(target, Path) and target.is_dir():
+            self.fail(f"{target} is a directory; give a database file", param, ctx)
+        return target
+
+
+DB_TARGET = DatabaseTarget()
+
+
+class DatabaseUnreachable(click.ClickException):
+    """The PostgreSQL server of ``--db`` cannot be reached: exit 4."""
+
+    exit_code = EXIT_UNREACHABLE
+
+
+@contextmanager
+def database_errors() -> Iterator[None]:
+    """Opening ``--db`` failed: exit 2 for a wrong ``--db``, 4 for an unreachable server."""
+    try:
+        yield
+    except DatabaseConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--db") from None
+    except DatabaseUnavailable as exc:
+        raise DatabaseUnreachable(str(exc)) from None
+    except FileNotFoundError as exc:
+        raise click.BadParameter(str(exc), param_hint="--db") from None
+
+
 DEFAULT_LISTEN = "127.0.0.1:8700"
 
 
@@ -43,8 +108,10 @@ def serve_options(command: Any) -> Any:
 
 
 _SERVE_OPTIONS: list[Any] = [
-    click.option("--db", type=click.Path(path_type=Path, dir_okay=False), required=True,
-                 help="SQLite file."),
+    click.option("--db", type=DB_TARGET, required=True, help=DB_HELP),
+    click.option("--db-pool-size", type=click.IntRange(1, MAX_POOL_SIZE),
+                 default=DEFAULT_POOL_SIZE, show_default=True,
+                 help="PostgreSQL connections of this process (SQLite: one)."),
     click.option("--listen", default=DEFAULT_LISTEN, show_default=True,
                  help="HOST:PORT (port 0: any)."),
     click.option("--tokens", type=click.Path(path_type=Path, dir_okay=False, exists=True),
@@ -75,22 +142,33 @@ def backoffice() -> None:
 
 @backoffice.command()
 @serve_options
-def serve(db: Path, listen: str, tokens: Path | None, **opts: Any) -> None:
+def serve(db: Path | str, listen: str, tokens: Path | None, **opts: Any) -> None:
     """Serve the sync protocol over HTTP until SIGINT/SIGTERM.
 
     Without --tokens it runs in open mode: any terminal is accepted and the
-    admin API is on.
+    admin API is on. On PostgreSQL any number of serve processes (replicas)
+    may share one database; the first to start creates or migrates the schema.
     """
     from posedge.backoffice.server import serve_forever
 
     host, port, config = prepare_serve(db, listen, tokens, **opts)
     try:
-        serve_forever(db, host, port, config, log_level=opts["log_level"])
+        with database_errors():
+            serve_forever(
+                db,
+                host,
+                port,
+                config,
+                log_level=opts["log_level"],
+                pool_size=opts.get("db_pool_size") or DEFAULT_POOL_SIZE,
+            )
     except OSError as exc:
         raise serve_error(host, port, db, exc) from None
 
 
-def prepare_serve(db: Path, listen: str, tokens: Path | None, **opts: Any) -> tuple[str, int, Any]:
+def prepare_serve(
+    db: Path | str, listen: str, tokens: Path | None, **opts: Any
+) -> tuple[str, int, Any]:
     """Listen address and BackofficeConfig from the ``serve`` flags (bad input: exit 2)."""
     from posedge.backoffice.tokens import BackofficeConfigError, load_tokens
 
@@ -104,9 +182,9 @@ def prepare_serve(db: Path, listen: str, tokens: Path | None, **opts: Any) -> tu
     return host, port, build_config(token_map, **opts)
 
 
-def serve_error(host: str, port: int, db: Path, exc: OSError) -> click.UsageError:
+def serve_error(host: str, port: int, db: Path | str, exc: OSError) -> click.UsageError:
     return click.UsageError(
-        f"cannot listen on {host}:{port} or open {db}: {exc.strerror or exc}; "
+        f"cannot listen on {host}:{port} or open {display_name(db)}: {exc.strerror or exc}; "
         "pick a free port or a writable --db path"
     )
 
@@ -133,21 +211,17 @@ def build_config(tokens: dict[str, str] | None, **opts: Any) -> Any:
 
 
 @backoffice.command()
-@click.option(
-    "--db", type=click.Path(path_type=Path, dir_okay=False), required=True, help="SQLite file."
-)
+@click.option("--db", type=DB_TARGET, required=True, help=DB_HELP)
 @click.pass_context
-def report(ctx: click.Context, db: Path) -> None:
+def report(ctx: click.Context, db: Path | str) -> None:
     """Per terminal: events held, seqs, gaps, chain breaks, duplicates, heartbeats, silence.
 
     Exit 3 when the held events have holes or chain breaks (never expected).
     """
     from posedge.backoffice import BackofficeStore, report_document
 
-    try:
-        store = BackofficeStore(db, readonly=True)
-    except FileNotFoundError as exc:
-        raise click.BadParameter(str(exc), param_hint="--db") from None
+    with database_errors():
+        store = BackofficeStore(db, readonly=True, pool_size=1)
     with store:
         doc = report_document(store)
     cli = ctx.find_object(CliContext)
@@ -190,9 +264,7 @@ def render_report(doc: dict[str, Any]) -> str:
 
 
 @backoffice.command()
-@click.option(
-    "--db", type=click.Path(path_type=Path, dir_okay=False), required=True, help="SQLite file."
-)
+@click.option("--db", type=DB_TARGET, required=True, help=DB_HELP)
 @click.option(
     "--journal-export",
     "export",
@@ -204,7 +276,7 @@ def render_report(doc: dict[str, Any]) -> str:
     "--terminal", default=None, help="The till's terminal id [default: the only one in --db]."
 )
 @click.pass_context
-def reconcile(ctx: click.Context, db: Path, export: Path, terminal: str | None) -> None:
+def reconcile(ctx: click.Context, db: Path | str, export: Path, terminal: str | None) -> None:
     """Check the money invariant: each sale's captured amount against the till's outcome.
 
     Exit 3 on a mismatch, a sale not final yet, a reversal the till still
@@ -219,15 +291,15 @@ def reconcile(ctx: click.Context, db: Path, export: Path, terminal: str | None) 
         events = read_export(export)
     except ExportError as exc:
         raise click.BadParameter(str(exc), param_hint="--journal-export") from None
+    with database_errors():
+        store = BackofficeStore(db, readonly=True, pool_size=1)
     try:
-        with BackofficeStore(db, readonly=True) as store:
-            terminal = terminal or _only_terminal(db, store.money_terminals())
+        with store:
+            terminal = terminal or _only_terminal(store.display, store.money_terminals())
             doc = check(terminal, events, store.captured(terminal), store.reversals(terminal))
-    except FileNotFoundError as exc:
-        raise click.BadParameter(str(exc), param_hint="--db") from None
-    except sqlite3.DatabaseError as exc:
+    except (sqlite3.DatabaseError, _psycopg_error()) as exc:
         raise click.BadParameter(
-            f"{db} is not a readable back office database: {exc}", param_hint="--db"
+            f"{store.display} is not a readable back office database: {exc}", param_hint="--db"
         ) from None
     cli = ctx.find_object(CliContext)
     if cli is not None and cli.json_output:
@@ -238,7 +310,13 @@ def reconcile(ctx: click.Context, db: Path, export: Path, terminal: str | None) 
         sys.exit(EXIT_CHECK_FAILED)
 
 
-def _only_terminal(db: Path, terminals: list[str]) -> str:
+def _psycopg_error() -> type[Exception]:
+    """psycopg's base error (psycopg is imported only when PostgreSQL is used)."""
+    psycopg = sys.modules.get("psycopg")
+    return psycopg.Error if psycopg is not None else sqlite3.DatabaseError
+
+
+def _only_terminal(db: str, terminals: list[str]) -> str:
     if len(terminals) == 1:
         return terminals[0]
     if not terminals:

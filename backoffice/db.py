@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import re
 import sqlite3
+import sys
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -86,14 +87,14 @@ def parse_target(value: Path | str) -> Path | str:
     if isinstance(value, Path):
         return value
     if not value.strip():
-        raise DatabaseConfigError("--db is empty: give a SQLite file path or a postgresql:// URL")
+        raise DatabaseConfigError("empty: give a SQLite file path or a postgresql:// URL")
     found = _SCHEME_RE.match(value)
     if found is None:
         return Path(value)
     scheme = found.group(1).lower()
     if scheme not in URL_SCHEMES:
         raise DatabaseConfigError(
-            f"--db {redact(value)}: unsupported scheme {scheme}://; give a SQLite file path "
+            f"{redact(value)}: unsupported scheme {scheme}://; give a SQLite file path "
             "or a postgresql://user@host:port/dbname URL"
         )
     from psycopg.conninfo import conninfo_to_dict
@@ -102,7 +103,7 @@ def parse_target(value: Path | str) -> Path | str:
         conninfo_to_dict(value)
     except Exception as exc:  # psycopg.ProgrammingError, from libpq's parser
         raise DatabaseConfigError(
-            f"--db {redact(value)} is not a valid PostgreSQL URL: {_scrub(str(exc), value)}; "
+            f"{redact(value)} is not a valid PostgreSQL URL: {_scrub(str(exc), value)}; "
             "the form is postgresql://user[:password]@host[:port]/dbname[?param=value]"
         ) from None
     return value
@@ -141,7 +142,24 @@ def _scrub(message: str, url: str) -> str:
     message = message.replace(url, redact(url))
     for secret in _passwords(url):
         message = message.replace(secret, "***")
-    return message.strip()
+    return " ".join(message.split())
+
+
+def usage_error(display: str, exc: BaseException) -> DatabaseError | None:
+    """What a driver error while opening (reading the schema, migrating) means for the
+    user: the file or database is not a readable back office database (a config error),
+    the server went away (unavailable), or None when it is not a database error."""
+    if isinstance(exc, DatabaseError):
+        return exc
+    if isinstance(exc, sqlite3.DatabaseError):
+        return DatabaseConfigError(f"{display} is not a readable back office database: {exc}")
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is not None and isinstance(exc, psycopg.Error):
+        text = " ".join(str(exc).split())
+        if isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None:
+            return DatabaseUnavailable(f"lost PostgreSQL at {display}: {text}")
+        return DatabaseConfigError(f"{display} is not a readable back office database: {text}")
+    return None
 
 
 def lock_key(name: str) -> int:

@@ -6,6 +6,9 @@
         httpx.get(f"{bo.url}/healthz")
         bo.restart()                                 # same port, same database
 
+``db`` is a SQLite path or a ``postgresql://`` URL (:mod:`.db`); on PostgreSQL
+several servers may share one database (replicas).
+
 ``wrap`` puts an outer ASGI layer around the app (the simulator's fault
 injection, :mod:`posedge.simulator.backoffice`).
 
@@ -29,6 +32,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from .app import BackofficeConfig, create_app
+from .db import DEFAULT_POOL_SIZE, parse_target
 from .store import BackofficeStore
 
 log = logging.getLogger("posedge.backoffice")
@@ -83,8 +87,10 @@ class BackofficeServer:
         log_level: str = "warning",
         store: BackofficeStore | None = None,
         wrap: Callable[[ASGIApp], ASGIApp] | None = None,
+        pool_size: int = DEFAULT_POOL_SIZE,
     ) -> None:
-        self.db = Path(db)
+        self.db = parse_target(db)
+        self.pool_size = pool_size
         self.wrap = wrap
         self.host = host
         self.port = port
@@ -110,7 +116,7 @@ class BackofficeServer:
         if self.running:
             raise RuntimeError(f"the back office is already running at {self.url}")
         if self.store is None:
-            self.store = BackofficeStore(self.db)
+            self.store = BackofficeStore(self.db, pool_size=self.pool_size)
         self._sock = _bind(self.host, self.port)
         self.port = self._sock.getsockname()[1]
         app = create_app(self.store, self.config)
@@ -185,18 +191,24 @@ class BackofficeServer:
 
 
 def serve_forever(
-    db: Path,
+    db: Path | str,
     host: str,
     port: int,
     config: BackofficeConfig,
     log_level: str = "info",
     announce: bool = True,
     wrap: Callable[[ASGIApp], ASGIApp] | None = None,
+    pool_size: int = DEFAULT_POOL_SIZE,
 ) -> None:
     """Run in the foreground until SIGINT/SIGTERM (uvicorn installs the handlers)."""
     sock = _bind(host, port)
     bound = sock.getsockname()[1]
-    with BackofficeStore(db) as store:
+    try:
+        store = BackofficeStore(db, pool_size=pool_size)
+    except BaseException:
+        sock.close()
+        raise
+    with store:
         app = create_app(store, config)
         if wrap is not None:
             app = wrap(app)
@@ -211,7 +223,8 @@ def serve_forever(
             )
             print(
                 f"posedge back office listening on http://{shown}:{bound} "
-                f"(db {db}, {mode}, admin API {'on' if config.admin_enabled else 'off'})",
+                f"(db {store.display}, {mode}, "
+                f"admin API {'on' if config.admin_enabled else 'off'})",
                 flush=True,
             )
         # uvicorn captures SIGINT/SIGTERM while serving, then re-raises them to the handlers

@@ -46,7 +46,7 @@ from typing import Any, Literal
 
 from posedge.protocol.models import ZERO_HASH, Event, EventBatch
 
-from .db import DEFAULT_POOL_SIZE, Database, Transaction, open_database
+from .db import DEFAULT_POOL_SIZE, Database, Transaction, open_database, usage_error
 from .migrations import migrate, read_version
 from .schema import SCHEMA_VERSION
 
@@ -169,9 +169,12 @@ class BackofficeStore:
                 with self.db.transaction() as db:
                     db.execute("DELETE FROM authorizations WHERE state = 'pending'")
                     db.execute("DELETE FROM authorization_claims")
-        except BaseException:
+        except BaseException as exc:
             self.db.close()
-            raise
+            error = usage_error(self.display, exc)
+            if error is None or error is exc:
+                raise
+            raise error from None
 
     @property
     def concurrent(self) -> bool:

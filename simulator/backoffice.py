@@ -28,6 +28,7 @@ from posedge.backoffice import (
     report_document,
     terminal_report,
 )
+from posedge.backoffice.db import DEFAULT_POOL_SIZE
 from posedge.backoffice.server import BackofficeServer as _ProductServer
 from posedge.backoffice.server import serve_forever
 
@@ -71,6 +72,7 @@ class BackofficeServer(_ProductServer):
         log_level: str = "warning",
         store: BackofficeStore | None = None,
         faults: FaultPlan | None = None,
+        pool_size: int = DEFAULT_POOL_SIZE,
     ) -> None:
         config = config or BackofficeConfig()
         self.faults = faults or FaultPlan()
@@ -82,16 +84,18 @@ class BackofficeServer(_ProductServer):
             log_level,
             store,
             wrap=lambda app: FaultMiddleware(app, self.faults, config.admin_enabled),
+            pool_size=pool_size,
         )
 
 
 def serve_faulty(
-    db: Path,
+    db: Path | str,
     host: str,
     port: int,
     config: BackofficeConfig,
     faults: FaultPlan,
     log_level: str = "info",
+    pool_size: int = DEFAULT_POOL_SIZE,
 ) -> None:
     """``posedge simulate backoffice``: the product server in the foreground, faults in front."""
     serve_forever(
@@ -101,4 +105,5 @@ def serve_faulty(
         config,
         log_level=log_level,
         wrap=lambda app: FaultMiddleware(app, faults, config.admin_enabled),
+        pool_size=pool_size,
     )

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from posedge.backoffice.cli import prepare_serve, serve_error, serve_options
+from posedge.backoffice.cli import database_errors, prepare_serve, serve_error, serve_options
 
 from .faults import FaultPlan, FaultRule
 
@@ -40,7 +40,7 @@ _ENDPOINTS = ["*", "events", "head", "heartbeat", "authorizations", "reversals"]
 @click.option("--fault-endpoint", type=click.Choice(_ENDPOINTS), default="*", show_default=True,
               help="Endpoint the fault flags apply to.")  # fmt: skip
 @click.option("--fault-seed", type=int, default=0, show_default=True)
-def simulate_backoffice(db: Path, listen: str, tokens: Path | None, **opts: Any) -> None:
+def simulate_backoffice(db: Path | str, listen: str, tokens: Path | None, **opts: Any) -> None:
     """Serve the back office with injected faults until SIGINT/SIGTERM.
 
     Fault flags apply from the start; GET/POST/DELETE /admin/faults lists,
@@ -51,7 +51,8 @@ def simulate_backoffice(db: Path, listen: str, tokens: Path | None, **opts: Any)
     host, port, config = prepare_serve(db, listen, tokens, **opts)
     plan = build_fault_plan(**opts)
     try:
-        serve_faulty(db, host, port, config, plan, log_level=opts["log_level"])
+        with database_errors():
+            serve_faulty(db, host, port, config, plan, opts["log_level"], opts["db_pool_size"])
     except OSError as exc:
         raise serve_error(host, port, db, exc) from None
 
