@@ -357,6 +357,9 @@ def fleet_command(
     except FleetRunError as exc:
         error = {2: ConfigError, 4: PeerUnreachable}.get(exc.exit_code, PosedgeError)
         raise error(str(exc)) from None
+    finally:
+        if progress is not None:
+            click.echo("", err=True)  # end the progress line
     report = runner.report(details=details)
     cli.emit(report, _human(report))
     if not report["ok"]:

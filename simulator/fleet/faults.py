@@ -74,8 +74,10 @@ NORMAL = FaultEffect(sells=True, heartbeats=True, uploads=True, online=True)
 
 
 def parse_duration(text: str) -> float:
-    """``"1h30m"`` → 5400.0 seconds; units ms, s, m, h, d, w."""
+    """``"1h30m"`` → 5400.0 seconds; units ms, s, m, h, d, w; a bare ``0`` is zero."""
     compact = text.strip()
+    if compact == "0":
+        return 0.0
     pos = 0
     total = 0.0
     for match in _DURATION_PART.finditer(compact):

@@ -106,19 +106,22 @@ class _Pending:
 
 
 class _TsText:
-    """``YYYY-MM-DDTHH:MM:SS.ffffff+00:00`` (the agent's form) with a per-second cache."""
+    """``YYYY-MM-DDTHH:MM:SS.ffffff+00:00`` (the agent's form), the date formatted once a day."""
 
     def __init__(self) -> None:
-        self._second = -1
-        self._prefix = ""
+        self._day = -1
+        self._date = ""
 
     def __call__(self, when: float) -> str:
         second = int(when)
-        if second != self._second:
-            self._second = second
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        day, in_day = divmod(second, 86400)
+        if day != self._day:
+            self._day = day
+            self._date = time.strftime("%Y-%m-%dT", time.gmtime(day * 86400))
+        hours, rest = divmod(in_day, 3600)
+        minutes, seconds = divmod(rest, 60)
         micros = min(999_999, round((when - second) * 1_000_000))
-        return f"{self._prefix}.{micros:06d}+00:00"
+        return f"{self._date}{hours:02d}:{minutes:02d}:{seconds:02d}.{micros:06d}+00:00"
 
 
 def device_key_for(seed: int, terminal: str) -> DeviceKey:

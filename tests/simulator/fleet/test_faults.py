@@ -31,6 +31,7 @@ def test_durations() -> None:
     assert parse_duration("1h30m") == 5400
     assert parse_duration("8w") == 8 * 7 * 86400
     assert parse_duration("250ms") == 0.25
+    assert parse_duration("0") == parse_duration("0s") == 0
     for bad in ("", "10", "1x", "h1", "1h 30m", "-1h"):
         with pytest.raises(ValueError, match="not a duration"):
             parse_duration(bad)

@@ -21,6 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from posedge.agent.cli import cli
+from posedge.agent.errors import PeerUnreachable
 from posedge.backoffice.registry import TerminalRegistry
 from posedge.simulator.backoffice import BackofficeConfig, BackofficeServer
 from posedge.simulator.fleet.faults import parse_fault
@@ -228,9 +229,11 @@ def test_refused_token_and_unreachable_back_office_exit_2_and_4(
     )
     assert store_is_empty(backoffice)
 
-    unreachable = run_posedge(*common, "--backoffice", "http://127.0.0.1:9")
-    assert unreachable.returncode == 4, unreachable.stderr
-    assert "unreachable" in unreachable.stderr
+    # In process (a second subprocess costs seconds): the error main() maps to exit 4.
+    unreachable = CliRunner().invoke(cli, [*common, "--backoffice", "http://127.0.0.1:9"])
+    assert isinstance(unreachable.exception, PeerUnreachable), unreachable.output
+    assert unreachable.exception.exit_code == 4
+    assert "unreachable" in str(unreachable.exception)
 
 
 def store_is_empty(backoffice: BackofficeServer) -> bool:
