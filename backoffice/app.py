@@ -247,7 +247,7 @@ class BackofficeApp:
             raise _Refused(problem("bad-request", "the gzip body is truncated", path))
         return b"".join(parts)
 
-    def _token_owner(self, request: Request) -> str | None:
+    async def _token_owner(self, request: Request) -> str | None:
         """Authenticate from the headers alone: the terminal the bearer token belongs to.
 
         The tokens file is asked first, then the registry (a revoked terminal's token is
@@ -272,14 +272,14 @@ class BackofficeApp:
             )
         owner = token_owner(tokens, presented) if tokens is not None else None
         if owner is None:
-            record = self.registry.by_token(presented)
+            record = await self._stored(self.registry.by_token, presented)
             if record is not None:
                 if record.revoked:
                     raise _revoked(record.terminal, path)
                 owner = record.terminal
                 request.state.registry_record = record
                 if record.previous_token_hash is not None:  # the rotated token arrived
-                    self.registry.forget_previous_token(owner)
+                    await self._stored(self.registry.forget_previous_token, owner)
             elif tokens is not None:
                 raise _Refused(
                     problem(
@@ -298,10 +298,10 @@ class BackofficeApp:
             )
         return owner
 
-    def _authenticate(self, request: Request, terminal: str) -> TerminalRecord | None:
+    async def _authenticate(self, request: Request, terminal: str) -> TerminalRecord | None:
         """The request's token must be the token of ``terminal`` (in open mode: only if the
         terminal is in the registry). Returns the terminal's registry record, if any."""
-        owner = self._token_owner(request)
+        owner = await self._token_owner(request)
         if owner is not None and owner != terminal:
             raise _Refused(
                 problem(
@@ -310,9 +310,9 @@ class BackofficeApp:
                     request.url.path,
                 )
             )
-        return self._registered(request, terminal, owner)
+        return await self._registered(request, terminal, owner)
 
-    def _registered(
+    async def _registered(
         self, request: Request, terminal: str, owner: str | None
     ) -> TerminalRecord | None:
         """The registry's rules for ``terminal`` acting through a request authenticated as
@@ -321,7 +321,7 @@ class BackofficeApp:
         record: TerminalRecord | None = getattr(request.state, "registry_record", None)
         by_registry_token = record is not None and record.terminal == terminal
         if not by_registry_token:
-            record = self.registry.get(terminal)
+            record = await self._stored(self.registry.get, terminal)
         if record is None:
             return None
         if record.revoked:
@@ -467,7 +467,7 @@ class BackofficeApp:
             ]
             self._refuse_card_data(request, findings, f"event seq {ev.seq}")
 
-    def _body_terminal(self, request: Request, owner: str | None, body_terminal: str) -> None:
+    async def _body_terminal(self, request: Request, owner: str | None, body_terminal: str) -> None:
         """The body's terminal is the authenticated one (403), or in open mode the one
         ``X-Posedge-Terminal`` names, when sent (422); the registry's rules hold for it."""
         if owner is not None:
@@ -479,9 +479,9 @@ class BackofficeApp:
                         request.url.path,
                     )
                 )
-            self._registered(request, body_terminal, owner)
+            await self._registered(request, body_terminal, owner)
             return
-        self._registered(request, body_terminal, None)
+        await self._registered(request, body_terminal, None)
         claimed = request.headers.get(TERMINAL_HEADER)
         if claimed is not None and claimed.strip() != body_terminal:
             raise _Refused(
@@ -571,7 +571,7 @@ class BackofficeApp:
 
     async def events(self, request: Request) -> Response:
         terminal = self._path_terminal(request)
-        record = self._authenticate(request, terminal)
+        record = await self._authenticate(request, terminal)
         body = await self._body(request)
         batch: EventBatch = self._parse(request, EventBatch, body)
         del body
@@ -612,13 +612,13 @@ class BackofficeApp:
 
     async def head(self, request: Request) -> Response:
         terminal = self._path_terminal(request)
-        self._authenticate(request, terminal)
+        await self._authenticate(request, terminal)
         acked, head_hash = await self._stored(self.store.head, terminal)
         return _json({"acked_seq": acked, "head_hash": head_hash})
 
     async def heartbeat(self, request: Request) -> Response:
         terminal = self._path_terminal(request)
-        self._authenticate(request, terminal)
+        await self._authenticate(request, terminal)
         doc = self._load(request, await self._body(request))
         beat: Heartbeat = self._parse(request, Heartbeat, doc)
         del doc
@@ -634,12 +634,12 @@ class BackofficeApp:
         )
 
     async def authorizations(self, request: Request) -> Response:
-        owner = self._token_owner(request)
+        owner = await self._token_owner(request)
         key = self._idempotency_key(request)
         doc = await self._json_object(request)
         req: AuthorizationRequest = self._parse(request, AuthorizationRequest, doc)
         del doc  # the raw body held the card
-        self._body_terminal(request, owner, req.terminal)
+        await self._body_terminal(request, owner, req.terminal)
         self._key_matches(request, "attempt", req.attempt, key)
         record = req.model_dump(mode="json", exclude={"card"})
         self._no_nul(request, [("txn", req.txn), ("attempt", req.attempt), ("brand", req.brand)])
@@ -680,12 +680,12 @@ class BackofficeApp:
         return _json(response)
 
     async def reversals(self, request: Request) -> Response:
-        owner = self._token_owner(request)
+        owner = await self._token_owner(request)
         key = self._idempotency_key(request)
         req: ReversalRequest = self._parse(
             request, ReversalRequest, await self._json_object(request)
         )
-        self._body_terminal(request, owner, req.terminal)
+        await self._body_terminal(request, owner, req.terminal)
         self._key_matches(request, "reversal", req.reversal, key)
         self._no_nul(request, [("txn", req.txn), ("attempt", req.attempt)])
         claim = await self._stored(
@@ -721,7 +721,7 @@ class BackofficeApp:
                 path,
                 errors=[{"field": "public_key", "message": "not an Ed25519 public key"}],
             )
-        outcome = self.registry.enrol(req.code, req.public_key)
+        outcome = await self._stored(self.registry.enrol, req.code, req.public_key)
         if outcome.kind == "ok":
             assert outcome.record is not None and outcome.token is not None
             record = outcome.record
@@ -763,7 +763,7 @@ class BackofficeApp:
         claimed = request.headers.get(TERMINAL_HEADER)
         if claimed is not None and claimed.strip() != terminal:
             raise _Refused(problem("forbidden", "X-Posedge-Terminal is not the path's", path))
-        record = self.registry.get(terminal)
+        record = await self._stored(self.registry.get, terminal)
         if record is not None and record.revoked:
             raise _revoked(terminal, path)
         digest = token_hash(presented).encode()
@@ -792,7 +792,7 @@ class BackofficeApp:
                 f"signature: not terminal {terminal}'s device key's signature of this nonce",
                 path,
             )
-        outcome = self.registry.rotate(terminal, presented, req.nonce)
+        outcome = await self._stored(self.registry.rotate, terminal, presented, req.nonce)
         if outcome.kind == "ok":
             assert outcome.token is not None
             log.info("terminal token rotated", extra={"terminal": terminal})

@@ -10,10 +10,12 @@ for a token or key that may have leaked, or a state directory restored from a
 backup. A replaced device with a new journal is a new terminal: revoke the
 old one and ``add`` the new one under another ``--terminal-id``.
 
-These commands open the database the running ``serve`` uses (the terminal
-registry is in it, so every replica sees a change at once). Exit codes: 0 ok,
-2 usage error (bad STORE/LANE or id, unknown or revoked terminal, no such
-database). Nothing here prints a token; a code is printed once, when issued.
+These commands open the database the running ``serve`` uses, a SQLite file or
+a PostgreSQL URL (the terminal registry is in it, so every replica sees a
+change at once). Exit codes: 0 ok, 2 usage error (bad STORE/LANE or id,
+unknown or revoked terminal, no such database file, a wrong ``--db``), 4 the
+PostgreSQL server cannot be reached. Nothing here prints a token; a code is
+printed once, when issued.
 """
 
 from __future__ import annotations
@@ -42,11 +44,14 @@ REGISTRY_SCHEMA_VERSION = 3
 
 
 def _db_option(command: Any) -> Any:
+    from .cli import DB_TARGET
+
     return click.option(
         "--db",
-        type=click.Path(path_type=Path, dir_okay=False),
+        type=DB_TARGET,
         required=True,
-        help="The back office database (the --db of `posedge backoffice serve`).",
+        help="The back office database: the --db of `posedge backoffice serve` (a SQLite "
+        "file or a postgresql:// URL).",
     )(command)
 
 
@@ -71,16 +76,19 @@ def _expires_option(command: Any) -> Any:
     )(command)
 
 
-def _open(db: Path) -> BackofficeStore:
-    """The store, for a change; the database must exist (a typo would make a new one whose
-    codes no server knows)."""
-    if not db.is_file():
+def _open(db: Path | str, readonly: bool = False) -> BackofficeStore:
+    """The store; a SQLite file must exist (a typo would make a new one whose codes no
+    server knows). A wrong --db is exit 2, an unreachable PostgreSQL server exit 4."""
+    from .cli import database_errors
+
+    if isinstance(db, Path) and not db.is_file():
         raise click.BadParameter(
             f"no back office database at {db}; pass the --db file that `posedge backoffice "
             "serve` uses (it creates the file on its first start)",
             param_hint="--db",
         )
-    return BackofficeStore(db)
+    with database_errors():
+        return BackofficeStore(db, readonly=readonly, pool_size=1)
 
 
 def _emit(ctx: click.Context, doc: Any, human: str) -> None:
@@ -128,7 +136,7 @@ def terminals() -> None:
 @_db_option
 @click.pass_context
 def add(
-    ctx: click.Context, store_lane: str, terminal_id: str | None, expires: float, db: Path
+    ctx: click.Context, store_lane: str, terminal_id: str | None, expires: float, db: Path | str
 ) -> None:
     """Register a terminal of STORE/LANE and print its one-time enrolment code."""
     try:
@@ -148,13 +156,9 @@ def add(
 @terminals.command(name="list")
 @_db_option
 @click.pass_context
-def list_(ctx: click.Context, db: Path) -> None:
+def list_(ctx: click.Context, db: Path | str) -> None:
     """The registry: id, store, lane, state, enrolment and revocation times."""
-    try:
-        store = BackofficeStore(db, readonly=True)
-    except FileNotFoundError as exc:
-        raise click.BadParameter(str(exc), param_hint="--db") from None
-    with store:
+    with _open(db, readonly=True) as store:
         now = store.clock()
         records = (
             TerminalRegistry(store).terminals()
@@ -163,7 +167,10 @@ def list_(ctx: click.Context, db: Path) -> None:
         )
     docs = [record.public_document(now) for record in records]
     if not docs:
-        human = f"no terminals in the registry of {db}; add one: posedge backoffice terminals add"
+        human = (
+            f"no terminals in the registry of {store.display}; add one: posedge backoffice "
+            "terminals add STORE/LANE"
+        )
     else:
         rows = [
             [
@@ -180,15 +187,15 @@ def list_(ctx: click.Context, db: Path) -> None:
         ]
         headers = ["terminal", "store", "lane", "state", "enrolled", "code expires", "revoked",
                    "key"]  # fmt: skip
-        human = table(headers, rows, title=f"terminals of {db}")
-    _emit(ctx, {"db": str(db), "terminals": docs}, human)
+        human = table(headers, rows, title=f"terminals of {store.display}")
+    _emit(ctx, {"db": store.display, "terminals": docs}, human)
 
 
 @terminals.command()
 @click.argument("terminal")
 @_db_option
 @click.pass_context
-def revoke(ctx: click.Context, terminal: str, db: Path) -> None:
+def revoke(ctx: click.Context, terminal: str, db: Path | str) -> None:
     """Revoke a terminal: its token, device key and codes are refused everywhere (403).
 
     Irreversible: a replacement is added as a new terminal (terminals add).
@@ -212,7 +219,7 @@ def revoke(ctx: click.Context, terminal: str, db: Path) -> None:
 @_expires_option
 @_db_option
 @click.pass_context
-def rotate_token(ctx: click.Context, terminal: str, expires: float, db: Path) -> None:
+def rotate_token(ctx: click.Context, terminal: str, expires: float, db: Path | str) -> None:
     """Invalidate a terminal's token now and issue a new enrolment code for it.
 
     The terminal enrols again with the code (posedge enroll --force --code CODE),
