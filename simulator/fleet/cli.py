@@ -233,6 +233,13 @@ def _start(text: str | None, default: float) -> float:
     help="One opening-hours template for every store [default: a seeded mix].",
 )
 @click.option(
+    "--store-prefix",
+    default="store",
+    show_default=True,
+    help="Store ids are PREFIX001…, terminal ids PREFIX001-lane01…: simulator processes with "
+    "different prefixes can share one back office.",
+)
+@click.option(
     "--list",
     "list_only",
     is_flag=True,
@@ -264,6 +271,7 @@ def fleet_command(
     drain_timeout: str,
     timezones: tuple[str, ...],
     hours: str | None,
+    store_prefix: str,
     list_only: bool,
     details: bool,
 ) -> None:
@@ -277,7 +285,7 @@ def fleet_command(
     --json). Exit 0 when everything that could be delivered was acknowledged.
     """
     cli = get_cli(ctx)
-    fleet = _fleet(terminals, stores, seed, timezones, hours)
+    fleet = _fleet(terminals, stores, seed, timezones, hours, store_prefix)
     if list_only:
         _print_fleet(cli, fleet)
         return
@@ -387,9 +395,14 @@ async def _run_with_signals(runner: FleetRunner) -> None:
 
 
 def _fleet(
-    terminals: int, stores: int | None, seed: int, timezones: tuple[str, ...], hours: str | None
+    terminals: int,
+    stores: int | None,
+    seed: int,
+    timezones: tuple[str, ...],
+    hours: str | None,
+    store_prefix: str = "store",
 ) -> Fleet:
-    from .model import FleetError, build_fleet
+    from .model import DEFAULT_TIMEZONES, FleetError, build_fleet
 
     if terminals < 1:
         raise click.BadParameter(f"{terminals}: give at least 1", param_hint="--terminals")
@@ -403,11 +416,17 @@ def _fleet(
             param_hint="--stores",
         )
     try:
-        if timezones:
-            return build_fleet(terminals, store_count, seed=seed, timezones=timezones, hours=hours)
-        return build_fleet(terminals, store_count, seed=seed, hours=hours)
+        return build_fleet(
+            terminals,
+            store_count,
+            seed=seed,
+            timezones=timezones or DEFAULT_TIMEZONES,
+            hours=hours,
+            store_prefix=store_prefix,
+        )
     except FleetError as exc:
-        raise click.BadParameter(str(exc), param_hint="--timezone") from None
+        option = "--store-prefix" if "store prefix" in str(exc) else "--timezone"
+        raise click.BadParameter(str(exc), param_hint=option) from None
 
 
 def _faults(texts: tuple[str, ...], fleet: Fleet, start: float) -> list[Fault]:

@@ -383,8 +383,8 @@ class Fleet:
         }
 
 
-def store_id(index: int, width: int = 3) -> str:
-    return f"store{index:0{width}d}"
+def store_id(index: int, width: int = 3, prefix: str = "store") -> str:
+    return f"{prefix}{index:0{width}d}"
 
 
 def terminal_id(store: str, lane: int) -> str:
@@ -401,8 +401,12 @@ def build_fleet(
     burstiness: Burstiness | None = None,
     hours: str | None = None,
     holidays: Iterable[tuple[int, int]] = DEFAULT_HOLIDAYS,
+    store_prefix: str = "store",
 ) -> Fleet:
     """``terminals`` lanes spread as evenly as possible over ``stores`` stores.
+
+    Stores are ``{store_prefix}001`` …, lanes ``{store}-lane01`` …: fleets with
+    different prefixes can share one back office (several simulator processes).
 
     Store ``i`` gets a time zone from ``timezones`` (round robin), an opening
     hours template (``hours`` names one of :data:`HOURS_TEMPLATES` for all
@@ -413,6 +417,11 @@ def build_fleet(
     """
     if stores < 1:
         raise FleetError("a fleet needs at least one store")
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$", store_prefix):
+        raise FleetError(
+            f"store prefix {store_prefix!r} must be 1-40 of A-Z a-z 0-9 . _ -, starting with "
+            "a letter or digit"
+        )
     if terminals < stores:
         raise FleetError(
             f"{terminals} terminals cannot fill {stores} stores: every store needs a lane"
@@ -439,7 +448,7 @@ def build_fleet(
     store_list: list[Store] = []
     lane_list: list[Lane] = []
     for index in range(stores):
-        sid = store_id(index + 1, width)
+        sid = store_id(index + 1, width, store_prefix)
         rng = rng_for(seed, "store", sid)
         template = hours or rng.choices(names, weights=HOURS_MIX)[0]
         zone = zones[index % len(zones)]

@@ -254,6 +254,8 @@ def store_is_empty(backoffice: BackofficeServer) -> bool:
         (("--stores", "13"), "--stores"),
         (("--tokens-file", "/nonexistent/tokens.toml"), "--tokens-file"),
         (("--backoffice", "ftp://example"), "--backoffice"),
+        (("--store-prefix", "-bad"), "--store-prefix"),
+        (("--timezone", "Mars/Olympus"), "--timezone"),
     ],
 )
 def test_usage_errors_name_the_option_and_exit_2(extra: tuple[str, str], option: str) -> None:
@@ -273,3 +275,6 @@ def test_list_prints_the_fleet_without_a_back_office() -> None:
         "store001-lane01", "store001-lane02", "store001-lane03",
         "store002-lane01", "store002-lane02",
     ]  # fmt: skip
+    east = CliRunner().invoke(cli, ["--json", "simulate", "fleet", "--terminals", "2",
+                                    "--store-prefix", "east", "--list"])  # fmt: skip
+    assert [s["id"] for s in json.loads(east.stdout)["stores"]] == ["east001"]
