@@ -278,3 +278,99 @@ def test_list_prints_the_fleet_without_a_back_office() -> None:
     east = CliRunner().invoke(cli, ["--json", "simulate", "fleet", "--terminals", "2",
                                     "--store-prefix", "east", "--list"])  # fmt: skip
     assert [s["id"] for s in json.loads(east.stdout)["stores"]] == ["east001"]
+
+
+def replay(url: str, fleet_size: int = 4, hours: float = 6, **settings: Any) -> dict[str, Any]:
+    fleet = build_fleet(fleet_size, 1, seed=SEED, hours="convenience")
+    options = RunOptions(
+        backoffice=url,
+        start=START_S,
+        end=START_S + hours * 3600,
+        speed=None,
+        heartbeat_interval_s=settings.pop("heartbeat_interval_s", 900),
+        upload_interval_s=settings.pop("upload_interval_s", 3600),
+        **settings,
+    )
+    return asyncio.run(FleetRunner(fleet, options).run())
+
+
+def assert_held_exactly(server: BackofficeServer, report: dict[str, Any]) -> None:
+    assert server.store is not None
+    for lane in report["terminals"]:
+        held = server.store.events(lane["terminal"])
+        assert [e["seq"] for e in held] == list(range(1, lane["head_seq"] + 1))
+        assert held[-1]["hash"] == lane["head_hash"]
+        assert server.store.held_integrity(lane["terminal"])["chain_breaks"] == 0
+
+
+def test_lost_replies_resets_and_busy_answers_are_retried_exactly_once(tmp_path: Path) -> None:
+    server = BackofficeServer(tmp_path / "bo.sqlite3", config=BackofficeConfig())
+    with server:
+        for rule in (
+            {"kind": "drop_reply", "endpoint": "events", "count": 4},  # committed, reply lost
+            {"kind": "status_503", "endpoint": "events", "count": 3, "retry_after_s": 0},
+            {"kind": "error", "endpoint": "events", "count": 2},
+            {"kind": "reset", "endpoint": "events", "count": 2},
+            {"kind": "error", "endpoint": "heartbeat", "count": 2},
+        ):
+            server.faults.add(rule)
+        report = replay(server.url, backoff_cap_s=0.2)
+        assert report["ok"], report["errors"]
+        assert report["events"]["unsynced"] == 0
+        assert report["events"]["duplicates"] > 0  # the lost replies' batches came back
+        kinds = report["errors"]["by_kind"]
+        assert kinds["events_503"] == 3 and kinds["events_500"] == 2
+        assert kinds["events_transport_error"] + kinds.get("events_connect_error", 0) >= 4
+        assert report["heartbeats"]["failed"] == 2
+        assert_held_exactly(server, report)
+
+
+def test_a_batch_too_large_is_halved_until_it_fits(tmp_path: Path) -> None:
+    server = BackofficeServer(tmp_path / "bo.sqlite3", config=BackofficeConfig(max_batch_events=40))
+    with server:
+        report = replay(server.url, batch_size=500)
+        assert report["ok"] and report["errors"]["by_kind"]["events_413"] >= 1
+        assert_held_exactly(server, report)
+
+
+def test_a_second_run_resumes_the_chains_and_a_rewritten_history_is_refused(
+    tmp_path: Path,
+) -> None:
+    server = BackofficeServer(tmp_path / "bo.sqlite3", config=BackofficeConfig())
+    with server:
+        first = replay(server.url, hours=3)
+        assert first["ok"]
+        # The next window continues every chain from what the back office holds.
+        fleet = build_fleet(4, 1, seed=SEED, hours="convenience")
+        later = RunOptions(
+            backoffice=server.url,
+            start=START_S + 3 * 3600,
+            end=START_S + 5 * 3600,
+            speed=None,
+            heartbeat_interval_s=0,
+        )
+        resumed = asyncio.run(FleetRunner(fleet, later).run())
+        assert resumed["ok"]
+        assert resumed["events"]["resumed_from_back_office"] == sum(
+            t["head_seq"] for t in first["terminals"]
+        )
+        assert_held_exactly(server, resumed)
+        # Without resuming, another seed's seq 1 is a different event: 409 conflict,
+        # reported, nothing stored over the history.
+        rewritten = asyncio.run(
+            FleetRunner(
+                build_fleet(4, 1, seed=SEED + 1, hours="convenience"),
+                RunOptions(
+                    backoffice=server.url,
+                    start=START_S,
+                    end=START_S + 3600,
+                    speed=None,
+                    heartbeat_interval_s=0,
+                    resume=False,
+                ),
+            ).run()
+        )
+        assert not rewritten["ok"]
+        assert len(rewritten["terminals_failed"]) == 4
+        assert all("409 conflict" in f["reason"] for f in rewritten["terminals_failed"])
+        assert_held_exactly(server, resumed)
