@@ -33,6 +33,7 @@ from posedge.drivers.printer import ReceiptPrinter
 from .alerts import AlertBook
 from .config import Config, parse_duration
 from .devices import open_printer, open_reader
+from .enrolment import Enrolment, apply_enrolment, check_enrolment, read_enrolment
 from .errors import ConfigError
 from .journal import Journal, JournalError
 from .sales.authorizer import Authorizer
@@ -100,11 +101,18 @@ class Agent:
         self._poller: asyncio.Task[None] | None = None
         self._maintenance: asyncio.Task[None] | None = None
         self.device_beat: Callable[[], None] = lambda: None
+        self.enrolment: Enrolment | None = None
+        """``<state dir>/enrolment.json``, read once at start: the terminal id, back office
+        and token file where the configuration leaves them unset (re-enrolling needs a
+        restart; ``posedge enroll`` refuses while the daemon runs)."""
 
     # ------------------------------------------------------------ start
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self.started_at = loop.time()
+        self.enrolment = read_enrolment(self.state_dir)
+        check_enrolment(self.config, self.enrolment)
+        self.config = apply_enrolment(self.config, self.enrolment)
         if self.simulate:
             external = self.backoffice_url or self.config.sync.url
             self.world = await asyncio.to_thread(
@@ -268,7 +276,9 @@ class Agent:
             self.engine.forwards.wake()
 
     def _pinned(self, config: Config) -> Config:
-        """``config`` with what the command line fixed: simulated devices, the back office."""
+        """``config`` with what the command line and the enrolment fixed: simulated devices,
+        the back office; terminal id, back office and token file of an enrolled terminal."""
+        config = apply_enrolment(config, self.enrolment)
         url = self.backoffice_url
         if self.simulate and url is not None:
             return simulated_config(config, url)

@@ -100,10 +100,10 @@ def cli(
 
 
 def _register() -> None:
-    from . import devices, journal, run, sync, test_cmd
+    from . import devices, enroll, journal, run, sync, test_cmd
 
     cli.add_command(journal.journal)
-    for module in (devices, test_cmd, sync, run):
+    for module in (devices, test_cmd, sync, enroll, run):
         module.register(cli)
     for command in cli.commands.values():  # the plug-ins' ones: RootGroup.load_plugins
         add_json_option(command)
