@@ -47,8 +47,15 @@ class RoundRobinProxy:
         self.upstreams = [u.rstrip("/") for u in upstreams]
         self._next = itertools.cycle(range(len(self.upstreams)))
         self.counts = [0] * len(self.upstreams)
+        self.upstream_failures = 0  # requests whose upstream reset or dropped the connection
         self._client: httpx.AsyncClient | None = None
         self._max_connections = max_connections
+
+    async def aclose(self) -> None:
+        """Close the upstream connections (call on the loop that served requests)."""
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
 
     def _pick(self) -> int:
         index = next(self._next)
@@ -82,6 +89,7 @@ class RoundRobinProxy:
             )
         except httpx.TransportError as exc:
             # The replica reset or dropped the connection (or is down): so does the proxy.
+            self.upstream_failures += 1
             log.debug("upstream %s failed: %s", url, type(exc).__name__)
             await reset_connection(send)
             return
@@ -114,8 +122,16 @@ class ProxyServer:
         self.port = sock.getsockname()[1]
         self._server = uvicorn.Server(_uvicorn_config(self.app, "warning", access_log=False))
         server = self._server
+
+        async def serve() -> None:
+            try:
+                await server.serve(sockets=[sock])
+            finally:
+                await self.app.aclose()
+                sock.close()
+
         self._thread = threading.Thread(
-            target=lambda: asyncio.run(server.serve(sockets=[sock])),
+            target=lambda: asyncio.run(serve()),
             name=f"proxy:{self.port}",
             daemon=True,
         )
