@@ -119,6 +119,16 @@ def _code_lines(record: TerminalRecord, code: str, backoffice_hint: str) -> list
 _URL_HINT = "https://BACKOFFICE"
 
 
+def _public_url_option(command: Any) -> Any:
+    return click.option(
+        "--public-url",
+        default=_URL_HINT,
+        metavar="URL",
+        help="The back office URL terminals use, for the `posedge enroll` line printed "
+        "[default: a placeholder].",
+    )(command)
+
+
 @click.group()
 def terminals() -> None:
     """Enrolled terminals: enrolment codes, listing, token rotation, revocation."""
@@ -133,10 +143,16 @@ def terminals() -> None:
     help="The terminal id [default: STORE-LANE]; 1-64 of A-Z a-z 0-9 . _ -.",
 )
 @_expires_option
+@_public_url_option
 @_db_option
 @click.pass_context
 def add(
-    ctx: click.Context, store_lane: str, terminal_id: str | None, expires: float, db: Path | str
+    ctx: click.Context,
+    store_lane: str,
+    terminal_id: str | None,
+    expires: float,
+    public_url: str,
+    db: Path | str,
 ) -> None:
     """Register a terminal of STORE/LANE and print its one-time enrolment code."""
     try:
@@ -150,7 +166,7 @@ def add(
             raise click.UsageError(str(exc)) from None
     doc = record.public_document(store.clock()) | {"code": code}
     lines = [f"terminal {terminal} added (store {store_name}, lane {lane})"]
-    _emit(ctx, doc, "\n".join(lines + _code_lines(record, code, _URL_HINT)))
+    _emit(ctx, doc, "\n".join(lines + _code_lines(record, code, public_url)))
 
 
 @terminals.command(name="list")
@@ -217,9 +233,12 @@ def revoke(ctx: click.Context, terminal: str, db: Path | str) -> None:
 @terminals.command(name="rotate-token")
 @click.argument("terminal")
 @_expires_option
+@_public_url_option
 @_db_option
 @click.pass_context
-def rotate_token(ctx: click.Context, terminal: str, expires: float, db: Path | str) -> None:
+def rotate_token(
+    ctx: click.Context, terminal: str, expires: float, public_url: str, db: Path | str
+) -> None:
     """Invalidate a terminal's token now and issue a new enrolment code for it.
 
     The terminal enrols again with the code (posedge enroll --force --code CODE),
@@ -237,7 +256,7 @@ def rotate_token(ctx: click.Context, terminal: str, expires: float, db: Path | s
         f"terminal {terminal}: its token no longer works; it must enrol again "
         "(posedge enroll --force)"
     ]
-    command_lines = _code_lines(record, code, _URL_HINT)
+    command_lines = _code_lines(record, code, public_url)
     command_lines[3] = command_lines[3].replace("posedge enroll ", "posedge enroll --force ")
     _emit(ctx, record.public_document(now) | {"code": code}, "\n".join(lines + command_lines))
 
