@@ -377,6 +377,10 @@ class SimTerminal:
         self.committed += 1
         return row
 
+    def events(self) -> list[dict[str, Any]]:
+        """The unacknowledged events as protocol event documents (seq order)."""
+        return [json.loads(row.text) for row in self.backlog]
+
     # -- uploads -----------------------------------------------------------------------------
 
     @property

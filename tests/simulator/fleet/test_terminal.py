@@ -34,7 +34,9 @@ LANE = "store001-lane01"
 
 
 def events_of(sim: SimTerminal) -> list[dict[str, Any]]:
-    return [json.loads(row.text) for row in sim.backlog]
+    events = sim.events()
+    assert events == [json.loads(row.text) for row in sim.backlog]
+    return events
 
 
 def agent_event_types() -> set[str]:
