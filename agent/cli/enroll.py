@@ -57,10 +57,12 @@ from ..enrolment import (
     write_token,
 )
 from ..errors import ConfigError, PosedgeError
+from ..journal import JournalError
 from ..statedir import SECRET_FILE_MODE, UnsafeFile, open_secret_nofollow
 from ..sync.client import BackofficeClient, Reply, agent_version, read_token
 from ..sync.errors import BackofficeRejected
 from .context import CliContext, backoffice_url_option, pass_cli
+from .journal import open_writer
 
 PENDING_KEY_FILE = ".signing.key.pending"
 
@@ -131,6 +133,17 @@ def daemon_pid(state_dir: Path) -> int | None:
         return None  # nobody holds it; closing drops our shared lock
     finally:
         os.close(fd)
+
+
+def _journal(cli: CliContext, type_: str, payload: dict[str, Any]) -> str | None:
+    """Journal the change (an audit trail the back office receives with the next batch);
+    a failure is a warning, not a failed enrolment or rotation."""
+    try:
+        with open_writer(cli) as jr:
+            jr.append(type_, payload)
+    except (JournalError, ConfigError) as exc:
+        return f"the {type_} event could not be journaled: {exc}"
+    return None
 
 
 def _probe_writable(directory: Path, what: str) -> None:
@@ -245,12 +258,25 @@ def enroll(cli: CliContext, url: str | None, code: str, force: bool) -> None:
         enrolled_at=now_iso(),
     )
     record_file = write_enrolment(state_dir, record)
-    warning = None
+    journaled = _journal(
+        cli,
+        "terminal.enrolled",
+        {
+            "terminal": answer.terminal,
+            "store": answer.store,
+            "lane": answer.lane,
+            "backoffice": base,
+            "public_key": public,
+            "replaced": existing.terminal if existing is not None else None,
+        },
+    )
+    warnings = [journaled] if journaled else []
     if config.terminal.id not in (None, answer.terminal):
-        warning = (
+        warnings.append(
             f"the configuration sets terminal.id = {config.terminal.id!r}; remove it (or set it "
             f"to {answer.terminal!r}) or the agent will refuse to start"
         )
+    warning = "; ".join(warnings) or None
     doc = record.as_dict() | {
         "signing_key_file": str(key_file),
         "enrolment_file": str(record_file),
@@ -329,6 +355,7 @@ def rotate(cli: CliContext, no_reload: bool) -> None:
         )
     path = Path(config.sync.token_file or token_path(config, state_dir))
     write_token(path, answer.token)
+    warning = _journal(cli, "token.rotated", {"terminal": terminal, "backoffice": base})
     reloaded: int | None = None
     note = "no daemon is running; the next start uses the new token"
     pid = daemon_pid(state_dir)
@@ -343,9 +370,15 @@ def rotate(cli: CliContext, no_reload: bool) -> None:
     elif pid is not None:
         note = "a daemon is running: reload it now (systemctl reload posedge)"
     cli.emit(
-        {"terminal": terminal, "token_file": str(path), "reloaded_pid": reloaded, "note": note},
+        {
+            "terminal": terminal,
+            "token_file": str(path),
+            "reloaded_pid": reloaded,
+            "note": note,
+            "warning": warning,
+        },
         f"new token for terminal {terminal} written to {path} (the old one no longer works)\n"
-        f"  {note}",
+        f"  {note}" + (f"\nwarning: {warning}" if warning else ""),
     )
 
 

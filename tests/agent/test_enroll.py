@@ -119,8 +119,13 @@ def test_enrol_then_sync_uploads_signed_history(
     record = registry(bo).get("0042-3")
     assert record is not None and record.public_key == public_key_text(key) == doc["public_key"]
     assert record.token_hash == token_hash(token)
-    # The agent uses the enrolment without any configuration: terminal id, URL, token, key.
+    # The enrolment is journaled (public key only), and reaches the back office with the rest.
     with Journal.open(state) as journal:
+        (enrolled,) = [e for e in journal.iter_events() if e.type == "terminal.enrolled"]
+        assert enrolled.payload["terminal"] == "0042-3"
+        assert enrolled.payload["public_key"] == doc["public_key"]
+        assert token not in json.dumps(enrolled.payload)
+        # The agent uses the enrolment without any configuration: terminal id, URL, token, key.
         fill(journal, 25)
         head = journal.head().seq
     rc, out, err = cli(state, config, "--json", "sync", "now")
@@ -234,7 +239,11 @@ def test_token_rotate_replaces_the_token_file(
     new = (state / "sync-token").read_text().strip()
     assert new != old and new not in out + err and mode(state / "sync-token") == 0o600
     assert doc["reloaded_pid"] is None and "no daemon" in doc["note"]
+    assert doc["warning"] is None
     assert token_works(bo, "0042-3", new) and not token_works(bo, "0042-3", old)
+    with Journal.open(state, readonly=True) as journal:
+        rotated = [e.payload for e in journal.iter_events() if e.type == "token.rotated"]
+    assert rotated == [{"terminal": "0042-3", "backoffice": bo.url}]
     # Revoked: the rotation is refused with what to do, and the token file stays.
     registry(bo).revoke("0042-3")
     rc, _, err = cli(state, config, "token", "rotate")
