@@ -46,9 +46,15 @@ from typing import Any, Literal
 
 from posedge.protocol.models import ZERO_HASH, Event, EventBatch
 
-from .db import DEFAULT_POOL_SIZE, Database, Transaction, open_database, usage_error
+from .db import (
+    DEFAULT_POOL_SIZE,
+    Database,
+    DatabaseConfigError,
+    Transaction,
+    open_database,
+    usage_error,
+)
 from .migrations import migrate, read_version
-from .schema import SCHEMA_VERSION
 
 REVERSED_BEFORE_ARRIVAL = "reversed before it arrived"
 REVERSED_BEFORE_DECISION = "reversed before it was decided"
@@ -159,7 +165,13 @@ class BackofficeStore:
             self.path = Path(target)
         try:
             if readonly:
-                self.schema_version = read_version(self.db) or SCHEMA_VERSION
+                version = read_version(self.db)
+                if version is None:
+                    raise DatabaseConfigError(
+                        f"{self.display} holds no back office schema: pass the --db that "
+                        "`posedge backoffice serve` uses (serve creates the schema)"
+                    )
+                self.schema_version = version
                 return
             _, self.schema_version = migrate(self.db)
             if self.db.dialect == "sqlite":

@@ -32,11 +32,9 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def faulty(tmp_path: Path, clock: FakeClock) -> Iterator[BackofficeServer]:
+def faulty(db_target: Path | str, clock: FakeClock) -> Iterator[BackofficeServer]:
     plan = FaultPlan(seed=7, clock=clock)
-    with BackofficeServer(
-        tmp_path / "bo.sqlite3", config=BackofficeConfig(), faults=plan
-    ) as server:
+    with BackofficeServer(db_target, config=BackofficeConfig(), faults=plan) as server:
         yield server
 
 

@@ -21,6 +21,7 @@ import pytest
 
 from posedge.simulator.backoffice import BackofficeConfig, BackofficeServer, BackofficeStore
 
+from .backends import Databases
 from .helpers import TEST_PAN, authorization, batch, chain, events_url, heartbeat, reversal
 
 PROBLEM = "https://posedge.dev/problems/"
@@ -54,9 +55,9 @@ def is_problem(reply: httpx.Response, status: int, kind: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def secured(tmp_path: Path) -> Iterator[BackofficeServer]:
+def secured(databases: Databases) -> Iterator[BackofficeServer]:
     config = BackofficeConfig(tokens=TOKENS)
-    with BackofficeServer(tmp_path / "secured.sqlite3", config=config) as server:
+    with BackofficeServer(databases.new("secured"), config=config) as server:
         yield server
 
 
@@ -179,13 +180,13 @@ def test_first_batch_must_start_at_seq_1(bo: BackofficeServer, client: httpx.Cli
     assert reply.status_code == 200 and reply.json()["acked_seq"] == 7
 
 
-def test_ack_never_names_a_seq_that_is_not_stored(tmp_path: Path) -> None:
+def test_ack_never_names_a_seq_that_is_not_stored(db_target: Path | str) -> None:
     """A terminal enrolled mid-history by an older back office (first_seq 500): seqs below
     its first held seq are not absorbed as duplicates, and the ack stays on what is held."""
-    db = tmp_path / "legacy.sqlite3"
+    db = db_target
     late = chain(3, start=500, prev="b" * 64)
     with BackofficeStore(db) as store:
-        store._db.executemany(
+        store.db.executemany(
             "INSERT INTO events (terminal, seq, ts, type, txn, payload, prev_hash, hash)"
             " VALUES ('lane1', ?, ?, ?, ?, ?, ?, ?)",
             [
@@ -193,7 +194,7 @@ def test_ack_never_names_a_seq_that_is_not_stored(tmp_path: Path) -> None:
                 for e in late
             ],
         )
-        store._db.execute(
+        store.db.execute(
             "INSERT INTO terminals (terminal, first_seq, held_seq, head_hash, enrolled_at)"
             " VALUES ('lane1', 500, 502, ?, 0)",
             (late[-1]["hash"],),
@@ -267,6 +268,34 @@ def test_card_data_in_a_heartbeat_is_422_and_not_recorded(
     assert bo.store is not None and bo.store.terminal_states() == []
 
 
+def test_a_nul_character_in_stored_text_is_422_on_both_backends(
+    bo: BackofficeServer, client: httpx.Client
+) -> None:
+    """PostgreSQL text cannot hold U+0000: refused before the store on SQLite too, so both
+    answer alike; in payloads and heartbeats it is JSON-escaped and stored fine."""
+    events = chain(3)
+    events[1]["type"] = "sale\u0000created"
+    doc = is_problem(client.post(events_url(), json=batch(events)), 422, "validation")
+    assert [e["field"] for e in doc["errors"]] == ["events.1.type"]
+    assert bo.store is not None and bo.store.head("lane1") == (0, None)
+    body = authorization("s\u00001", attempt="s-1:online")
+    reply = client.post(
+        "/v1/authorizations", json=body, headers={"Idempotency-Key": body["attempt"]}
+    )
+    assert is_problem(reply, 422, "validation")["errors"][0]["field"] == "txn"
+    body = reversal("s-1", attempt="s-1:online\u0000")
+    body["reversal"] = "s-1:online:reversal"
+    reply = client.post("/v1/reversals", json=body, headers={"Idempotency-Key": body["reversal"]})
+    assert is_problem(reply, 422, "validation")["errors"][0]["field"] == "attempt"
+    assert bo.store.authorizations("lane1") == [] and bo.store.reversals("lane1") == []
+    events = chain(2)
+    events[0]["payload"] = {"note": "a\u0000b"}
+    assert client.post(events_url(), json=batch(events)).status_code == 200
+    assert bo.store.events("lane1")[0]["payload"] == {"note": "a\u0000b"}
+    beat = heartbeat() | {"agent_version": "0.1\u0000"}
+    assert client.post("/v1/terminals/lane1/heartbeat", json=beat).status_code == 200
+
+
 # -- authentication before the body ---------------------------------------------------------
 
 
@@ -315,9 +344,9 @@ def test_open_mode_header_terminal_must_match_the_body(client: httpx.Client) -> 
 
 
 @pytest.fixture
-def small(tmp_path: Path) -> Iterator[BackofficeServer]:
+def small(databases: Databases) -> Iterator[BackofficeServer]:
     config = BackofficeConfig(max_body_bytes=64 * 1024)
-    with BackofficeServer(tmp_path / "small.sqlite3", config=config) as server:
+    with BackofficeServer(databases.new("small"), config=config) as server:
         yield server
 
 

@@ -212,10 +212,10 @@ def run(*args: str) -> Any:
 
 
 @pytest.fixture
-def bo_db(tmp_path: Path) -> Path:
+def bo_db(db_target: Path | str) -> Path | str:
     """A back office that approved s-ok and s-void (then reversed s-void's online attempt),
     and an approved forward for s-fwd."""
-    db = tmp_path / "bo.sqlite3"
+    db = db_target
     with BackofficeServer(db) as bo, httpx.Client(base_url=bo.url, timeout=5.0) as c:
         bo.config.policy = AuthorizationPolicy()
         for body in (
@@ -242,7 +242,7 @@ def till_journal() -> Journal:
     return j
 
 
-def test_reconcile_cli_ok_and_mismatch(bo_db: Path, tmp_path: Path) -> None:
+def test_reconcile_cli_ok_and_mismatch(bo_db: Path | str, tmp_path: Path) -> None:
     export = till_journal().write(tmp_path / "events.jsonl")
     result = run(
         "--json", "backoffice", "reconcile", "--db", str(bo_db), "--journal-export", str(export)
@@ -273,7 +273,7 @@ def test_reconcile_cli_ok_and_mismatch(bo_db: Path, tmp_path: Path) -> None:
     assert "NOT OK" in human.output
 
 
-def test_reconcile_cli_bad_input_exits_2(bo_db: Path, tmp_path: Path) -> None:
+def test_reconcile_cli_bad_input_exits_2(bo_db: Path | str, tmp_path: Path) -> None:
     journal = till_journal()
     export = journal.write(tmp_path / "events.jsonl")
     with export.open("a") as out:
@@ -297,7 +297,7 @@ def test_reconcile_cli_bad_input_exits_2(bo_db: Path, tmp_path: Path) -> None:
 
 
 def test_reconcile_cli_needs_terminal_when_the_db_holds_several(
-    bo_db: Path, tmp_path: Path
+    bo_db: Path | str, tmp_path: Path
 ) -> None:
     with BackofficeServer(bo_db) as bo, httpx.Client(base_url=bo.url, timeout=5.0) as c:
         body = authorization("s-9", terminal="lane2")

@@ -1,6 +1,7 @@
 """Schemathesis against the back office's own OpenAPI document, every route, both auth modes.
 
-Positive and negative examples go to a real uvicorn server on loopback. Whatever is sent,
+Positive and negative examples go to a real uvicorn server on loopback, on SQLite and on
+PostgreSQL (``[sqlite]``, ``[postgresql]``). Whatever is sent,
 the answer is never a 5xx and never a reset connection, and it matches the document
 (status, content type, body schema). In open mode the admin routes are fuzzed too; the
 faults and the policy they set are cleared after each example, so an injected 500 or a
@@ -28,6 +29,8 @@ from schemathesis.specs.openapi.checks import (
 from posedge.backoffice.openapi import OPENAPI_DOCUMENT
 from posedge.simulator.backoffice import AuthorizationPolicy, BackofficeConfig, BackofficeServer
 
+from .backends import BACKENDS, Databases
+
 MAX_EXAMPLES = 25
 TOKEN = "token-of-lane1"
 CHECKS = [
@@ -40,18 +43,30 @@ CHECKS = [
 schema = schemathesis.openapi.from_dict(OPENAPI_DOCUMENT)
 
 
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_databases(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Databases]:
+    """One backend for the whole module (a server per mode serves every example)."""
+    backend = str(request.param)
+    pg = request.getfixturevalue("postgres") if backend == "postgresql" else None
+    dbs = Databases(backend, Path(tmp_path_factory.mktemp(f"bo-{backend}")), pg)
+    try:
+        yield dbs
+    finally:
+        dbs.close()
+
+
 @pytest.fixture(scope="module")
-def open_bo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackofficeServer]:
-    path = Path(tmp_path_factory.mktemp("bo-open")) / "bo.sqlite3"
-    with BackofficeServer(path, config=BackofficeConfig()) as server:
+def open_bo(module_databases: Databases) -> Iterator[BackofficeServer]:
+    with BackofficeServer(module_databases.new("open"), config=BackofficeConfig()) as server:
         yield server
 
 
 @pytest.fixture(scope="module")
-def secured_bo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackofficeServer]:
-    path = Path(tmp_path_factory.mktemp("bo-secured")) / "bo.sqlite3"
+def secured_bo(module_databases: Databases) -> Iterator[BackofficeServer]:
     config = BackofficeConfig(tokens={"lane1": TOKEN, "lane2": "token-of-lane2"})
-    with BackofficeServer(path, config=config) as server:
+    with BackofficeServer(module_databases.new("secured"), config=config) as server:
         yield server
 
 

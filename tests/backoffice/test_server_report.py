@@ -24,9 +24,9 @@ def cli_group() -> click.Group:
     return posedge_cli
 
 
-def test_restart_on_the_same_port_keeps_the_data(tmp_path: Path) -> None:
+def test_restart_on_the_same_port_keeps_the_data(db_target: Path | str) -> None:
     events = chain(20)
-    with BackofficeServer(tmp_path / "bo.sqlite3") as bo:
+    with BackofficeServer(db_target) as bo:
         assert bo.port != 0 and bo.url.endswith(f":{bo.port}")
         port = bo.port
         with httpx.Client(base_url=bo.url, timeout=5.0) as c:
@@ -42,13 +42,13 @@ def test_restart_on_the_same_port_keeps_the_data(tmp_path: Path) -> None:
             except httpx.ConnectError:
                 pass
     with (
-        BackofficeServer(tmp_path / "bo.sqlite3", port=port) as again,
+        BackofficeServer(db_target, port=port) as again,
         httpx.Client(base_url=again.url, timeout=5.0) as c,
     ):
         assert c.get(f"{events_url()}/head").json()["acked_seq"] == 20
 
 
-def seed_db(path: Path) -> None:
+def seed_db(path: Path | str) -> None:
     """Two terminals: one busy and healthy, one that went quiet."""
     now = time.time()
     with BackofficeStore(path) as store, BackofficeServer(path, store=store) as bo:
@@ -64,8 +64,8 @@ def seed_db(path: Path) -> None:
         store.record_heartbeat("quiet", heartbeat("quiet", 2), 60, now=now - 181)
 
 
-def test_report_counts_and_silence(tmp_path: Path) -> None:
-    db = tmp_path / "bo.sqlite3"
+def test_report_counts_and_silence(db_target: Path | str) -> None:
+    db = db_target
     seed_db(db)
     with BackofficeStore(db, readonly=True) as store:
         doc = report_document(store)
@@ -91,14 +91,15 @@ def test_report_counts_and_silence(tmp_path: Path) -> None:
     assert doc["silent"] == ["quiet"] and doc["problems"] == ["lane1"]
 
 
-def test_report_cli_json_and_table(tmp_path: Path) -> None:
-    db = tmp_path / "bo.sqlite3"
+def test_report_cli_json_and_table(db_target: Path | str, tmp_path: Path) -> None:
+    db = db_target
     seed_db(db)
     runner = CliRunner()
     result = runner.invoke(cli_group(), ["backoffice", "report", "--db", str(db), "--json"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
     assert [t["terminal"] for t in doc["terminals"]] == ["lane1", "quiet"]
+    assert doc["db"] == str(db)
     result = runner.invoke(cli_group(), ["backoffice", "report", "--db", str(db)])
     assert result.exit_code == 0
     assert "SILENT" in result.output and "lane1" in result.output
@@ -127,14 +128,14 @@ def test_serve_rejects_bad_flags_with_exit_2(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "at least" in result.output
 
 
-def test_serve_as_a_process_until_sigterm(tmp_path: Path) -> None:
+def test_serve_as_a_process_until_sigterm(db_target: Path | str) -> None:
     proc = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "posedge"),
             "simulate",
             "backoffice",
             "--db",
-            str(tmp_path / "bo.sqlite3"),
+            str(db_target),
             "--listen",
             "127.0.0.1:0",
             "--status-429-rate",

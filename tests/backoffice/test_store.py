@@ -187,8 +187,8 @@ def test_a_newer_database_is_refused(tmp_path: Path) -> None:
         BackofficeStore(path)
 
 
-def test_captured_sums_approved_unreversed_attempts_per_sale(tmp_path: Path) -> None:
-    with BackofficeStore(tmp_path / "bo.sqlite3") as store:
+def test_captured_sums_approved_unreversed_attempts_per_sale(db_target: Path | str) -> None:
+    with BackofficeStore(db_target) as store:
 
         def authorize(txn: str, amount: int, forwarded: bool = False) -> None:
             record = authorization(txn, amount, forwarded=forwarded)

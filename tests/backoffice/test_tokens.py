@@ -21,10 +21,10 @@ TOKENS = {"lane1": "token-of-lane1", "lane2": "token-of-lane2"}
 
 
 @pytest.fixture
-def secured(tmp_path: Path) -> Iterator[httpx.Client]:
+def secured(db_target: Path | str) -> Iterator[httpx.Client]:
     config = BackofficeConfig(tokens=TOKENS)
     with (
-        BackofficeServer(tmp_path / "bo.sqlite3", config=config) as server,
+        BackofficeServer(db_target, config=config) as server,
         httpx.Client(base_url=server.url, timeout=5.0) as c,
     ):
         yield c
