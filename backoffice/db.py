@@ -192,7 +192,9 @@ class Transaction(ABC):
     dialect: Dialect
 
     @abstractmethod
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> Result: ...
+    def execute(self, sql: str, params: Sequence[Any] = (), binary: bool = False) -> Result:
+        """Run one statement; ``binary`` sends the parameters in PostgreSQL's binary format
+        (large arrays: no quoting and escaping of every element; SQLite ignores it)."""
 
     @abstractmethod
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
@@ -254,7 +256,7 @@ class SqliteTransaction(Transaction):
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> Result:
+    def execute(self, sql: str, params: Sequence[Any] = (), binary: bool = False) -> Result:
         return _sqlite_result(self.conn.execute(sql, params))
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
@@ -332,9 +334,9 @@ class SqliteDatabase(Database):
 
 
 @lru_cache(maxsize=1024)
-def postgres_sql(sql: str) -> str:
-    """``?`` placeholders to psycopg's ``%s`` (a literal ``%`` doubled)."""
-    return sql.replace("%", "%%").replace("?", "%s")
+def postgres_sql(sql: str, binary: bool = False) -> str:
+    """``?`` placeholders to psycopg's ``%s`` (``%b``: binary; a literal ``%`` doubled)."""
+    return sql.replace("%", "%%").replace("?", "%b" if binary else "%s")
 
 
 def _pg_result(cursor: Any) -> Result:
@@ -349,8 +351,8 @@ class PostgresTransaction(Transaction):
     def __init__(self, conn: Any) -> None:
         self.conn = conn
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> Result:
-        return _pg_result(self.conn.execute(postgres_sql(sql), params))
+    def execute(self, sql: str, params: Sequence[Any] = (), binary: bool = False) -> Result:
+        return _pg_result(self.conn.execute(postgres_sql(sql, binary), params))
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
         with self.conn.cursor() as cursor:

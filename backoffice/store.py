@@ -299,6 +299,7 @@ class BackofficeStore:
                     [ev.prev_hash for ev in events],
                     [ev.hash for ev in events],
                 ),
+                binary=True,
             ).rowcount
         else:
             written = db.executemany(
