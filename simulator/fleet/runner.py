@@ -62,7 +62,7 @@ REPEATED_REWIND_LIMIT = 3
 SHARD_CONNECTIONS = 2
 
 
-def _skip_missing_sniffio() -> None:
+def skip_missing_sniffio() -> None:
     """httpcore tries ``import sniffio`` whenever it makes a lock; without sniffio installed
     each failed import searches ``sys.path`` again (measured: a third of the client's CPU).
     A ``None`` entry in ``sys.modules`` makes that import fail at once, the standard way to
@@ -285,7 +285,7 @@ class FleetRunner:
 
     async def run(self) -> dict[str, Any]:
         options = self.options
-        _skip_missing_sniffio()
+        skip_missing_sniffio()
         self._stop = asyncio.Event()
         if self._stop_requested:
             self._stop.set()
