@@ -1,6 +1,7 @@
 """Enrolment and signed history at the back office (issue 12 item 5), over real HTTP.
 
-A real back office (uvicorn on loopback) with its SQLite registry. Terminals are
+A real back office (uvicorn on loopback) with its registry, on SQLite and on
+PostgreSQL (the ``bo`` and ``db_target`` fixtures of conftest.py). Terminals are
 added through the registry (or the real ``posedge backoffice terminals`` CLI),
 enrol with their one-time code and upload batches signed by their device key.
 The attack tests hold a stolen bearer token and try to inject or rewrite
@@ -15,7 +16,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from posedge.protocol.signing import (
     sign_message,
 )
 
+from .backends import Databases
 from .helpers import authorization, batch, chain, heartbeat, reversal
 
 POSEDGE = Path(sys.executable).parent / "posedge"
@@ -50,18 +51,6 @@ class Enrolled:
     @property
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
-
-
-@pytest.fixture
-def bo(tmp_path: Path) -> Iterator[BackofficeServer]:
-    with BackofficeServer(tmp_path / "bo.sqlite3") as server:
-        yield server
-
-
-@pytest.fixture
-def client(bo: BackofficeServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=bo.url, timeout=5.0) as c:
-        yield c
 
 
 def registry(bo: BackofficeServer) -> TerminalRegistry:
@@ -127,7 +116,7 @@ def rotate(
 
 # ---- enrolment -------------------------------------------------------------------------------
 def test_enrolment_registers_the_key_and_returns_the_token_once(
-    bo: BackofficeServer, client: httpx.Client, tmp_path: Path
+    bo: BackofficeServer, client: httpx.Client, databases: Databases
 ) -> None:
     _, code = registry(bo).add("0042-3", "0042", "3")
     key = new_device_key()
@@ -140,9 +129,9 @@ def test_enrolment_registers_the_key_and_returns_the_token_once(
     assert record.public_key == public_key_text(key)
     assert record.token_hash == token_hash(doc["token"]) and record.code_used_at is not None
     # The token and the code are stored hashed only: their text is nowhere in the files.
-    assert bo.store is not None
-    bo.store._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    for path in tmp_path.glob("bo.sqlite3*"):
+    files = databases.files(bo.db)
+    assert files
+    for path in files:
         raw = path.read_bytes()
         assert doc["token"].encode() not in raw and code.encode() not in raw, path
     # The token works at once, signing included.
@@ -281,11 +270,11 @@ def test_an_enrolled_terminal_needs_its_token_even_in_open_mode(
     assert with_token.status_code == 200
 
 
-def test_tokens_file_terminals_stay_unsigned_beside_enrolled_ones(tmp_path: Path) -> None:
+def test_tokens_file_terminals_stay_unsigned_beside_enrolled_ones(db_target: Path | str) -> None:
     tokens = {"lane-legacy": "legacy-token-123", "lane-a": "file-token-of-a"}
     config = BackofficeConfig(tokens=tokens)
     with (
-        BackofficeServer(tmp_path / "bo.sqlite3", config=config) as bo,
+        BackofficeServer(db_target, config=config) as bo,
         httpx.Client(base_url=bo.url, timeout=5.0) as client,
     ):
         legacy = client.post(
@@ -457,8 +446,11 @@ def test_terminals_commands_against_a_running_back_office(
     revoked = posedge("backoffice", "terminals", "revoke", "0042-3", "--db", db)
     assert revoked.returncode == 0 and "revoked" in revoked.stdout
     assert kind(enrol(client, new_code, new_device_key())) == "terminal-revoked"
-    human_add = posedge("backoffice", "terminals", "add", "s9/1", "--db", db)
-    assert "enrolment code:" in human_add.stdout and "posedge enroll" in human_add.stdout
+    human_add = posedge(
+        "backoffice", "terminals", "add", "s9/1", "--db", db, "--public-url", "https://bo.example"
+    )
+    assert "enrolment code:" in human_add.stdout
+    assert "posedge enroll --backoffice https://bo.example --code " in human_add.stdout
 
 
 @pytest.mark.parametrize(
