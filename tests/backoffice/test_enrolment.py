@@ -15,6 +15,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ from posedge.protocol.signing import (
     sign_message,
 )
 
+from ..e2e.daemon_support import wait_until
 from .backends import Databases
 from .helpers import authorization, batch, chain, heartbeat, reversal
 
@@ -395,6 +397,75 @@ def test_operator_rotate_token_forces_re_enrolment_with_a_new_key(
 
 
 # ---- storage ---------------------------------------------------------------------------------
+def test_a_code_another_replica_spends_meanwhile_is_used(databases: Databases) -> None:
+    """The race made certain: another replica has spent the code but not committed when
+    this one reads it as unused; this one's UPDATE waits for that row and then finds the
+    code used. (SQLite: BEGIN IMMEDIATE serialises the whole enrolment, no such window.)"""
+    if databases.backend != "postgresql":
+        pytest.skip("SQLite serialises enrolments whole (BEGIN IMMEDIATE)")
+    import psycopg
+
+    target = databases.new("race")
+    assert isinstance(target, str)
+    with BackofficeStore(target) as store, psycopg.connect(target) as other:
+        registry = TerminalRegistry(store)
+        _, code = registry.add("race-1", "race", "1")
+        other.execute(  # the other replica, mid-enrolment: row locked, not committed
+            "UPDATE terminal_registry SET code_used_at = 1, public_key = 'other'"
+            " WHERE terminal = 'race-1'"
+        )
+        outcome: dict[str, str] = {}
+        key = public_key_text(new_device_key())
+        thread = threading.Thread(
+            target=lambda: outcome.update(kind=registry.enrol(code, key).kind)
+        )
+        thread.start()
+        with psycopg.connect(target, autocommit=True) as watch:
+
+            def waiting_for_the_row() -> bool:
+                row = watch.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND wait_event_type = 'Lock'"
+                ).fetchone()
+                return row is not None and row[0] >= 1
+
+            assert wait_until(waiting_for_the_row, 10.0), "the enrolment never reached the row"
+        other.commit()
+        thread.join(10)
+        assert outcome == {"kind": "used"}
+        record = registry.get("race-1")
+        assert record is not None and record.public_key == "other"
+
+
+def test_a_code_is_spent_once_across_replicas(databases: Databases) -> None:
+    """Two stores on one database (two replicas), eight enrolments of one code at once:
+    exactly one registers its key."""
+    target = databases.new("race")
+    stores = [BackofficeStore(target), BackofficeStore(target)]
+    try:
+        _, code = TerminalRegistry(stores[0]).add("race-1", "race", "1")
+        keys = [public_key_text(new_device_key()) for _ in range(8)]
+        start = threading.Barrier(len(keys))
+        kinds: list[str] = []
+
+        def attempt(index: int) -> None:
+            registry = TerminalRegistry(stores[index % 2])
+            start.wait()
+            kinds.append(registry.enrol(code, keys[index]).kind)
+
+        threads = [threading.Thread(target=attempt, args=(i,)) for i in range(len(keys))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(kinds) == ["ok"] + ["used"] * (len(keys) - 1)
+        record = TerminalRegistry(stores[1]).get("race-1")
+        assert record is not None and record.public_key in keys
+    finally:
+        for store in stores:
+            store.close()
+
+
 def test_a_version_2_database_gets_the_registry(tmp_path: Path) -> None:
     path = tmp_path / "bo.sqlite3"
     BackofficeStore(path).close()
