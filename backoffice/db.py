@@ -36,7 +36,7 @@ import sys
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -219,7 +219,7 @@ class Database(ABC):
     display: str
 
     @abstractmethod
-    def transaction(self) -> Any:
+    def transaction(self) -> AbstractContextManager[Transaction]:
         """A context manager yielding a :class:`Transaction`: committed at the end of the
         block, rolled back when it raises."""
 

@@ -116,7 +116,7 @@ class BackofficeServer:
         if self.running:
             raise RuntimeError(f"the back office is already running at {self.url}")
         if self.store is None:
-            self.store = BackofficeStore(self.db, pool_size=self.pool_size)
+            self.store = BackofficeStore(self.db, pool_size=self.pool_size, serving=True)
         self._sock = _bind(self.host, self.port)
         self.port = self._sock.getsockname()[1]
         app = create_app(self.store, self.config)
@@ -204,7 +204,7 @@ def serve_forever(
     sock = _bind(host, port)
     bound = sock.getsockname()[1]
     try:
-        store = BackofficeStore(db, pool_size=pool_size)
+        store = BackofficeStore(db, pool_size=pool_size, serving=True)
     except BaseException:
         sock.close()
         raise

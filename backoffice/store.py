@@ -34,12 +34,11 @@ holds card data, and never log request contents.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import secrets
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -148,6 +147,10 @@ class BackofficeStore:
     ``target`` is a SQLite file path or a ``postgresql://`` URL (:mod:`.db`);
     ``pool_size`` bounds the PostgreSQL connections of this process. Opening for
     writing migrates the schema; ``readonly`` never writes (reports, reconcile).
+    ``serving``: this process serves the protocol from the database (the server
+    sets it). On SQLite, where one process serves a file, claims its previous run
+    left pending are then discarded at once; elsewhere, and for tools that open
+    the database beside a running server, a pending claim waits for its lease.
     """
 
     def __init__(
@@ -156,6 +159,7 @@ class BackofficeStore:
         clock: Callable[[], float] = time.time,
         readonly: bool = False,
         pool_size: int = DEFAULT_POOL_SIZE,
+        serving: bool = False,
     ) -> None:
         self.clock = clock
         self.db: Database = open_database(target, readonly=readonly, pool_size=pool_size)
@@ -174,7 +178,7 @@ class BackofficeStore:
                 self.schema_version = version
                 return
             _, self.schema_version = migrate(self.db)
-            if self.db.dialect == "sqlite":
+            if serving and self.db.dialect == "sqlite":
                 # One process serves a SQLite file: a claim left pending was interrupted by a
                 # crash and never answered anyone, so it is decided again at once. (On
                 # PostgreSQL other replicas may be deciding: there a lease expires instead.)
@@ -204,23 +208,10 @@ class BackofficeStore:
 
     # -- for modules that keep their own tables in this database (registry.py) ---------------
 
-    def transaction(self) -> Any:
-        """A context manager yielding a :class:`.db.Transaction` (``?`` placeholders)."""
+    def transaction(self) -> AbstractContextManager[Transaction]:
+        """One transaction on this database (``?`` placeholders): committed at the end of
+        the block, rolled back when it raises."""
         return self.db.transaction()
-
-    # The registry's first version reached the SQLite connection directly; these keep its
-    # ``with store._lock, store._tx() as db: db.execute(…)`` and ``store._db.execute(…)``
-    # working on both backends (the database serialises; ``_lock`` is no lock at all).
-    _lock = contextlib.nullcontext()
-
-    @contextmanager
-    def _tx(self) -> Iterator[Any]:
-        with self.db.transaction() as tx:
-            yield tx
-
-    @property
-    def _db(self) -> Database:
-        return self.db
 
     # -- events ---------------------------------------------------------------------------
 

@@ -75,7 +75,8 @@ def approved(txn: str, attempt: str) -> dict[str, Any]:
 
 def test_a_version_2_sqlite_file_is_migrated_in_place(tmp_path: Path) -> None:
     """A file of the released version 2 keeps its events, money and answers, gets the
-    registry and claim lease tables, and loses only the claim a crash left pending."""
+    registry and claim lease tables, and (opened by a server) loses only the claim a crash
+    left pending."""
     path = tmp_path / "bo.sqlite3"
     events = chain(3)
     db = sqlite3.connect(path, isolation_level=None)
@@ -104,7 +105,7 @@ def test_a_version_2_sqlite_file_is_migrated_in_place(tmp_path: Path) -> None:
     db.execute(auth, ("s-2:online", "s-2", "pending", 200, None, None, None))
     db.close()
 
-    with BackofficeStore(path) as store:
+    with BackofficeStore(path, serving=True) as store:
         assert store.schema_version == SCHEMA_VERSION == 4
         assert store.head("lane1") == (3, events[-1]["hash"])
         assert [e["hash"] for e in store.events("lane1")] == [e["hash"] for e in events]
@@ -362,6 +363,29 @@ def test_an_abandoned_claim_is_taken_over_after_its_lease(
     with pytest.raises(ClaimLost):
         one.decide_authorization("lane1", attempt, approved("s-2", attempt))
     assert one.claim_authorization("lane1", attempt, fp, record, 2003.0).kind == "new"
+
+
+def test_a_restarted_server_and_a_tool_beside_it_treat_pending_claims_right(
+    databases: Databases,
+) -> None:
+    """A tool that opens the database beside a running server (``terminals add``) leaves
+    the server's claim alone. A restarted SQLite server (the only process on its file)
+    decides a claim its crashed run left at once; on PostgreSQL another replica may be
+    deciding it, so it stays in progress until its lease expires."""
+    target = databases.new("bo")
+    attempt, fp, record = auth_record("s-1")
+    with BackofficeStore(target, serving=True) as server:
+        assert server.claim_authorization("lane1", attempt, fp, record, 1000.0).kind == "new"
+        BackofficeStore(target).close()
+        answer = server.decide_authorization("lane1", attempt, approved("s-1", attempt))
+        assert answer["outcome"] == "approved"
+        attempt, fp, record = auth_record("s-2")
+        assert server.claim_authorization("lane1", attempt, fp, record, 1000.0).kind == "new"
+    with BackofficeStore(target, serving=True) as restarted:
+        again = restarted.claim_authorization("lane1", attempt, fp, record, 1001.0)
+        assert again.kind == ("new" if databases.backend == "sqlite" else "in-progress")
+        later = restarted.claim_authorization("lane1", attempt, fp, record, 1030.5)
+        assert later.kind == ("in-progress" if databases.backend == "sqlite" else "new")
 
 
 # -- the registry on both backends ----------------------------------------------------------

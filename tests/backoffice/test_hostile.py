@@ -402,6 +402,6 @@ def test_sqlite_secure_delete_is_on(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(sqlite3, "connect", connect_with_it_off)
     db = tmp_path / "bo.sqlite3"
     with BackofficeStore(db) as store:
-        assert store._db.execute("PRAGMA secure_delete").fetchone()[0] == 1
+        assert store.db.execute("PRAGMA secure_delete").fetchone()[0] == 1
     with BackofficeStore(db, readonly=True) as store:
-        assert store._db.execute("PRAGMA secure_delete").fetchone()[0] == 1
+        assert store.db.execute("PRAGMA secure_delete").fetchone()[0] == 1
