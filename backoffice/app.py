@@ -51,10 +51,11 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import anyio
+import anyio.to_thread
 import pydantic_core
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
@@ -103,6 +104,8 @@ _PAYLOAD_LEVEL = 4
 # Inflate at most this much per step, yielding to the event loop in between.
 INFLATE_STEP = 1024 * 1024
 TERMINAL_HEADER = "x-posedge-terminal"
+# PostgreSQL connections kept for calls other than events uploads (see _stored).
+QUICK_LANE_CONNECTIONS = 2
 # Enrolment and rotation bodies are tiny; the first of them is read before any token.
 MAX_SMALL_BODY_BYTES = 4096
 _BEARER_CHALLENGE = 'Bearer realm="posedge"'
@@ -162,6 +165,7 @@ class BackofficeApp:
 
     def __init__(self, store: BackofficeStore, config: BackofficeConfig) -> None:
         self.store = store
+        self._lanes: tuple[anyio.CapacityLimiter, anyio.CapacityLimiter] | None = None
         self.config = config
         self.registry = TerminalRegistry(store)
 
@@ -544,13 +548,26 @@ class BackofficeApp:
             )
         return doc
 
-    async def _stored(self, call: Callable[..., _T], *args: Any) -> _T:
+    async def _stored(self, call: Callable[..., _T], *args: Any, bulk: bool = False) -> _T:
         """A store call: in a worker thread when the database takes calls in parallel
         (PostgreSQL: the event loop keeps serving while a transaction waits), else inline
-        (SQLite: one connection behind a lock, where a thread hop only adds latency)."""
-        if self.store.concurrent:
-            return await run_in_threadpool(call, *args)
-        return call(*args)
+        (SQLite: one connection behind a lock, where a thread hop only adds latency).
+
+        Threads never outnumber the pool's connections, in two lanes: ``bulk`` calls
+        (events uploads) get all connections but ``QUICK_LANE_CONNECTIONS``, which are
+        the other calls' (heartbeats, heads, authorizations, registry), so a heartbeat
+        never queues behind a backlog of uploads."""
+        if not self.store.concurrent:
+            return call(*args)
+        if self._lanes is None:
+            size = self.store.db.pool_size
+            if size > QUICK_LANE_CONNECTIONS:
+                quick = anyio.CapacityLimiter(QUICK_LANE_CONNECTIONS)
+                self._lanes = (anyio.CapacityLimiter(size - QUICK_LANE_CONNECTIONS), quick)
+            else:
+                shared = anyio.CapacityLimiter(size)
+                self._lanes = (shared, shared)
+        return await anyio.to_thread.run_sync(call, *args, limiter=self._lanes[0 if bulk else 1])
 
     @staticmethod
     def _no_nul(request: Request, fields: list[tuple[str, str | None]]) -> None:
@@ -592,7 +609,7 @@ class BackofficeApp:
                     request,
                     [(f"{where}.ts", ev.ts), (f"{where}.type", ev.type), (f"{where}.txn", ev.txn)],
                 )
-        result = await self._stored(self.store.ingest, batch)
+        result = await self._stored(self.store.ingest, batch, bulk=True)
         if result.status == "ok":
             return _json(
                 {

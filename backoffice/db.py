@@ -214,6 +214,8 @@ class Database(ABC):
     dialect: Dialect
     #: Calls may run concurrently from many threads (the app runs them off the event loop).
     concurrent: bool
+    #: Connections this process may hold at once.
+    pool_size: int
     readonly: bool
     #: How to name it in messages: the path, or the URL without its password.
     display: str
@@ -278,6 +280,7 @@ class SqliteDatabase(Database):
 
     dialect: Dialect = "sqlite"
     concurrent = False
+    pool_size = 1
 
     def __init__(self, path: Path, readonly: bool = False) -> None:
         self.path = path
@@ -402,6 +405,7 @@ class PostgresDatabase(Database):
                 f"--db-pool-size {pool_size}: give 1 to {MAX_POOL_SIZE} connections"
             )
         self.readonly = readonly
+        self.pool_size = pool_size
         self.display = redact(url)
         kwargs: dict[str, Any] = {
             "autocommit": True,
