@@ -14,14 +14,12 @@ import re
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from posedge.agent.config import SyncConfig
 from posedge.agent.journal import Journal
@@ -48,12 +46,6 @@ SYNC: dict[str, Any] = {
 }
 FAULTS = ["--drop-reply-rate", "0.15", "--reset-rate", "0.05", "--status-503-rate", "0.1",
           "--retry-after", "0"]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def pg() -> Iterator[PostgresServer]:
-    with PostgresServer() as server:
-        yield server
 
 
 def start_replica(
@@ -138,9 +130,9 @@ def money_traffic(url: str, terminal: str) -> dict[str, Any]:
 
 
 def test_three_faulty_replicas_hold_what_one_server_holds(
-    pg: PostgresServer, tmp_path: Path
+    postgres: PostgresServer, tmp_path: Path
 ) -> None:
-    url = pg.url("replicas")
+    url = postgres.url("replicas")
     with ExitStack() as stack:
         # Started together: their migrations race on the empty database.
         with ThreadPoolExecutor(3) as pool:
@@ -238,9 +230,11 @@ def test_three_faulty_replicas_hold_what_one_server_holds(
                 )
 
 
-def test_replicas_agree_on_one_attempt_under_contention(pg: PostgresServer, tmp_path: Path) -> None:
+def test_replicas_agree_on_one_attempt_under_contention(
+    postgres: PostgresServer, tmp_path: Path
+) -> None:
     """Many senders of one attempt at once across replicas: one decision, stored once."""
-    url = pg.url("contention")
+    url = postgres.url("contention")
     with ExitStack() as stack:
         urls = []
         for i in range(3):
