@@ -22,13 +22,14 @@ from typing import Any
 
 import httpx
 
+from posedge.protocol.problems import problem_kind
+
 from ..config import SyncConfig
 from ..errors import ConfigError
 from ..statedir import MAX_SMALL_FILE_BYTES, read_file_nofollow
 from .errors import BackofficeBusy, BackofficeRejected, BackofficeUnreachable, SyncError
 from .retry import parse_retry_after
 
-PROBLEM_PREFIX = "https://posedge.dev/problems/"
 COMPRESS_MIN_BYTES = 1024
 COMPRESS_MIN_SAVING = 0.10
 
@@ -252,7 +253,7 @@ class BackofficeClient:
         body = _body(response)
         if 200 <= status < 300:
             return Reply(status, body, skew)
-        kind = str(body.get("type", "")).removeprefix(PROBLEM_PREFIX)
+        kind = problem_kind(str(body.get("type", ""))) or ""
         detail = str(body.get("detail") or body.get("title") or response.reason_phrase)
         where = f"back office {self.base_url}{path}"
         if status == 409 and kind in ("sequence-gap", "chain-mismatch"):

@@ -23,9 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import ValidationError
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 from tenacity.stop import stop_base, stop_never
 from tenacity.wait import wait_base
+
+from posedge.protocol.models import EventsAck, Heartbeat
 
 from ..alerts import AlertBook
 from ..config import SyncConfig
@@ -155,13 +158,15 @@ class SyncService:
                 self._batch_events = max(1, batch.count // 2)
                 log.warning("batch too large; halving", extra={"batch_events": self._batch_events})
             raise
-        server_acked = reply.body.get("acked_seq")
-        if not isinstance(server_acked, int):
+        try:
+            ack = EventsAck.model_validate(reply.body)
+        except ValidationError:
             raise BackofficeRejected(
-                "back office acknowledged without an integer acked_seq; the cursor stays",
+                "back office acknowledged with a body that is not an EventsAck "
+                "(docs/sync-protocol.md); the cursor stays",
                 status=reply.status,
-            )
-        self._advance(server_acked, batch)
+            ) from None
+        self._advance(ack.acked_seq, batch)
         return batch
 
     def _advance(self, server_acked: int, batch: Batch) -> None:
@@ -349,7 +354,8 @@ class SyncService:
             "clock_skew_s": self.client.last_skew_s,
         }
         doc.update(extra or {})
-        return doc
+        # Through the protocol's model: a field the back office would refuse fails here.
+        return Heartbeat.model_validate(doc).model_dump(mode="json")
 
     def send_heartbeat(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """Send one heartbeat; returns the back office's reply body."""
