@@ -23,12 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from pydantic import ValidationError
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 from tenacity.stop import stop_base, stop_never
 from tenacity.wait import wait_base
 
-from posedge.protocol.models import EventsAck, Heartbeat
+from posedge.protocol.models import Heartbeat
 
 from ..alerts import AlertBook
 from ..config import SyncConfig
@@ -158,15 +157,14 @@ class SyncService:
                 self._batch_events = max(1, batch.count // 2)
                 log.warning("batch too large; halving", extra={"batch_events": self._batch_events})
             raise
-        try:
-            ack = EventsAck.model_validate(reply.body)
-        except ValidationError:
+        # Only acked_seq matters here; other fields may come and go between versions.
+        server_acked = reply.body.get("acked_seq")
+        if not isinstance(server_acked, int) or isinstance(server_acked, bool):
             raise BackofficeRejected(
-                "back office acknowledged with a body that is not an EventsAck "
-                "(docs/sync-protocol.md); the cursor stays",
+                "back office acknowledged without an integer acked_seq; the cursor stays",
                 status=reply.status,
-            ) from None
-        self._advance(ack.acked_seq, batch)
+            )
+        self._advance(server_acked, batch)
         return batch
 
     def _advance(self, server_acked: int, batch: Batch) -> None:
