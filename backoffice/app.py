@@ -152,7 +152,7 @@ def _json(doc: Any, status: int = 200) -> Response:
     )
 
 
-def _field_errors(exc: ValidationError) -> list[dict[str, str]]:
+def field_errors(exc: ValidationError) -> list[dict[str, str]]:
     """Field path and rule of each error — never the offending value."""
     return [
         {"field": ".".join(str(p) for p in err["loc"]) or "(body)", "message": err["msg"]}
@@ -403,7 +403,7 @@ class BackofficeApp:
 
     @staticmethod
     def _invalid(request: Request, exc: ValidationError) -> _Refused:
-        errors = _field_errors(exc)
+        errors = field_errors(exc)
         bad_json = [e["message"] for e in errors if e["message"].startswith("Invalid JSON")]
         if any("recursion limit" in message for message in bad_json):
             return _too_deep(request)

@@ -44,7 +44,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from posedge.backoffice.app import parse_json_body
+from posedge.backoffice.app import field_errors, parse_json_body
 from posedge.backoffice.problems import problem
 
 ADMIN_PATH = "/admin/faults"
@@ -291,10 +291,7 @@ class FaultMiddleware:
             try:
                 parsed = [FaultRule.model_validate(r) for r in rules]
             except ValidationError as exc:
-                errors = [
-                    {"field": ".".join(str(p) for p in e["loc"]) or "(body)", "message": e["msg"]}
-                    for e in exc.errors(include_input=False, include_url=False)
-                ]
+                errors = field_errors(exc)
                 detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
                 return problem("validation", f"invalid fault rule: {detail}", path, errors=errors)
             if isinstance(doc, dict) and doc.get("replace"):
