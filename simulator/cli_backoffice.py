@@ -7,17 +7,17 @@ The same options as ``posedge backoffice serve`` plus fault flags; ``POST
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import click
 
 from posedge.backoffice.cli import database_errors, prepare_serve, serve_error, serve_options
 
-from .faults import FaultPlan, FaultRule
+from .faults import Endpoint, FaultPlan, FaultRule
 
 _FRACTION = click.FloatRange(0.0, 1.0)
 _SECONDS = click.FloatRange(min=0.0)
-_ENDPOINTS = ["*", "events", "head", "heartbeat", "authorizations", "reversals"]
+_ENDPOINTS = list(get_args(Endpoint))
 
 
 @click.command("backoffice")
