@@ -25,6 +25,8 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
+    model_validator,
 )
 
 from .errors import ConfigError
@@ -247,6 +249,37 @@ class ApiConfig(_Section):
     """Bearer token for the till; unset: created as <state dir>/api-token (mode 0600)."""
 
 
+def _metrics_listen(value: str, info: ValidationInfo) -> str:
+    """``HOST:PORT`` with HOST an IP address (``[::1]`` for IPv6) or ``localhost``, never
+    resolved; a non-loopback host only with ``metrics.allow_non_loopback``."""
+    host, sep, port = value.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError("not HOST:PORT; write e.g. 127.0.0.1:9464 (port 0 picks a free one)")
+    if host.lower() != "localhost":
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(
+                f"{host!r} is not an IP address; write an address (127.0.0.1, ::1 as "
+                "[::1]:9464, 0.0.0.0) or localhost: the metrics listener does not resolve names"
+            ) from None
+    if not is_loopback_host(host) and not info.data.get("allow_non_loopback", False):
+        raise ValueError(
+            "not a loopback address, so the metrics would be readable from the network; use "
+            "127.0.0.1 or [::1], or set metrics.allow_non_loopback = true if a Prometheus "
+            "server elsewhere must scrape this terminal (firewall the port to it)"
+        )
+    return value
+
+
+class MetricsConfig(_Section):
+    allow_non_loopback: bool = False
+    """Allow metrics.listen on a non-loopback address (declared first: listen's check reads it)."""
+    listen: Annotated[str, AfterValidator(_metrics_listen)] | None = None
+    """TCP HOST:PORT for Prometheus's /metrics (docs/metrics.md); unset: no listener."""
+
+
 class SalesConfig(_Section):
     currencies: list[_CURRENCY] = ["EUR", "USD", "GBP", "CHF"]
     """ISO 4217 codes the till may sell in."""
@@ -273,6 +306,106 @@ class LogConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+_RATIO = Annotated[float, Field(ge=0.0, le=1.0)]
+_AGE = Annotated[str, _duration_between(1, 365 * 86400)]
+_BYTES = Annotated[str, _size_between(0, 2**50)]
+
+
+class HealthConfig(_Section):
+    """``[health]``: the daemon's self-checks and their alerts (docs/health.md)."""
+
+    enabled: bool = True
+    """Run the checks in the daemon (device status is polled either way)."""
+    poll_interval: Annotated[str, _duration_between(1, 3600)] = "10s"
+    """Device polling (printer, reader) and the device checks."""
+    check_interval: Annotated[str, _duration_between(1, 86400)] = "60s"
+    """Every other check (journal, disk, sync, vault, modes, configuration)."""
+    verify_interval: Annotated[str, _duration_between(60, 30 * 86400)] = "24h"
+    """How often the daemon verifies the whole journal chain (journal.integrity)."""
+    alert_for: Annotated[str, _duration_between(0, 86400)] = "30s"
+    """A check must be warn/fail this long before its alert fires (Prometheus ``for``)."""
+    keep_firing_for: Annotated[str, _duration_between(0, 86400)] = "60s"
+    """A firing alert resolves only after its check was ok this long."""
+    flap_changes: Annotated[int, Field(ge=0, le=1000)] = 6
+    """This many ok/bad changes within flap_window make one "flapping" alert (0: off; not 1)."""
+    flap_window: Annotated[str, _duration_between(1, 86400)] = "10m"
+    flap_stable: Annotated[str, _duration_between(0, 86400)] = "10m"
+    """A flapping alert ends once its check has not changed for this long."""
+    clear_ratio: Annotated[float, Field(gt=0.0, le=1.0)] = 0.8
+    """Hysteresis: an alert on a value clears at warn x clear_ratio (high is bad) or
+    warn / clear_ratio (low is bad), unless a ``*_clear`` key says otherwise."""
+    disk_free_warn: _BYTES = "1GiB"
+    disk_free_fail: _BYTES = "256MiB"
+    disk_free_clear: _BYTES | None = None
+    journal_size_warn: _BYTES = "4GiB"
+    journal_size_fail: _BYTES = "16GiB"
+    reader_error_rate_warn: _RATIO = 0.2
+    reader_error_rate_fail: _RATIO = 0.5
+    reader_error_rate_clear: _RATIO | None = None
+    reader_error_window: Annotated[int, Field(ge=1, le=10_000)] = 20
+    """How many recent swipes the read-error rate is measured over."""
+    reader_error_min_swipes: Annotated[int, Field(ge=1, le=10_000)] = 5
+    """With fewer recent swipes than this the rate is not judged."""
+    unsynced_age_warn: _AGE = "1h"
+    unsynced_age_fail: _AGE = "24h"
+    sync_failures_warn: Annotated[int, Field(ge=1, le=1_000_000)] = 3
+    sync_failures_fail: Annotated[int, Field(ge=1, le=1_000_000)] = 20
+    last_success_warn: _AGE = "1h"
+    last_success_fail: _AGE = "24h"
+    clock_skew_warn: Annotated[str, _duration_between(0.1, 86400)] = "30s"
+    clock_skew_fail: Annotated[str, _duration_between(0.1, 86400)] = "5m"
+    vault_entries_warn: Annotated[int, Field(ge=1, le=1_000_000)] = 50
+    vault_entries_fail: Annotated[int, Field(ge=1, le=1_000_000)] = 90
+    forward_deadline_warn: Annotated[str, _duration_between(0, 30 * 86400)] = "12h"
+    """Warn when the oldest offline sale has less than this left before its forward_by."""
+    forward_deadline_fail: Annotated[str, _duration_between(0, 30 * 86400)] = "1h"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> HealthConfig:
+        """warn before fail (the low-is-bad pairs: disk_free, forward_deadline, reversed)."""
+        for name, low_is_bad in _HEALTH_PAIRS.items():
+            warn, fail = self.number(f"{name}_warn"), self.number(f"{name}_fail")
+            if (warn < fail) if low_is_bad else (warn > fail):
+                relation = "at least" if low_is_bad else "at most"
+                raise ValueError(
+                    f"health.{name}_warn ({getattr(self, name + '_warn')}) must be {relation} "
+                    f"health.{name}_fail ({getattr(self, name + '_fail')}): a fail is worse "
+                    "than a warn"
+                )
+        for name, low_is_bad in (("disk_free", True), ("reader_error_rate", False)):
+            if getattr(self, f"{name}_clear") is None:
+                continue
+            clear, warn = self.number(f"{name}_clear"), self.number(f"{name}_warn")
+            if (clear < warn) if low_is_bad else (clear > warn):
+                relation = "at least" if low_is_bad else "at most"
+                raise ValueError(
+                    f"health.{name}_clear must be {relation} health.{name}_warn (the alert "
+                    "clears only once the value is back past the warn line)"
+                )
+        return self
+
+    def number(self, name: str) -> float:
+        """A threshold key in base units: durations in seconds, sizes in bytes."""
+        value = getattr(self, name)
+        if isinstance(value, str):
+            return float(parse_size(value)) if value[-1] in "0123456789B" else parse_duration(value)
+        return float(value)
+
+
+_HEALTH_PAIRS = {
+    "disk_free": True,
+    "journal_size": False,
+    "reader_error_rate": False,
+    "unsynced_age": False,
+    "sync_failures": False,
+    "last_success": False,
+    "clock_skew": False,
+    "vault_entries": False,
+    "forward_deadline": True,
+}
+"""Threshold pairs of ``[health]``: name → whether low values are bad."""
+
+
 class Config(_Section):
     terminal: TerminalConfig = TerminalConfig()
     journal: JournalConfig = JournalConfig()
@@ -280,9 +413,11 @@ class Config(_Section):
     reader: ReaderConfig = ReaderConfig()
     sync: SyncConfig = SyncConfig()
     api: ApiConfig = ApiConfig()
+    metrics: MetricsConfig = MetricsConfig()
     sales: SalesConfig = SalesConfig()
     offline: OfflineConfig = OfflineConfig()
     log: LogConfig = LogConfig()
+    health: HealthConfig = HealthConfig()
 
 
 @dataclass(frozen=True)
