@@ -13,7 +13,13 @@ name.
 from __future__ import annotations
 
 from .db import Database, DatabaseConfigError, Transaction
-from .schema import BASELINE, BASELINE_VERSION, MIGRATIONS, SCHEMA_VERSION
+from .schema import (
+    APPLIED_MIGRATIONS_TABLE,
+    BASELINE,
+    BASELINE_VERSION,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+)
 
 MIGRATION_LOCK = "posedge-backoffice schema migration"
 
@@ -28,6 +34,15 @@ def stored_version(tx: Transaction) -> int | None:
         return None
     row = tx.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     return None if row is None else int(row[0])
+
+
+def applied_versions(tx: Transaction, version: int) -> set[int]:
+    """The migrations a database of recorded ``version`` has run: table
+    schema_migrations when present, else (a database from before that table) every
+    version up to ``version``."""
+    if tx.table_exists("schema_migrations"):
+        return {int(row[0]) for row in tx.execute("SELECT version FROM schema_migrations").rows}
+    return {m.version for m in MIGRATIONS if m.version <= version}
 
 
 def read_version(db: Database) -> int | None:
@@ -45,7 +60,11 @@ def migrate(db: Database) -> tuple[int | None, int]:
                 f"{db.display} has back office schema version {found}; this posedge knows "
                 f"versions up to {SCHEMA_VERSION}: upgrade posedge"
             )
-        if found == SCHEMA_VERSION:
+        applied = set() if found is None else applied_versions(tx, found)
+        # Versions are developed in parallel and may land in either order: a migration
+        # below the recorded version that this database never ran runs now (every
+        # migration is IF NOT EXISTS DDL, safe to run late).
+        if found == SCHEMA_VERSION and all(m.version in applied for m in MIGRATIONS):
             return found, found
         version = found
         if version is None:
@@ -57,8 +76,9 @@ def migrate(db: Database) -> tuple[int | None, int]:
                 (str(BASELINE_VERSION),),
             )
             version = BASELINE_VERSION
-        for migration in MIGRATIONS:
-            if migration.version <= version:
+            applied = {BASELINE_VERSION}
+        for migration in sorted(MIGRATIONS, key=lambda m: m.version):
+            if migration.version in applied:
                 continue
             statements = migration.statements(db.dialect)
             if statements is None:
@@ -68,6 +88,11 @@ def migrate(db: Database) -> tuple[int | None, int]:
                 )
             for statement in statements:
                 tx.execute(statement)
-            version = migration.version
+            applied.add(migration.version)
         tx.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+        tx.execute(APPLIED_MIGRATIONS_TABLE)
+        tx.executemany(
+            "INSERT INTO schema_migrations (version) VALUES (?) ON CONFLICT (version) DO NOTHING",
+            [(v,) for v in sorted(applied)],
+        )
         return found, SCHEMA_VERSION

@@ -41,6 +41,14 @@ Versions:
    instead of being deleted when a server starts (replicas start while others
    decide). A pending authorization without a lease row is free to take over.
 
+5. Silence detection's learned state (table silence_lanes, :mod:`.silence.learn`):
+   per lane the decayed sale-run counts and open-hours exposure by local hour of
+   week, the last sale seen, the events scanned so far and the recent run times.
+
+6. Anomaly flags and alerts (:mod:`.anomalies`, :mod:`.alerting`): per-terminal
+   anomaly cursors and flags; alert states, store groups, receivers and the
+   delivery outbox.
+
 Migrations create tables with ``IF NOT EXISTS``, so a database whose recorded
 version is older than its tables (restored ``meta``) still moves forward.
 """
@@ -186,6 +194,22 @@ MIGRATE_V2_TO_V3 = (
 )""",
 )
 
+# Version 4 -> 5: silence detection's learned state (backoffice/silence/learn.py). Portable SQL.
+MIGRATE_V4_TO_V5 = (
+    """CREATE TABLE IF NOT EXISTS silence_lanes (
+    terminal TEXT PRIMARY KEY,
+    scanned_seq BIGINT NOT NULL DEFAULT 0,
+    last_sale_at DOUBLE PRECISION,
+    learned_to DOUBLE PRECISION,
+    sales BIGINT NOT NULL DEFAULT 0,
+    runs BIGINT NOT NULL DEFAULT 0,
+    counts TEXT NOT NULL,
+    exposure TEXT NOT NULL,
+    recent TEXT NOT NULL,
+    updated_at DOUBLE PRECISION NOT NULL
+)""",
+)
+
 # Version 3 -> 4: authorization claim leases. Portable SQL.
 MIGRATE_V3_TO_V4 = (
     """CREATE TABLE IF NOT EXISTS authorization_claims (
@@ -195,6 +219,75 @@ MIGRATE_V3_TO_V4 = (
     expires_at DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (terminal, idem_key)
 )""",
+)
+
+
+# Version 5 -> 6: anomaly flags from the event stream and the fleet's alerts
+# (backoffice/anomalies.py, backoffice/alerting/). Portable SQL; every table and index
+# IF NOT EXISTS, so it is safe to run again (see migrations.py: versions landed in any order).
+MIGRATE_V5_TO_V6 = (
+    """CREATE TABLE IF NOT EXISTS anomaly_cursors (
+    terminal TEXT PRIMARY KEY,
+    last_seq BIGINT NOT NULL DEFAULT 0,
+    chain_breaks BIGINT NOT NULL DEFAULT 0,
+    gaps BIGINT NOT NULL DEFAULT 0,
+    conflicts BIGINT NOT NULL DEFAULT 0,
+    heartbeat_at DOUBLE PRECISION,
+    skewed BIGINT NOT NULL DEFAULT 0,
+    rewound BIGINT NOT NULL DEFAULT 0
+)""",
+    """CREATE TABLE IF NOT EXISTS anomaly_flags (
+    id TEXT PRIMARY KEY,
+    terminal TEXT NOT NULL,
+    store TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    seqs TEXT NOT NULL,
+    txns TEXT NOT NULL,
+    at TEXT NOT NULL,
+    detected_at DOUBLE PRECISION NOT NULL,
+    detail TEXT NOT NULL
+)""",
+    "CREATE INDEX IF NOT EXISTS anomaly_flags_recent"
+    " ON anomaly_flags (terminal, kind, detected_at)",
+    """CREATE TABLE IF NOT EXISTS alerts (
+    fingerprint TEXT PRIMARY KEY,
+    alertname TEXT NOT NULL,
+    terminal TEXT,
+    store TEXT NOT NULL,
+    state TEXT NOT NULL,
+    lifecycle TEXT NOT NULL,
+    inhibited BIGINT NOT NULL DEFAULT 0,
+    summary TEXT NOT NULL,
+    details TEXT NOT NULL,
+    active_since DOUBLE PRECISION,
+    firing_since DOUBLE PRECISION,
+    resolved_at DOUBLE PRECISION,
+    updated_at DOUBLE PRECISION NOT NULL
+)""",
+    "CREATE INDEX IF NOT EXISTS alerts_store ON alerts (store, state)",
+    """CREATE TABLE IF NOT EXISTS alert_groups (
+    store TEXT PRIMARY KEY,
+    last_notified_at DOUBLE PRECISION,
+    notified TEXT NOT NULL DEFAULT ''
+)""",
+    """CREATE TABLE IF NOT EXISTS alert_receivers (
+    name TEXT PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('webhook', 'alertmanager')),
+    url TEXT NOT NULL,
+    secret TEXT,
+    created_at DOUBLE PRECISION NOT NULL
+)""",
+    """CREATE TABLE IF NOT EXISTS alert_outbox (
+    id TEXT PRIMARY KEY,
+    receiver TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    next_attempt_at DOUBLE PRECISION NOT NULL,
+    delivered_at DOUBLE PRECISION,
+    last_error TEXT
+)""",
+    "CREATE INDEX IF NOT EXISTS alert_outbox_due ON alert_outbox (delivered_at, next_attempt_at)",
 )
 
 
@@ -223,7 +316,16 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "one reversal per attempt", sqlite=MIGRATE_V1_TO_V2, postgresql=None),
     portable(3, "terminal registry", *MIGRATE_V2_TO_V3),
     portable(4, "authorization claim leases", *MIGRATE_V3_TO_V4),
-    # Next: portable(5, "…", "CREATE TABLE …", …)
+    portable(5, "silence detection: per-lane learned hour-of-week rates", *MIGRATE_V4_TO_V5),
+    portable(6, "anomaly flags and alerts", *MIGRATE_V5_TO_V6),
+    # Next: portable(N, "…", "CREATE TABLE …", …); versions may land in any order (see
+    # migrations.py), the tuple is sorted by version where it is used.
 )
 
-SCHEMA_VERSION = MIGRATIONS[-1].version
+SCHEMA_VERSION = max(migration.version for migration in MIGRATIONS)
+
+# Which versions a database has run (migrations.py): versions developed in parallel may
+# land in either order, and a database that ran 6 before 5 existed still gets 5.
+APPLIED_MIGRATIONS_TABLE = (
+    "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY)"
+)
