@@ -1,44 +1,43 @@
 """The ``posedge`` command: global options, subcommand registry, exit codes.
 
 Exit codes (DESIGN §3): 0 ok · 1 internal error · 2 usage or configuration
-error · 3 a check found a problem · 4 a needed peer is unreachable.
-Each command group lives in its own module and is registered here.
+error · 3 a check found a problem · 4 a needed peer is unreachable · 130
+interrupted (Ctrl-C). Each command group lives in its own module and is
+registered in :func:`_register` by one line: its name, ``module:attribute`` and
+one-line help. Nothing is imported until the command runs, so ``posedge --help``
+stays quick (tests/agent/test_cli_usability.py checks no heavy module loads).
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from importlib.metadata import PackageNotFoundError, entry_points, version
 from pathlib import Path
 
 import click
 
 from ..errors import PosedgeError
 from ..logs import configure_logging
-from .context import CliContext, add_json_option
+from .context import CliContext, add_global_options
+from .error_report import ErrorReport, json_requested
+from .lazy import LazyCommand, LazyGroup
 
 EXIT_INTERNAL = 1
+EXIT_INTERRUPTED = 130
 
 log = logging.getLogger("posedge.cli")
-
-
-def _version() -> str:
-    try:
-        return version("posedge")
-    except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
-        return "0+unknown"
-
 
 COMMAND_ENTRY_POINTS = "posedge.commands"
 
 
-class RootGroup(click.Group):
-    """The ``posedge`` group: the command groups of the packages built on the agent
-    (posedge.backoffice: ``backoffice``; posedge.simulator: ``simulate``, ``demo``) come
-    from the ``posedge.commands`` entry points, so the agent never imports them. They load
-    on the first command lookup, not when this module is imported: a plug-in module may
-    import :mod:`posedge.agent.cli.context` (and so this package) before it is complete."""
+class RootGroup(LazyGroup):
+    """The ``posedge`` group: the agent's own commands from :func:`_register`; the command
+    groups of the packages built on the agent (posedge.backoffice: ``backoffice``;
+    posedge.simulator: ``simulate``, ``demo``) from the ``posedge.commands`` entry points,
+    so the agent never imports them. An entry point names a :class:`LazyCommand` (cheap to
+    list) or a click command. They load on the first lookup of a name not registered here,
+    or when listing, never when this module is imported: a plug-in module may import
+    :mod:`posedge.agent.cli.context` (and so this package) before it is complete."""
 
     _plugins_loaded = False
 
@@ -46,14 +45,24 @@ class RootGroup(click.Group):
         if self._plugins_loaded:
             return
         self._plugins_loaded = True
+        from importlib.metadata import entry_points
+
         for entry in entry_points(group=COMMAND_ENTRY_POINTS):
-            command = entry.load()
-            if isinstance(command, click.Command) and entry.name not in self.commands:
-                add_json_option(command)
-                self.add_command(command, entry.name)
+            if entry.name in self.known_names():
+                continue
+            found = entry.load()
+            if isinstance(found, LazyCommand):
+                self.lazy_commands[entry.name] = found
+            elif isinstance(found, click.Command):
+                self.add_command(found, entry.name)
+
+    def prepare(self, command: click.Command) -> None:
+        """``--json``, ``--state-dir`` and ``--config`` are accepted after the subcommand too."""
+        add_global_options(command)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        self.load_plugins()
+        if cmd_name not in self.known_names():
+            self.load_plugins()
         return super().get_command(ctx, cmd_name)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -84,54 +93,68 @@ class RootGroup(click.Group):
     "if it exists, else built-in defaults].",
 )
 @click.option("--json", "json_output", is_flag=True, help="Print one JSON document on stdout.")
-@click.version_option(_version(), "--version", prog_name="posedge")
+@click.version_option(None, "--version", package_name="posedge", prog_name="posedge")
 @click.pass_context
 def cli(
     ctx: click.Context, state_dir: Path | None, config_path: Path | None, json_output: bool
 ) -> None:
     """posedge — terminal-side edge agent for point-of-sale devices.
 
+    Global options may also follow the subcommand (posedge journal verify --json).
     Exit codes: 0 ok, 1 internal error, 2 usage or configuration error,
-    3 a check found a problem, 4 a needed peer is unreachable.
+    3 a check found a problem, 4 a needed peer is unreachable, 130 interrupted.
     """
     ctx.obj = CliContext(
         state_dir_option=state_dir, config_option=config_path, json_output=json_output
     )
 
 
-def _register() -> None:
-    from . import devices, enroll, journal, run, sync, test_cmd
+def _register(root: RootGroup) -> None:
+    """One line per command: name, ``.module:attribute`` (under posedge.agent.cli) and its
+    one-line help (the first line of the command's help; a test keeps them equal), plus the
+    modules that add subcommands to it. Nothing is imported here."""
 
-    cli.add_command(journal.journal)
-    for module in (devices, test_cmd, sync, enroll, run):
-        module.register(cli)
-    for command in cli.commands.values():  # the plug-ins' ones: RootGroup.load_plugins
-        add_json_option(command)
+    def add(name: str, target: str, short_help: str, also: tuple[str, ...] = ()) -> None:
+        root.add_lazy(name, target, short_help, also, package=__name__)
+
+    add("devices", ".devices:devices", "List serial ports and USB devices, known models, and whether you can open them.", also=(".test_cmd",))  # fmt: skip  # noqa: E501
+    add("enroll", ".enroll:enroll", "Enrol this terminal at the back office with a one-time code.")
+    add("journal", ".journal:journal", "Inspect and annotate the tamper-evident transaction journal.")  # fmt: skip  # noqa: E501
+    add("run", ".run:run", "Run the agent until SIGTERM/SIGINT; SIGHUP reloads the configuration.")
+    add("sync", ".sync:sync", "Upload the journal to the back office and inspect the sync state.")
+    add("test", ".test_cmd:test_group", "Exercise one device: print a test receipt, read a test swipe.")  # fmt: skip  # noqa: E501
+    add("token", ".enroll:token", "The sync token of an enrolled terminal.")
 
 
-_register()
+_register(cli)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: run the CLI and map errors to exit codes."""
+    """Console entry point: run the CLI and map errors to exit codes (and, with --json, to a
+    JSON error document on stdout: ``{"error": {"message", "exit_code", "kind"}}``)."""
     configure_logging()
+    args = sys.argv[1:] if argv is None else argv
+    ctx_json = json_requested(args)
     try:
-        cli.main(args=argv, prog_name="posedge", standalone_mode=False)
+        cli.main(args=args, prog_name="posedge", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(EXIT_INTERNAL)
+        ErrorReport("aborted", EXIT_INTERRUPTED, "interrupted").show(ctx_json)
+        sys.exit(EXIT_INTERRUPTED)
     except click.ClickException as exc:
-        exc.show()
+        ErrorReport.from_click(exc).show(ctx_json, exc)
         sys.exit(exc.exit_code)
     except PosedgeError as exc:
-        click.echo(f"posedge: error: {exc}", err=True)
+        ErrorReport.from_posedge(exc).show(ctx_json)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        sys.exit(130)
+        ErrorReport("interrupted", EXIT_INTERRUPTED, "interrupted").show(ctx_json)
+        sys.exit(EXIT_INTERRUPTED)
     except Exception:
         log.exception("internal error")
-        click.echo("posedge: internal error (details logged above)", err=True)
+        ErrorReport("internal error (details logged above)", EXIT_INTERNAL, "internal").show(
+            ctx_json
+        )
         sys.exit(EXIT_INTERNAL)
     sys.exit(0)

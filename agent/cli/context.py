@@ -13,12 +13,14 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..config import Config, LoadedConfig, check_backoffice_url, default_state_dir, load_config
 from ..statedir import check_state_dir
+
+if TYPE_CHECKING:  # agent.config imports pydantic: loaded on first use (posedge --help is quick)
+    from ..config import Config, LoadedConfig
 
 
 @dataclass
@@ -32,6 +34,8 @@ class CliContext:
     @property
     def loaded_config(self) -> LoadedConfig:
         if self._loaded is None:
+            from ..config import load_config
+
             self._loaded = load_config(self.config_option)
         return self._loaded
 
@@ -43,6 +47,8 @@ class CliContext:
     def state_dir(self) -> Path:
         """The state directory, checked once (StrictModes-like) before it is first used."""
         if self._checked_state_dir is None:
+            from ..config import default_state_dir
+
             path = self.state_dir_option if self.state_dir_option else default_state_dir()
             check_state_dir(path)
             self._checked_state_dir = path
@@ -60,30 +66,70 @@ class CliContext:
 pass_cli = click.make_pass_decorator(CliContext)
 
 
-def _json_requested(ctx: click.Context, param: click.Parameter, value: bool) -> None:
-    if not value:
-        return
+def _context_of(ctx: click.Context) -> CliContext:
     cli = ctx.find_object(CliContext)
     if cli is None:  # a command group run on its own
-        cli = ctx.obj = CliContext(state_dir_option=None, config_option=None, json_output=True)
-    cli.json_output = True
+        cli = ctx.obj = CliContext(state_dir_option=None, config_option=None, json_output=False)
+    return cli
 
 
-def add_json_option(command: click.Command) -> None:
-    """Accept ``--json`` after the subcommand too, on ``command`` and everything below it."""
-    if not any(param.name == "json" for param in command.params):
-        command.params.append(
-            click.Option(
-                ["--json"],
-                is_flag=True,
-                expose_value=False,
-                callback=_json_requested,
-                help="Print one JSON document on stdout (same as the global --json).",
-            )
-        )
+def _json_given(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        _context_of(ctx).json_output = True
+
+
+def _state_dir_given(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
+    if value is not None:
+        _context_of(ctx).state_dir_option = value
+
+
+def _config_given(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
+    if value is not None:
+        cli = _context_of(ctx)
+        cli.config_option = value
+        cli._loaded = None  # loaded lazily, so never before an option is parsed; be sure
+
+
+def _global_options() -> list[click.Option]:
+    """The root's global options, as they are accepted after a subcommand: same meaning,
+    same checks (the root's help explains the defaults)."""
+    return [
+        click.Option(
+            ["--json"],
+            is_flag=True,
+            expose_value=False,
+            callback=_json_given,
+            help="Print one JSON document on stdout (same as the global --json).",
+        ),
+        click.Option(
+            ["--state-dir"],
+            type=click.Path(path_type=Path, file_okay=False),
+            expose_value=False,
+            callback=_state_dir_given,
+            help="State directory (same as the global --state-dir).",
+        ),
+        click.Option(
+            ["--config"],
+            type=click.Path(path_type=Path, dir_okay=False, readable=False),
+            expose_value=False,
+            callback=_config_given,
+            help="TOML configuration file (same as the global --config).",
+        ),
+    ]
+
+
+def add_global_options(command: click.Command) -> None:
+    """Accept ``--json``, ``--state-dir`` and ``--config`` after the subcommand too, on
+    ``command`` and everything below it. A command with an option of its own by one of
+    those names keeps its own (that name then goes before the subcommand)."""
+    taken = {opt for param in command.params for opt in getattr(param, "opts", ())}
+    names = {param.name for param in command.params}
+    for option in _global_options():
+        if option.name not in names and not taken.intersection(option.opts):
+            command.params.append(option)
     if isinstance(command, click.Group):
         for sub in command.commands.values():
-            add_json_option(sub)
+            add_global_options(sub)
 
 
 def backoffice_url_option(
@@ -93,6 +139,8 @@ def backoffice_url_option(
     exit 2, names the option, the value and what is allowed)."""
     if value is None:
         return None
+    from ..config import check_backoffice_url
+
     try:
         return check_backoffice_url(value)
     except ValueError as exc:

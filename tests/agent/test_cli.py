@@ -18,7 +18,7 @@ from .journal.helpers import fill, posedge
 
 def all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     if isinstance(group, RootGroup):
-        group.load_plugins()  # backoffice, simulate, demo: posedge.commands entry points
+        group.load_all()  # lazy commands, and backoffice, simulate, demo (entry points)
     found = [prefix]
     for name, command in group.commands.items():
         if isinstance(command, click.Group):
