@@ -25,6 +25,9 @@ def open_writer(cli: CliContext) -> Journal:
 
 
 def open_reader(cli: CliContext) -> Journal:
+    """Open the journal read-only, after the configuration: a missing or broken ``--config``
+    is an error here too (exit 2), not silently ignored because reading needs no setting."""
+    cli.loaded_config  # noqa: B018 - loads and validates; raises ConfigError (exit 2)
     return Journal.open(cli.state_dir, readonly=True)
 
 

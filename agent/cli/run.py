@@ -8,9 +8,7 @@ from typing import Any
 
 import click
 
-from ..config import load_config
 from ..logs import configure_logging
-from ..runloop import RunOptions, run_daemon
 from .context import CliContext, backoffice_url_option, pass_cli
 
 
@@ -65,6 +63,9 @@ def run(
     crash recovery is done and the API listens, keeps STATUS= current and
     pings the watchdog while every critical task makes progress.
     """
+    from ..config import load_config
+    from ..runloop import RunOptions, run_daemon  # imported here: `posedge run --help` is quick
+
     loaded = cli.loaded_config  # a bad configuration fails here: exit 2, nothing touched
     configure_logging(loaded.config.log.level)
 

@@ -8,6 +8,7 @@
     │   └── JournalIOError         the disk reported an I/O error
     ├── JournalCorrupt             integrity, schema or chain-head check failed at open
     ├── JournalKeyError            the device key is missing, unreadable or does not match
+    ├── JournalMissing             a reader found no journal (exit 2: check --state-dir)
     └── PayloadRejected            the payload is not storable (card data, size, type)
 
 A failed append never leaves a partial event: the SQLite transaction is
@@ -49,6 +50,10 @@ class JournalCorrupt(JournalError, CheckFailed):
 
 class JournalKeyError(JournalError, CheckFailed):
     """The device key cannot be used with this journal."""
+
+
+class JournalMissing(JournalError, ConfigError):
+    """A read-only open found no journal file: the state directory is wrong or new (exit 2)."""
 
 
 class PayloadRejected(JournalError, ConfigError):

@@ -30,6 +30,7 @@ from .chain import GENESIS_HASH, ChainSigner, DeviceKey, load_device_key
 from .errors import (
     JournalCorrupt,
     JournalError,
+    JournalMissing,
     JournalReadOnly,
     JournalWriteError,
     PayloadRejected,
@@ -120,7 +121,7 @@ class Journal:
         """Open (and for a writer, create or migrate) the journal in ``state_dir``."""
         path = state_dir / JOURNAL_FILE_NAME
         if readonly and not os.path.lexists(path):
-            raise JournalError(
+            raise JournalMissing(
                 f"no journal at {path}; check --state-dir (the daemon creates the journal "
                 "on first start)"
             )

@@ -116,7 +116,7 @@ def test_read_only_commands_work_while_a_writer_holds_the_journal(tmp_path: Path
 
 def test_reading_a_missing_journal_says_where(tmp_path: Path) -> None:
     done = posedge("--state-dir", str(tmp_path / "nowhere"), "journal", "stats")
-    assert done.returncode == 1
+    assert done.returncode == 2  # a usage error (DESIGN §3), not an internal one
     assert "no journal at" in done.stderr and "--state-dir" in done.stderr
 
 
