@@ -12,8 +12,12 @@ A scenario file is TOML with a list of steps applied on a timer::
     fault = "paper_out"
     params = {}
 
-Files are validated strictly: every error names the step and the key. This
-module must never touch real devices or apply faults itself outside
+Files are validated strictly: every error names the step and the key.
+
+A JSON file is a device dump instead (``posedge devices dump`` or SIGUSR1 wrote it,
+docs/diagnostics.md): :func:`load_replay` reads it and :mod:`posedge.simulator.replay`
+rebuilds the printer and reader in the dumped state, so a field problem becomes a lab
+set-up. This module must never touch real devices or apply faults itself outside
 :class:`ScenarioRunner`.
 """
 
@@ -27,7 +31,10 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from .replay import Replay
 
 log = logging.getLogger("posedge.simulator.scenarios")
 
@@ -166,6 +173,24 @@ def _parse_step(step: Any, where: str, devices: Mapping[str, object] | None) -> 
     if not isinstance(params, dict):
         raise ScenarioError(f"{where}: 'params' must be a table, got {params!r}")
     return ScenarioStep(float(at_s), device, fault, dict(params))
+
+
+# ---- device dumps --------------------------------------------------------------
+def is_replay(path: Path) -> bool:
+    """True when the ``--scenario`` file is a device dump (JSON), not a TOML step list."""
+    from .replay import is_device_dump
+
+    return is_device_dump(path)
+
+
+def load_replay(path: Path) -> Replay:
+    """The simulated devices a device dump describes; ScenarioError says where it is bad."""
+    from .replay import ReplayError, load_dump_file, replay
+
+    try:
+        return replay(load_dump_file(path))
+    except ReplayError as exc:
+        raise ScenarioError(str(exc)) from None
 
 
 # ---- running ----------------------------------------------------------------

@@ -7,7 +7,10 @@
   SIGHUP during a reload is coalesced into exactly one more reload after it,
   because the file may have changed after the running reload read it. No
   reload starts once a stop was requested.
-* SIGUSR1 → ``dump()`` when given (diagnostics to the log).
+* SIGUSR1 → ``dump()`` when given (a device dump file, docs/diagnostics.md). Its
+  default action terminates the process, so the daemon calls
+  :func:`ignore_dump_signal` as early as it can: until the handler is installed (and
+  again after :meth:`SignalHandlers.remove`) SIGUSR1 is ignored, never fatal.
 
 Callbacks run on the event loop thread. An exception from one is logged, never
 propagated: a bad reload must not kill a selling terminal.
@@ -46,6 +49,8 @@ class SignalHandlers:
         self._reload = reload
         self._dump = dump
         self._installed: list[signal.Signals] = []
+        self._ignored: list[signal.Signals] = []
+        """Signals that were ignored before we took them: ignored again on remove()."""
         self.stop_signals = 0
         """How many stop signals arrived."""
         self.reloads_done = 0
@@ -70,14 +75,21 @@ class SignalHandlers:
             self._add(signal.SIGUSR1, self._on_usr1)
 
     def _add(self, sig: signal.Signals, callback: Callable[..., None], *args: object) -> None:
+        ignored = signal.getsignal(sig) == signal.SIG_IGN
         self._loop.add_signal_handler(sig, callback, *args)
         self._installed.append(sig)
+        if ignored:
+            self._ignored.append(sig)
 
     def remove(self) -> None:
-        """Remove our handlers (the default dispositions come back)."""
+        """Remove our handlers: the default dispositions come back, except that a signal
+        ignored before :func:`install_signal_handlers` is ignored again."""
         for sig in self._installed:
             self._loop.remove_signal_handler(sig)
+            if sig in self._ignored:
+                signal.signal(sig, signal.SIG_IGN)
         self._installed.clear()
+        self._ignored.clear()
 
     # ---- handlers (run on the loop) ------------------------------------------
     def _on_stop_signal(self, sig: signal.Signals) -> None:
@@ -124,6 +136,12 @@ def _guarded(what: str, callback: Callable[[], None]) -> None:
         callback()
     except Exception:
         log.exception("%s callback failed", what)
+
+
+def ignore_dump_signal() -> None:
+    """Ignore SIGUSR1 (whose default action kills) until :func:`install_signal_handlers`
+    takes it over. Main thread only; call it first thing in the daemon's start."""
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
 
 
 def install_signal_handlers(
