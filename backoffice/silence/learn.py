@@ -1,0 +1,194 @@
+"""Learning lane rates from stored sale events, incrementally (table silence_lanes, schema 5).
+
+:func:`learn_sales` folds a lane's new sale times into its :class:`~.model.LaneStats`:
+runs counted in their local hour of week, the open time between sales added as
+exposure (at most ``max_learn_gap_s`` of one silence: a longer one is an
+outage, not evidence of a low rate), both weighted by exponential decay.
+:func:`update_learned_state` does it for every terminal whose held events grew
+since the last call, reading only the new events, one transaction per lane
+under the lane's lock (replicas may run it at the same time).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from .calendar import StoreCalendar
+from .config import SALE_EVENT_TYPES, SilenceConfig
+from .model import (
+    RECENT_RUNS,
+    LaneStats,
+    decay_factor,
+    pack,
+    pack_times,
+    unpack,
+    unpack_times,
+)
+
+if TYPE_CHECKING:
+    from ..db import Transaction
+    from ..store import BackofficeStore
+
+_COLUMNS = "terminal, scanned_seq, last_sale_at, learned_to, counts, exposure, recent"
+
+
+def learn_sales(
+    stats: LaneStats, times: Sequence[float], calendar: StoreCalendar, config: SilenceConfig
+) -> int:
+    """Fold sale start times (increasing) into ``stats``; returns the runs counted.
+    Times at or before the last sale already learned are ignored."""
+    last = stats.last_sale_at
+    new = [t for t in times if last is None or t > last]
+    if not new:
+        return 0
+    end = new[-1]
+    start = last if last is not None else new[0]
+    half_life = config.half_life_s
+    stats.decay_to(end, half_life)
+    # Exposure: open time between sales, per local hour of week, decayed by its midpoint.
+    segments = calendar.open_segments(start, end)
+    starts = [s for s, _, _ in segments]
+    counts, exposure = stats.counts, stats.exposure
+    cap = config.max_learn_gap_s
+    previous = start
+    seg_index = 0
+    for when in [*new]:
+        # Walk the segments inside (previous, when]: count open time up to the cap.
+        open_s = 0.0
+        while seg_index < len(segments) and segments[seg_index][1] <= previous:
+            seg_index += 1
+        i = seg_index
+        while i < len(segments) and segments[i][0] < when:
+            seg_start, seg_end, how = segments[i]
+            low, high = max(seg_start, previous), min(seg_end, when)
+            if high > low:
+                take = min(high - low, cap - open_s)
+                if take <= 0.0:
+                    break
+                mid = low + take / 2.0
+                exposure[how] += take / 3600.0 * decay_factor(end - mid, half_life)
+                open_s += take
+            if seg_end > when:
+                break
+            i += 1
+        previous = when
+    # Runs: a sale at least run_gap_s after the one before starts a run.
+    runs = 0
+    recent = stats.recent
+    prev_sale = last
+    zone = calendar.zone
+    last_quarter = -1
+    how = 0
+    for when in new:
+        if prev_sale is None or when - prev_sale >= config.run_gap_s:
+            j = bisect.bisect_right(starts, when) - 1
+            if j >= 0 and segments[j][0] <= when < segments[j][1]:
+                how = segments[j][2]
+            else:  # a sale outside the calendar's open time (closing late): its local hour
+                quarter = int(when // 900)
+                if quarter != last_quarter:
+                    last_quarter = quarter
+                    local = datetime.fromtimestamp(quarter * 900.0, zone)
+                    how = local.weekday() * 24 + local.hour
+            counts[how] += decay_factor(end - when, half_life)
+            recent.append(when)
+            runs += 1
+        prev_sale = when
+    if len(recent) > RECENT_RUNS:
+        del recent[: len(recent) - RECENT_RUNS]
+    stats.last_sale_at = end
+    return runs
+
+
+def parse_ts(text: str) -> float:
+    """An event's ``ts`` (ISO 8601 with offset) as epoch seconds."""
+    return datetime.fromisoformat(text).timestamp()
+
+
+def stats_from_row(row: Sequence[Any]) -> tuple[LaneStats, int]:
+    terminal, scanned, last_sale, learned_to, counts, exposure, recent = row
+    stats = LaneStats(
+        terminal=str(terminal),
+        counts=unpack(counts),
+        exposure=unpack(exposure),
+        learned_to=learned_to,
+        last_sale_at=last_sale,
+        recent=unpack_times(recent),
+    )
+    return stats, int(scanned)
+
+
+def load_lanes(store: BackofficeStore) -> dict[str, LaneStats]:
+    """Every lane's learned state."""
+    rows = store.db.execute(f"SELECT {_COLUMNS} FROM silence_lanes").fetchall()
+    return {str(row[0]): stats_from_row(row)[0] for row in rows}
+
+
+def store_of_terminals(store: BackofficeStore) -> dict[str, str]:
+    """terminal → store, from the terminal registry (enrolled terminals)."""
+    rows = store.db.execute("SELECT terminal, store FROM terminal_registry").fetchall()
+    return {str(t): str(s) for t, s in rows}
+
+
+def _save(tx: Transaction, stats: LaneStats, scanned: int, now: float) -> None:
+    tx.execute(
+        "INSERT INTO silence_lanes (terminal, scanned_seq, last_sale_at, learned_to, counts,"
+        " exposure, recent, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (terminal) DO UPDATE SET scanned_seq = excluded.scanned_seq,"
+        " last_sale_at = excluded.last_sale_at, learned_to = excluded.learned_to,"
+        " counts = excluded.counts, exposure = excluded.exposure, recent = excluded.recent,"
+        " updated_at = excluded.updated_at",
+        (
+            stats.terminal,
+            scanned,
+            stats.last_sale_at,
+            stats.learned_to,
+            pack(stats.counts),
+            pack(stats.exposure),
+            pack_times(stats.recent),
+            now,
+        ),
+    )
+
+
+def update_learned_state(store: BackofficeStore, now: float, config: SilenceConfig) -> int:
+    """Learn from the sale events ingested since the last call; returns the lanes updated."""
+    held = {
+        str(t): int(seq)
+        for t, seq in store.db.execute("SELECT terminal, held_seq FROM terminals").fetchall()
+    }
+    scanned = {
+        str(t): int(seq)
+        for t, seq in store.db.execute("SELECT terminal, scanned_seq FROM silence_lanes").fetchall()
+    }
+    stores = store_of_terminals(store)
+    placeholders = ", ".join("?" for _ in SALE_EVENT_TYPES)
+    updated = 0
+    for terminal, held_seq in sorted(held.items()):
+        if held_seq <= scanned.get(terminal, 0):
+            continue
+        with store.transaction() as tx:
+            tx.lock(f"silence\x1f{terminal}")
+            row = tx.execute(
+                f"SELECT {_COLUMNS} FROM silence_lanes WHERE terminal = ?", (terminal,)
+            ).fetchone()
+            stats, since = stats_from_row(row) if row else (LaneStats(terminal), 0)
+            top = tx.execute(
+                "SELECT held_seq FROM terminals WHERE terminal = ?", (terminal,)
+            ).fetchone()
+            upto = int(top[0]) if top else since
+            if upto <= since:
+                continue
+            events = tx.execute(
+                "SELECT ts FROM events WHERE terminal = ? AND seq > ? AND seq <= ?"
+                f" AND type IN ({placeholders}) ORDER BY seq",
+                (terminal, since, upto, *SALE_EVENT_TYPES),
+            ).fetchall()
+            times = sorted(parse_ts(str(r[0])) for r in events)
+            learn_sales(stats, times, config.calendar(stores.get(terminal)), config)
+            _save(tx, stats, upto, now)
+            updated += 1
+    return updated
