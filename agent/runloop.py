@@ -19,7 +19,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .alerts import AlertBook
 from .api.app import begin_drain, create_app
@@ -30,6 +30,9 @@ from .daemon import Notifier, StateDirLock, WatchdogSupervisor, install_signal_h
 from .errors import ConfigError
 from .logs import configure_logging
 from .service import Agent
+
+if TYPE_CHECKING:
+    from .metrics import MetricsServer
 
 log = logging.getLogger("posedge.run")
 
@@ -84,6 +87,7 @@ class Daemon:
         self.notifier = Notifier.from_env()
         self.agent: Agent | None = None
         self.api: ApiServer | None = None
+        self.metrics: MetricsServer | None = None
         self.stop_event = asyncio.Event()
         self.supervisor = WatchdogSupervisor.from_env(
             notifier=self.notifier, status_provider=self.status_line
@@ -126,6 +130,11 @@ class Daemon:
             card_delay_s=opts.card_delay_s,
             backoffice_url=opts.backoffice_url,
         )
+        # Before the agent starts: a metrics listener that cannot bind is a configuration
+        # error (exit 2) before the journal is opened. Imported here: only the daemon needs it.
+        from .metrics import start_metrics
+
+        self.metrics = await start_metrics(self.agent, config.metrics)
         await self.agent.start()
         self._register_heartbeats()
         engine = self.agent.engine
@@ -154,6 +163,7 @@ class Daemon:
                     "state_dir": str(opts.state_dir),
                     "backoffice": config.sync.url,
                     "simulate": opts.simulate,
+                    "metrics": self.metrics.url if self.metrics is not None else None,
                 }
             )
 
@@ -172,6 +182,8 @@ class Daemon:
         if self.api is not None:
             begin_drain(self.api.app)
             await self.api.stop()
+        if self.metrics is not None:
+            await self.metrics.stop()
         if self.agent is not None:
             await self.agent.stop(STOP_TIMEOUT_S)
 
