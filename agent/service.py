@@ -35,6 +35,7 @@ from .config import Config, parse_duration
 from .devices import open_printer, open_reader
 from .enrolment import Enrolment, apply_enrolment, check_enrolment, read_enrolment
 from .errors import ConfigError
+from .health.monitor import HealthMonitor
 from .journal import Journal, JournalError
 from .sales.authorizer import Authorizer
 from .sales.engine import SaleEngine
@@ -45,7 +46,6 @@ from .sync.runner import SyncRunner
 
 log = logging.getLogger("posedge.agent")
 
-DEVICE_POLL_S = 10.0
 RETENTION_EVERY_S = 3600.0
 
 
@@ -98,7 +98,8 @@ class Agent:
         self.runner: SyncRunner | None = None
         self.client: BackofficeClient | None = None
         self.started_at = 0.0
-        self._poller: asyncio.Task[None] | None = None
+        self.health: HealthMonitor | None = None
+        """Device polling, the health checks and their alerts (None before :meth:`start`)."""
         self._maintenance: asyncio.Task[None] | None = None
         self.device_beat: Callable[[], None] = lambda: None
         self.enrolment: Enrolment | None = None
@@ -157,8 +158,11 @@ class Agent:
         if self.sync is not None:
             self.runner = SyncRunner(self.sync, heartbeat_extra=self.heartbeat_extra)
             self.runner.start()
-        await self.poll_devices_once()  # so READY's STATUS already tells the device state
-        self._poller = asyncio.create_task(self._poll_devices(), name="posedge-devices")
+        self.engine.health_status = lambda: self.health.status_block() if self.health else {}
+        self.engine.reader_retry_after_s = max(1, round(config.health.number("poll_interval")))
+        self.health = HealthMonitor(self)
+        self.health.beat = lambda: self.device_beat()
+        await self.health.start()  # polls the devices first: READY's STATUS tells their state
         self._maintenance = asyncio.create_task(self._retention(), name="posedge-retention")
 
     def _open_devices(self) -> tuple[ReceiptPrinter | None, CardReader | None]:
@@ -177,12 +181,6 @@ class Agent:
         return printer, reader
 
     # ------------------------------------------------------------ health
-    async def _poll_devices(self) -> None:
-        while True:
-            self.device_beat()
-            await asyncio.sleep(DEVICE_POLL_S)
-            await self.poll_devices_once()
-
     async def _retention(self) -> None:
         """Hourly: replace the acknowledged prefix older than journal.retention by a checkpoint."""
         while True:
@@ -200,42 +198,22 @@ class Agent:
             await asyncio.sleep(RETENTION_EVERY_S)
 
     async def poll_devices_once(self) -> None:
-        engine = self.engine
-        if engine is None:
-            return
-        status: dict[str, Any] = {}
-        if self.printer is not None:
-            printer = self.printer
-            async with engine.printer_lock:
-                try:
-                    state = await asyncio.to_thread(printer.status)
-                    status["printer"] = {
-                        "state": "ok" if state.ready else "fault",
-                        "faults": list(state.faults),
-                        "warnings": list(state.warnings),
-                    }
-                except DeviceError as exc:
-                    status["printer"] = {"state": "unavailable", "error": str(exc)[:160]}
-        else:
-            status["printer"] = {"state": "not_configured"}
-        status["reader"] = (
-            {"state": "configured", "url": self.config.reader.url}
-            if self.reader is not None
-            else {"state": "not_configured"}
-        )
-        if status != engine.device_status and self.journal is not None:
-            self.journal.append("device.status", status)
-        engine.device_status = status
+        """Poll printer and reader now (the health monitor does it on its schedule)."""
+        if self.health is not None:
+            await self.health.poll_devices_once()
 
     def heartbeat_extra(self) -> dict[str, Any]:
         engine = self.engine
         if engine is None:
             return {}
-        return {
+        extra: dict[str, Any] = {
             "devices": engine.device_status,
             "offline_exposure": engine.exposure.as_dict(),
             "in_doubt_count": len(engine.reversals),
         }
+        if self.health is not None:
+            extra["health"] = self.health.status_block()
+        return extra
 
     def apply_config(self, new: Config) -> list[str]:
         """Apply a reloaded configuration; journal what changed. Returns changed sections.
@@ -299,7 +277,9 @@ class Agent:
 
     # ------------------------------------------------------------ stop
     async def stop(self, timeout_s: float = 20.0) -> None:
-        for task in (self._poller, self._maintenance):
+        if self.health is not None:
+            await self.health.stop()
+        for task in (self._maintenance,):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

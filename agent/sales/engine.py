@@ -44,6 +44,7 @@ from posedge.protocol.idempotency import forward_attempt, online_attempt
 
 from ..alerts import AlertBook
 from ..config import Config, parse_duration
+from ..health.swipes import SwipeOutcomes
 from ..journal import Journal, JournalWriteError
 from ..journal.projection import owed_reversals, pending_reversals
 from .authorizer import Authorizer, authorization_request, refusal_cause, reversal_request
@@ -116,6 +117,15 @@ class SaleEngine:
         self.accepting = False
         self.network_state = "unknown"
         self.device_status: dict[str, Any] = {}
+        self.reader_problem: str | None = None
+        """Why the card reader cannot take a card now (set by the health monitor's device
+        poll); while set, new sales answer 503 not-accepting."""
+        self.reader_retry_after_s = 10
+        """Retry-After of that 503: the health monitor's poll interval."""
+        self.swipes = SwipeOutcomes()
+        """Read or unreadable, per swipe: the evidence of the reader.errors check."""
+        self.health_status: Callable[[], dict[str, Any]] | None = None
+        """The ``health`` block of :meth:`status` (checks and alerts), when a monitor runs."""
         self.recent_alerts: list[dict[str, Any]] = []
         self.beat: Callable[[], None] = lambda: None
         """Called on every sale step and worker turn (a watchdog heartbeat)."""
@@ -193,6 +203,11 @@ class SaleEngine:
     def _beat(self) -> None:
         self.beat()
 
+    @property
+    def reader_in_use(self) -> bool:
+        """A sale holds the card reader (waiting for or reading a card)."""
+        return self._active is not None
+
     def apply_config(self, config: Config) -> None:
         """Take new sales and offline settings (a reload); device settings are not touched."""
         self.config = config
@@ -250,6 +265,11 @@ class SaleEngine:
                 raise NotAccepting("the agent is stopping or starting; retry shortly")
             if self.reader is None:
                 raise NotAccepting("no card reader is configured (reader.url)")
+            if self.reader_problem is not None:
+                refusal = NotAccepting(f"{self.reader_problem}; no sale can be taken until it "
+                                       "works again (check its cable)")  # fmt: skip
+                refusal.retry_after_s = self.reader_retry_after_s  # type: ignore[attr-defined]
+                raise refusal
             if self._active is not None:
                 raise ReaderBusy(f"the card reader is serving sale {self._active}; wait for it")
             if request.currency not in self.config.sales.currencies:
@@ -326,11 +346,13 @@ class SaleEngine:
                 self._end(txn, "sale.abandoned", "no card was presented in time")
                 return None
             except CardUnreadable as exc:
+                self.swipes.record(False)
                 self._append("card.read_failed", {"reason": str(exc)[:200]}, txn)
                 continue
             except DeviceError as exc:
                 self._end(txn, "sale.abandoned", f"card reader unavailable: {exc}"[:200])
                 return None
+            self.swipes.record(True)
             entry_mode = "fallback" if card.chip_card else "swipe"
             self._append(
                 "card.read",
@@ -624,6 +646,7 @@ class SaleEngine:
             "card_reads_not_completed": self.journal.transactions.incomplete_card_reads(),
             "backlog": {"unsynced": unsynced, "oldest_age_s": oldest_age_s},
             "alerts": {"active": self.alerts.as_list(), "recent": list(self.recent_alerts)},
+            **({"health": self.health_status()} if self.health_status is not None else {}),
         }  # fmt: skip
 
     # ------------------------------------------------------------ recovery
