@@ -16,13 +16,14 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .alerts import AlertBook
-from .api.app import begin_drain, create_app
+from .api.app import add_status_block, begin_drain, create_app
 from .api.bearer import load_or_create_token
 from .api.server import ApiServer, resolve_api_paths
 from .config import Config, LoadedConfig
@@ -93,10 +94,32 @@ class Daemon:
             notifier=self.notifier, status_provider=self.status_line
         )
         self.heartbeat_limits = heartbeat_max_stale()
+        self.started_s = time.monotonic()
 
     # ------------------------------------------------------------ status
     def status_line(self) -> str:
         return self.agent.status_line() if self.agent is not None else "starting"
+
+    def daemon_status(self) -> dict[str, Any]:
+        """``/v1/status``'s ``daemon`` block: who runs, since when, which back office, and
+        whether the watchdog supervisor still ticks and finds every critical task making
+        progress (``posedge doctor``'s ``daemon.watchdog`` check reads it)."""
+        supervisor = self.supervisor
+        verdict = supervisor.last_verdict
+        now = time.monotonic()
+        agent = self.agent
+        return {
+            "pid": os.getpid(),
+            "uptime_s": round(now - self.started_s, 3),
+            "backoffice": agent.config.sync.url if agent is not None else None,
+            "watchdog": {
+                "systemd": supervisor.interval_s is not None,
+                "tick_s": supervisor.tick_s,
+                "last_check_age_s": round(now - verdict.at_s, 3) if verdict else None,
+                "healthy": verdict.healthy if verdict else None,
+                "reason": verdict.reason() if verdict else None,
+            },
+        }
 
     # ------------------------------------------------------------ run
     async def run(self) -> int:
@@ -142,6 +165,7 @@ class Daemon:
         config = self.agent.config
         token = load_or_create_token(config, opts.state_dir)
         app = create_app(engine, token=token, currencies=config.sales.currencies)
+        add_status_block(app, "daemon", self.daemon_status)
         if opts.simulate:
             from .simroutes import add_simulator_routes
 

@@ -120,6 +120,8 @@ class TillApi:
         self.max_body_bytes = max_body_bytes
         self.draining = False
         self._drain_waiters: set[asyncio.Future[None]] = set()
+        self.status_blocks: dict[str, Callable[[], Any]] = {}
+        """More blocks of ``GET /v1/status`` by name (:func:`add_status_block`)."""
 
     def begin_drain(self) -> None:
         """Stopping: end every long-poll now (each answers with the sale as it stands)."""
@@ -339,7 +341,10 @@ class TillApi:
         return _view(await self.engine.reprint(self._sale_id(request)))
 
     async def status(self, request: Request) -> Response:
-        return _json(self.engine.status())
+        doc = self.engine.status()
+        for name, provide in self.status_blocks.items():
+            doc[name] = provide()
+        return _json(doc)
 
     async def health(self, request: Request) -> Response:
         return _json({"status": "ok"})
@@ -425,6 +430,14 @@ def create_app(
     )
     app.state.till_api = api
     return app
+
+
+def add_status_block(app: Starlette, name: str, provide: Callable[[], Any]) -> None:
+    """Answer ``provide()`` as block ``name`` of ``GET /v1/status`` (cheap, no I/O: it runs
+    in the event loop), e.g. the daemon's own ``daemon`` block (pid, watchdog freshness)."""
+    api = app.state.till_api
+    assert isinstance(api, TillApi)
+    api.status_blocks[name] = provide
 
 
 def begin_drain(app: Starlette) -> None:

@@ -118,9 +118,11 @@ def _register(root: RootGroup) -> None:
         root.add_lazy(name, target, short_help, also, package=__name__)
 
     add("devices", ".devices:devices", "List serial ports and USB devices, known models, and whether you can open them.", also=(".test_cmd",))  # fmt: skip  # noqa: E501
+    add("doctor", ".doctor:doctor", "Check the whole terminal once and say what to fix.")
     add("enroll", ".enroll:enroll", "Enrol this terminal at the back office with a one-time code.")
     add("journal", ".journal:journal", "Inspect and annotate the tamper-evident transaction journal.")  # fmt: skip  # noqa: E501
     add("run", ".run:run", "Run the agent until SIGTERM/SIGINT; SIGHUP reloads the configuration.")
+    add("status", ".status:status", "The running daemon at a glance: sales today, devices, backlog, alerts.")  # fmt: skip  # noqa: E501
     add("sync", ".sync:sync", "Upload the journal to the back office and inspect the sync state.")
     add("test", ".test_cmd:test_group", "Exercise one device: print a test receipt, read a test swipe.")  # fmt: skip  # noqa: E501
     add("token", ".enroll:token", "The sync token of an enrolled terminal.")

@@ -1,0 +1,128 @@
+"""How a command finds the running daemon and asks it: ``posedge doctor`` and ``posedge status``.
+
+Whether a daemon runs is the state directory's lock (:mod:`posedge.agent.daemon.lockfile`):
+the daemon holds an exclusive ``flock`` on ``daemon.lock`` for its whole life, and the
+kernel drops it however the daemon dies. :func:`daemon_pid` probes it with a *shared*,
+non-blocking ``flock`` on a read-only descriptor, released at once: it never writes the
+file, never waits, and a daemon starting in that instant of overlap is refused with
+"already running" and restarted by systemd (the probe holds the lock for microseconds).
+
+:class:`DaemonLink` reads the till API's address and bearer token the way the till does
+(``api.socket`` or ``<state dir>/api.sock``, ``api.token_file`` or ``<state dir>/api-token``)
+and GETs JSON from it. Errors (exit codes per DESIGN §3):
+
+    PeerUnreachable          exit 4  no daemon, no token file, no answer, not JSON
+
+This module must never open devices or the journal, never log the token, and never take
+the daemon lock for longer than the probe.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..daemon.lockfile import LOCK_FILE_NAME, StateDirLock
+from ..errors import PeerUnreachable
+
+DAEMON_TIMEOUT_S = 5.0
+"""How long the daemon may take to answer one request (its loop answers in milliseconds)."""
+
+
+def daemon_pid(state_dir: Path) -> int | None:
+    """The pid of the daemon holding ``state_dir``'s lock; ``None`` when none runs.
+
+    A daemon that holds the lock but has not yet recorded its pid is reported as ``0``.
+    """
+    path = Path(state_dir) / LOCK_FILE_NAME
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return None  # no lock file (never started here), a link, or unreadable: no daemon
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                return StateDirLock(path).holder_pid() or 0
+            return None
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class DaemonLink:
+    """The running daemon's till API, reached as the till reaches it."""
+
+    socket: Path
+    token: str
+    pid: int
+    state_dir: Path
+
+    @classmethod
+    def connect(cls, config: Any, state_dir: Path) -> DaemonLink:
+        """Find the daemon of ``state_dir``; :class:`PeerUnreachable` when none runs."""
+        pid = daemon_pid(state_dir)
+        if pid is None:
+            raise PeerUnreachable(
+                f"no posedge daemon is running on state directory {state_dir}: start it "
+                "(systemctl start posedge, or posedge run) or pass the --state-dir it uses"
+            )
+        from ..api.server import resolve_api_paths
+
+        paths = resolve_api_paths(config, state_dir)
+        try:
+            token = Path(paths.token_file).read_text("utf-8").strip()
+        except OSError as exc:
+            raise PeerUnreachable(
+                f"the daemon (pid {pid}) runs, but its API token {paths.token_file} cannot be "
+                f"read ({exc.strerror}); run this as the posedge user"
+            ) from None
+        return cls(Path(paths.socket), token, pid, state_dir)
+
+    def get(self, path: str, timeout_s: float = DAEMON_TIMEOUT_S) -> dict[str, Any]:
+        """GET ``path`` from the daemon's API: the JSON object it answers."""
+        import httpx  # here: `posedge --help` never pays for it
+
+        where = f"the daemon (pid {self.pid}) on {self.socket}"
+        try:
+            with httpx.Client(
+                transport=httpx.HTTPTransport(uds=str(self.socket)),
+                base_url="http://posedge",
+                timeout=timeout_s,
+            ) as http:
+                reply = http.get(path, headers={"Authorization": f"Bearer {self.token}"})
+        except httpx.TimeoutException:
+            raise PeerUnreachable(
+                f"{where} did not answer {path} within {timeout_s:g}s: it may be stuck; "
+                "see its log (journalctl -u posedge) and restart it"
+            ) from None
+        except httpx.TransportError as exc:
+            raise PeerUnreachable(
+                f"{where} does not answer ({type(exc).__name__}); it may still be starting, "
+                "or api.socket differs from the daemon's: pass the same --config"
+            ) from None
+        if reply.status_code != 200:
+            raise PeerUnreachable(
+                f"{where} answered {path} with HTTP {reply.status_code}"
+                + (": the API token was refused" if reply.status_code == 401 else "")
+            )
+        try:
+            doc = reply.json()
+        except ValueError:
+            doc = None
+        if not isinstance(doc, dict):
+            raise PeerUnreachable(f"{where} answered {path} with something that is not JSON")
+        return doc
+
+    def status(self) -> dict[str, Any]:
+        return self.get("/v1/status")
+
+
+__all__ = ["DAEMON_TIMEOUT_S", "DaemonLink", "daemon_pid"]
