@@ -41,10 +41,9 @@ from typing import TYPE_CHECKING, Any, TextIO
 import click
 
 from posedge.agent.cli.context import get_cli
+from posedge.agent.cli.lazy import LazyGroup
 
 from . import simcontrol
-from .cli_backoffice import simulate_backoffice
-from .fleet.cli import fleet_command
 
 if TYPE_CHECKING:
     from .core import VirtualDevice
@@ -54,7 +53,7 @@ if TYPE_CHECKING:
 DEVICE_NAMES = ("printer", "reader")
 
 
-@click.group("simulate")
+@click.group("simulate", cls=LazyGroup)
 def simulate() -> None:
     """Run simulated devices for tests, demos and technician training."""
 
@@ -103,7 +102,8 @@ def simulate_devices(
             name: stack.enter_context(_serve(name, device, host, ports[name], symlink_dir))
             for name, device in devices.items()
         }
-        cli.emit({"devices": endpoints}, _human_endpoints(endpoints))
+        cli.emit({"devices": endpoints, "present_card": " ".join(CARD_HINT)},
+                 _human_endpoints(endpoints))  # fmt: skip
         sys.stdout.flush()
         _install_signal_handlers(stop)
         CommandReader(devices, sys.stdin, sys.stderr).start()
@@ -164,9 +164,19 @@ def _human_endpoints(endpoints: dict[str, dict[str, Any]]) -> str:
     lines = []
     for name, where in endpoints.items():
         lines.append(f"{name}: {where['pty']}  {where['socket_url']}")
+    lines += CARD_HINT
     lines.append("Fault commands on stdin, e.g. 'printer paper_out', 'reader unreadable',")
     lines.append("'printer unplug', 'printer replug', 'printer clear'. Stop with Ctrl-C.")
     return "\n".join(lines)
+
+
+CARD_HINT = [
+    "To present a card, type on this terminal (stdin): 'reader card' swipes the default test",
+    "card; 'reader card pan=4111111111111111 expiry=3012' a chosen test card (YYMM);",
+    "'reader unreadable' makes the next swipe a bad read. The card is swiped when the host",
+    "next reads the reader (magtek) or arms it (framed).",
+]
+"""The banner's how-to for cards (``cli.emit`` puts it in the JSON document too)."""
 
 
 def _install_signal_handlers(stop: threading.Event) -> None:
@@ -228,5 +238,14 @@ class CommandReader:
 # Each subcommand module keeps its imports light; add new ``simulate`` subcommands here.
 simulate.add_command(simulate_devices)
 simcontrol.register(simulate)  # simulate card, simulate fault
-simulate.add_command(simulate_backoffice)  # simulate backoffice
-simulate.add_command(fleet_command)  # simulate fleet
+# Imported when run (they pull in the back office, starlette, httpx): `simulate --help` is quick.
+simulate.add_lazy(
+    "backoffice",
+    "posedge.simulator.cli_backoffice:simulate_backoffice",
+    "Serve the back office with injected faults until SIGINT/SIGTERM.",
+)
+simulate.add_lazy(
+    "fleet",
+    "posedge.simulator.fleet.cli:fleet_command",
+    "Simulate a fleet of terminals speaking the sync protocol to a back office.",
+)

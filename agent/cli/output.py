@@ -6,12 +6,12 @@ import io
 import sys
 from collections.abc import Sequence
 
-from rich.console import Console
-from rich.table import Table
-
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], title: str | None = None) -> str:
     """Render a table to text; plain when stdout is not a terminal."""
+    from rich.console import Console  # imported on use: `posedge … --help` stays quick
+    from rich.table import Table
+
     tbl = Table(*headers, title=title, show_header=any(headers), box=None, pad_edge=False)
     for row in rows:
         tbl.add_row(*row)

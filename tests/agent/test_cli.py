@@ -10,14 +10,15 @@ from pathlib import Path
 import click
 import pytest
 
-from posedge.agent.cli import RootGroup, cli
+from posedge.agent.cli import cli
+from posedge.agent.cli.lazy import LazyGroup
 from posedge.agent.journal import SCHEMA_VERSION, Journal
 
 from .journal.helpers import fill, posedge
 
 
 def all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
-    if isinstance(group, RootGroup):
+    if isinstance(group, LazyGroup):
         group.load_all()  # lazy commands, and backoffice, simulate, demo (entry points)
     found = [prefix]
     for name, command in group.commands.items():
