@@ -28,6 +28,9 @@ from .api.bearer import load_or_create_token
 from .api.server import ApiServer, resolve_api_paths
 from .config import Config, LoadedConfig
 from .daemon import Notifier, StateDirLock, WatchdogSupervisor, install_signal_handlers
+from .daemon.signals import ignore_dump_signal
+from .diagnostics.routes import add_diagnostics_routes
+from .diagnostics.service import DumpService
 from .errors import ConfigError
 from .logs import configure_logging
 from .service import Agent
@@ -94,6 +97,8 @@ class Daemon:
             notifier=self.notifier, status_provider=self.status_line
         )
         self.heartbeat_limits = heartbeat_max_stale()
+        self.dumps = DumpService(lambda: self.agent, opts.state_dir)
+        """SIGUSR1 and ``GET /v1/devices/dump`` (docs/diagnostics.md)."""
         self.started_s = time.monotonic()
 
     # ------------------------------------------------------------ status
@@ -125,7 +130,10 @@ class Daemon:
     async def run(self) -> int:
         supervise = asyncio.create_task(self.supervisor.run(), name="posedge-watchdog")
         handlers = install_signal_handlers(
-            stop=self.stop_event.set, force_stop=self.force_stop, reload=self.reload
+            stop=self.stop_event.set,
+            force_stop=self.force_stop,
+            reload=self.reload,
+            dump=self.dumps.request_file,
         )
         try:
             await self._start()
@@ -165,6 +173,7 @@ class Daemon:
         config = self.agent.config
         token = load_or_create_token(config, opts.state_dir)
         app = create_app(engine, token=token, currencies=config.sales.currencies)
+        add_diagnostics_routes(app, self.dumps)
         add_status_block(app, "daemon", self.daemon_status)
         if opts.simulate:
             from .simroutes import add_simulator_routes
@@ -208,6 +217,7 @@ class Daemon:
             await self.api.stop()
         if self.metrics is not None:
             await self.metrics.stop()
+        await self.dumps.close()
         if self.agent is not None:
             await self.agent.stop(STOP_TIMEOUT_S)
 
@@ -245,6 +255,7 @@ class Daemon:
 
 def run_daemon(loaded: LoadedConfig, load: Callable[[], LoadedConfig], opts: RunOptions) -> int:
     """Run until stopped; the exit code."""
+    ignore_dump_signal()  # SIGUSR1 must not kill us before its handler is installed
     with StateDirLock.for_state_dir(opts.state_dir):
         return asyncio.run(Daemon(loaded, load, opts).run())
 

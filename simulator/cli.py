@@ -48,6 +48,7 @@ from . import simcontrol
 if TYPE_CHECKING:
     from .core import VirtualDevice
     from .reader import SimProtocol
+    from .replay import Replay
     from .scenarios import Scenario, ScenarioStep
 
 DEVICE_NAMES = ("printer", "reader")
@@ -89,10 +90,14 @@ def simulate_devices(
     reader_protocol: SimProtocol,
     scenario: Path | None,
 ) -> None:
-    """Serve a virtual printer and reader on pty and TCP until SIGINT/SIGTERM."""
+    """Serve a virtual printer and reader on pty and TCP until SIGINT/SIGTERM.
+
+    A --scenario FILE in JSON is a device dump (posedge devices dump, SIGUSR1): the
+    devices start in the dumped state, with its identity (docs/diagnostics.md)."""
     cli = get_cli(ctx)
-    devices = make_devices(reader_protocol)
-    plan = _load_scenario(scenario, devices)
+    replay = _load_replay(scenario)
+    devices = replay.devices if replay is not None else make_devices(reader_protocol)
+    plan = None if replay is not None else _load_scenario(scenario, devices)
     if symlink_dir is not None:
         symlink_dir.mkdir(parents=True, exist_ok=True)
     ports = {"printer": printer_port, "reader": reader_port}
@@ -102,6 +107,8 @@ def simulate_devices(
             name: stack.enter_context(_serve(name, device, host, ports[name], symlink_dir))
             for name, device in devices.items()
         }
+        if replay is not None:
+            _replay_notes(replay, cli.state_dir_option)
         cli.emit({"devices": endpoints, "present_card": " ".join(CARD_HINT)},
                  _human_endpoints(endpoints))  # fmt: skip
         sys.stdout.flush()
@@ -123,6 +130,30 @@ def make_devices(reader_protocol: SimProtocol) -> dict[str, VirtualDevice]:
     from .reader import VirtualReader
 
     return {"printer": VirtualPrinter(), "reader": VirtualReader(reader_protocol)}
+
+
+def _load_replay(path: Path | None) -> Replay | None:
+    """The replayed devices when ``path`` is a device dump (JSON); exit 2 when it is bad."""
+    from .scenarios import ScenarioError, is_replay, load_replay
+
+    if path is None or not is_replay(path):
+        return None
+    try:
+        return load_replay(path)
+    except ScenarioError as exc:
+        raise click.BadParameter(str(exc), param_hint="--scenario") from None
+
+
+def _replay_notes(replay: Replay, state_dir: Path | None) -> None:
+    """Seed the statistics (only into a --state-dir given explicitly) and say what was not
+    replayed, on stderr."""
+    if state_dir is None:
+        click.echo("replay: statistics not seeded (give --state-dir LAB_STATE_DIR)", err=True)
+    else:
+        for path in replay.seed_statistics(state_dir):
+            click.echo(f"replay: statistics seeded into {path}", err=True)
+    for note in replay.notes:
+        click.echo(f"replay: {note}", err=True)
 
 
 def _load_scenario(path: Path | None, devices: dict[str, VirtualDevice]) -> Scenario | None:

@@ -11,6 +11,7 @@ stays quick (tests/agent/test_cli_usability.py checks no heavy module loads).
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -123,6 +124,7 @@ def _register(root: RootGroup) -> None:
     add("journal", ".journal:journal", "Inspect and annotate the tamper-evident transaction journal.")  # fmt: skip  # noqa: E501
     add("run", ".run:run", "Run the agent until SIGTERM/SIGINT; SIGHUP reloads the configuration.")
     add("status", ".status:status", "The running daemon at a glance: sales today, devices, backlog, alerts.")  # fmt: skip  # noqa: E501
+    add("support-bundle", ".bundle:support_bundle", "Write a support bundle for the vendor: diagnostics without card data, keys or tokens.")  # fmt: skip  # noqa: E501
     add("sync", ".sync:sync", "Upload the journal to the back office and inspect the sync state.")
     add("test", ".test_cmd:test_group", "Exercise one device: print a test receipt, read a test swipe.")  # fmt: skip  # noqa: E501
     add("token", ".enroll:token", "The sync token of an enrolled terminal.")
@@ -136,6 +138,10 @@ def main(argv: list[str] | None = None) -> None:
     JSON error document on stdout: ``{"error": {"message", "exit_code", "kind"}}``)."""
     configure_logging()
     args = sys.argv[1:] if argv is None else argv
+    if argv is None and "run" in args:
+        # posedge run: SIGUSR1 (a device dump once the daemon handles it) must not kill it
+        # while it imports and starts; ignored from here (docs/diagnostics.md).
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     ctx_json = json_requested(args)
     try:
         cli.main(args=args, prog_name="posedge", standalone_mode=False)

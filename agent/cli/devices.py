@@ -63,5 +63,14 @@ def _access_text(device: FoundDevice) -> str:
     return "ok" if device.access.ok else "DENIED"
 
 
+def _add_subcommands() -> None:
+    from posedge.agent.diagnostics.dump_cli import dump  # click only at import: cheap
+
+    devices.add_command(dump)  # posedge devices dump (docs/diagnostics.md)
+
+
+_add_subcommands()
+
+
 def register(cli: click.Group) -> None:
     cli.add_command(devices)
