@@ -124,6 +124,31 @@ class Alert(_Open):
     detail: str | None = None
 
 
+class HealthCheck(_Open):
+    """One self-check's latest result (docs/health.md)."""
+
+    name: str = Field(min_length=1, max_length=64)
+    status: Literal["ok", "warn", "fail", "skip"]
+    summary: str = Field(default="", max_length=512)
+    value: float | None = Field(default=None, allow_inf_nan=False)
+
+
+class HealthAlert(_Open):
+    """A health alert that is not inactive (docs/health.md: the lifecycle)."""
+
+    name: str = Field(min_length=1, max_length=64)
+    state: Literal["pending", "firing", "flapping"]
+    since: str = Field(min_length=1, max_length=64)
+    value: float | None = Field(default=None, allow_inf_nan=False)
+    summary: str = Field(default="", max_length=512)
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class HealthSummary(_Open):
+    checks: list[HealthCheck] = Field(default_factory=list, max_length=256)
+    alerts: list[HealthAlert] = Field(default_factory=list, max_length=256)
+
+
 class Heartbeat(_Open):
     terminal: TerminalId
     sent_at: str = Field(min_length=1, max_length=64)
@@ -138,6 +163,8 @@ class Heartbeat(_Open):
     disk_free_bytes: int | None = Field(default=None, ge=0, le=MAX_COUNT)
     active_alerts: list[Alert] = Field(default_factory=list)
     clock_skew_s: float | None = Field(default=None, allow_inf_nan=False)
+    health: HealthSummary | None = None
+    """The terminal's self-checks and health alerts; absent from agents before issue 13."""
 
 
 class HeartbeatReply(_Strict):
