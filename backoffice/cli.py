@@ -26,6 +26,7 @@ from typing import Any
 import click
 
 from posedge.agent.cli.context import CliContext
+from posedge.agent.cli.lazy import LazyGroup
 from posedge.agent.cli.output import human_age, table
 from posedge.backoffice.db import (
     DEFAULT_POOL_SIZE,
@@ -135,7 +136,7 @@ _SERVE_OPTIONS: list[Any] = [
 ]  # fmt: skip
 
 
-@click.group()
+@click.group(cls=LazyGroup)
 def backoffice() -> None:
     """The back office: the sync protocol's server side, and what it holds."""
 
@@ -260,7 +261,8 @@ def render_report(doc: dict[str, Any]) -> str:
                 "SILENT" if t["silent"] else "no",
             ]
         )
-    return table(headers, rows, title=f"back office {doc['db']}")
+    # Terminal ids are never cut: other columns wrap, or each terminal becomes a block.
+    return table(headers, rows, title=f"back office {doc['db']}", keep_whole=(0,))
 
 
 @backoffice.command()
@@ -379,10 +381,9 @@ def openapi(target: Path | None) -> None:
         target.write_text(render(), encoding="utf-8")
 
 
-def _attach_subgroups() -> None:
-    from .cli_terminals import terminals
-
-    backoffice.add_command(terminals)
-
-
-_attach_subgroups()
+# Imported when run (the registry needs cryptography): `posedge backoffice --help` is quick.
+backoffice.add_lazy(
+    "terminals",
+    "posedge.backoffice.cli_terminals:terminals",
+    "Enrolled terminals: enrolment codes, listing, token rotation, revocation.",
+)
