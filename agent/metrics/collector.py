@@ -41,7 +41,9 @@ log = logging.getLogger("posedge.metrics")
 
 PREFIX = "posedge_"
 OTHER = "other"
-_LABEL_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+_LABEL_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
+_DIGIT_RUN = re.compile(r"\d{8}")
+"""Eight digits in a row are never a code-made name (a card number, an id): ``other``."""
 DEVICES = ("printer", "reader")
 DEVICE_STATES = ("ok", "fault", "unavailable", "not_configured")
 """States each device's state set always lists (0 or 1); another current state is added."""
@@ -51,11 +53,12 @@ _CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
 
 
 def bounded(value: object, allowed: Iterable[str] | None = None) -> str:
-    """``value`` as a label value when it has a code-made shape (lower-case word, dots,
-    dashes, at most 64 characters) and, with ``allowed``, is one of those; else ``other``.
-    Alert kinds of the form ``kind:sale-id`` keep only ``kind``."""
+    """``value`` as a label value when it has a code-made shape (a lower-case letter, then
+    letters, digits, ``_.-``, at most 64 characters, no run of 8 digits) and, with
+    ``allowed``, is one of those; else ``other``. Alert kinds of the form ``kind:sale-id``
+    keep only ``kind``."""
     text = str(value).split(":", 1)[0]
-    if not _LABEL_RE.match(text):
+    if not _LABEL_RE.match(text) or _DIGIT_RUN.search(text):
         return OTHER
     if allowed is not None and text not in allowed:
         return OTHER

@@ -12,7 +12,7 @@ import pytest
 from .conftest import RunningAgent, parse, value
 
 TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
-LABEL_VALUE = re.compile(r"^([a-z0-9][a-z0-9_.-]{0,63}|[A-Z]{3})$")
+LABEL_VALUE = re.compile(r"^([a-z][a-z0-9_.-]{0,63}|[A-Z]{3})$")
 SALE_ID = re.compile(r"s-[0-9a-f]+-[0-9a-f]{8}")
 
 GAUGES = {
