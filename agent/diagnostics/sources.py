@@ -201,21 +201,22 @@ def redact_config(value: Any, name: str = "") -> Any:
         return value
     if _PATH_NAME.search(name):
         return value  # a file path: kept (the file's content never is)
-    if _SECRET_NAME.search(name) or looks_like_secret(value):
+    if _SECRET_NAME.search(name):
         return SECRET_VALUE_REMOVED
-    return value
-
-
-def looks_like_secret(value: str) -> bool:
-    """A long run of token characters with lower and upper case letters and digits."""
     if value.startswith(("/", "./", "~")) or "://" in value:
-        return False  # a file path or a URL (whose credentials are scrubbed anyway)
-    return any(
+        return value  # a file path or a URL (whose credentials are scrubbed anyway)
+    return _SECRET_VALUE.sub(_secret_run, value)
+
+
+def _secret_run(match: re.Match[str]) -> str:
+    """A long run of token characters with lower and upper case letters and digits."""
+    run = match.group()
+    mixed = (
         any(c.islower() for c in run)
         and any(c.isupper() for c in run)
         and any(c.isdigit() for c in run)
-        for run in _SECRET_VALUE.findall(value)
     )
+    return SECRET_VALUE_REMOVED if mixed else run
 
 
 def configured_secret_files(loaded: LoadedConfig | None) -> list[Path]:
