@@ -1,0 +1,438 @@
+"""One evaluation of the fleet's alerts: observe, move the lifecycle, group, inhibit, enqueue.
+
+:func:`evaluate` first runs what writes its own small transactions — the silence
+detector's learning and signals (:mod:`..silence`) and the anomaly scan
+(:mod:`..anomalies`) — then, in ONE transaction, loads every alert's lifecycle state
+(table alerts), observes the signals through :class:`AlertLifecycle` (the terminal's
+state machine, ``agent/health/lifecycle.py``), writes the new states and puts the
+notifications they cause into the outbox (table alert_outbox). State and outbox commit
+together, so a crash loses neither, and a restart or another replica continues from
+what is stored. Only one replica evaluates at a time: on PostgreSQL the transaction
+takes a try-lock and a replica that does not get it skips this round; on SQLite the
+write transaction is exclusive.
+
+Grouping: notifications are per store — one webhook notification carries every open
+alert of the store plus those resolved in this round; it is sent when the group
+changes and again every ``repeat_interval_s`` while alerts stay open. Inhibition: a
+store offline (most of its lanes not alive or not sending) fires one ``store_offline``
+alert and mutes its lanes' silence alerts (they are kept, marked inhibited, and not
+notified).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from posedge.agent.health.lifecycle import (
+    AlertLifecycle,
+    AlertState,
+    Transition,
+    TransitionKind,
+)
+from posedge.agent.health.lifecycle import (
+    _KeyState as KeyState,  # the one place the lifecycle's state is (de)serialised
+)
+
+from .. import anomalies
+from ..db import Transaction, lock_key
+from ..silence import SIGNAL_KINDS, SilenceSignal, evaluate_fleet, update_learned_state
+from ..store import BackofficeStore
+from .alertmanager import postable_alerts, rfc3339
+from .config import INHIBITED_BY_STORE_OFFLINE, STORE_OFFLINE, AlertConfig
+
+EVALUATION_LOCK = "posedge-backoffice alerts evaluation"
+NOTIFYING = (TransitionKind.FIRING, TransitionKind.FLAPPING, TransitionKind.RESOLVED)
+SignalSource = Callable[[BackofficeStore, float], list[SilenceSignal]]
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One alert's condition now."""
+
+    alertname: str
+    terminal: str | None
+    store: str
+    active: bool
+    summary: str
+    details: dict[str, Any] = field(default_factory=dict)
+    value: float | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        return f"{self.alertname}/{self.terminal or self.store}"
+
+
+@dataclass
+class Evaluation:
+    evaluated: bool = True
+    """False: another replica held the evaluation lock; nothing was done."""
+    observations: int = 0
+    transitions: list[Transition] = field(default_factory=list)
+    notifications: int = 0
+    new_flags: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "evaluated": self.evaluated,
+            "observations": self.observations,
+            "transitions": [t.as_dict() for t in self.transitions],
+            "notifications": self.notifications,
+            "new_flags": self.new_flags,
+            "notes": self.notes,
+        }
+
+
+def silence_signals(config: AlertConfig) -> SignalSource:
+    def source(store: BackofficeStore, now: float) -> list[SilenceSignal]:
+        update_learned_state(store, now, config.silence)
+        return evaluate_fleet(store, now, config.silence)
+
+    return source
+
+
+def try_lock(tx: Transaction, name: str) -> bool:
+    """The named lock if free (PostgreSQL); SQLite's write transaction already is one."""
+    if tx.dialect != "postgresql":
+        return True
+    row = tx.execute("SELECT pg_try_advisory_xact_lock(?)", (lock_key(name),)).fetchone()
+    return bool(row[0])
+
+
+# -- the lifecycle's state in the database ------------------------------------------------------
+
+
+def dump_state(entry: KeyState) -> str:
+    return json.dumps({
+        "state": entry.state.value, "bad": entry.bad, "since": entry.since,
+        "bad_since": entry.bad_since, "good_since": entry.good_since,
+        "last_change": entry.last_change, "changes": list(entry.changes),
+    })  # fmt: skip
+
+
+def load_state(text: str) -> KeyState:
+    doc = json.loads(text)
+    entry = KeyState(
+        state=AlertState(doc["state"]), bad=bool(doc["bad"]), since=float(doc["since"]),
+        bad_since=float(doc["bad_since"]), good_since=doc.get("good_since"),
+        last_change=doc.get("last_change"),
+    )  # fmt: skip
+    entry.changes.extend(float(t) for t in doc.get("changes", []))
+    return entry
+
+
+# -- observations --------------------------------------------------------------------------------
+
+
+def observations(
+    store: BackofficeStore, now: float, config: AlertConfig, signals: list[SilenceSignal]
+) -> list[Observation]:
+    """Silence signals, anomaly alerts (a kind flagged on a terminal within
+    ``anomaly_hold_s``) and one store_offline observation per store."""
+    registry = anomalies.registry_stores(store)
+    out: list[Observation] = []
+    lanes: dict[str, set[str]] = defaultdict(set)
+    down: dict[str, set[str]] = defaultdict(set)
+    for signal in signals:
+        home = signal.store or anomalies.store_of(signal.terminal, registry)
+        lanes[home].add(signal.terminal)
+        if signal.active and signal.kind in ("terminal_not_alive", "sales_not_arriving"):
+            down[home].add(signal.terminal)
+        out.append(Observation(signal.kind, signal.terminal, home, signal.active,
+                               signal.summary, dict(signal.details), signal.value))  # fmt: skip
+    recent: dict[tuple[str, str], list[anomalies.AnomalyFlag]] = defaultdict(list)
+    for flag in anomalies.recent_flags(store, now - config.anomaly_hold_s):
+        recent[(flag.terminal, flag.kind)].append(flag)
+    for (terminal, kind), flags in sorted(recent.items()):
+        latest = flags[-1]
+        more = f" ({len(flags)} in the last {config.anomaly_hold_s / 60:.0f} min)"
+        out.append(Observation(kind, terminal, latest.store, True,
+                               f"{terminal}: {latest.detail}" + (more if len(flags) > 1 else ""),
+                               {"flags": [f.as_dict() for f in flags[-20:]]},
+                               float(len(flags))))  # fmt: skip
+    for home in sorted(lanes):
+        total, lost = len(lanes[home]), len(down[home])
+        offline = total >= config.store_offline_min_lanes and lost / total > (
+            config.store_offline_fraction
+        )
+        out.append(Observation(
+            STORE_OFFLINE, None, home, offline,
+            f"store {home}: {lost} of {total} lanes not alive or not sending",
+            {"lanes": total, "down": sorted(down[home])}, float(lost),
+        ))  # fmt: skip
+    return out
+
+
+# -- evaluation ---------------------------------------------------------------------------------
+
+
+def evaluate(
+    store: BackofficeStore,
+    now: float | None = None,
+    config: AlertConfig | None = None,
+    signals: SignalSource | None = None,
+) -> Evaluation:
+    config = config or AlertConfig()
+    now = store.clock() if now is None else now
+    result = Evaluation()
+    calendars = config.silence.calendars
+    calendar: anomalies.StoreCalendar | None = None
+    if calendars:
+
+        def calendar(store_id: str, when: float) -> bool | None:
+            found = calendars.get(store_id)
+            return None if found is None else found.is_open(when)
+
+    scanned = anomalies.scan(store, now, config.anomalies, calendar)
+    result.new_flags = len(scanned.flags)
+    result.notes += scanned.notes
+    source = signals or silence_signals(config)
+    observed = observations(store, now, config, source(store, now))
+    with store.transaction() as tx:
+        if not try_lock(tx, EVALUATION_LOCK):
+            result.evaluated = False
+            result.notes.append("another replica is evaluating; skipped")
+            return result
+        _apply(tx, now, config, observed, result)
+    return result
+
+
+def _apply(
+    tx: Transaction,
+    now: float,
+    config: AlertConfig,
+    observed: list[Observation],
+    result: Evaluation,
+) -> None:
+    rows = {str(r[0]): r for r in tx.execute(
+        "SELECT fingerprint, alertname, terminal, store, state, lifecycle, inhibited, summary,"
+        " details, active_since, firing_since, resolved_at FROM alerts").rows}  # fmt: skip
+    lifecycle = AlertLifecycle()
+    for key, row in rows.items():
+        lifecycle._keys[key] = load_state(str(row[5]))
+    offline: set[str] = set()  # stores whose store_offline alert is open after this round
+    seen: dict[str, Observation] = {}
+    for obs in observed:
+        if not obs.active and obs.fingerprint not in rows:
+            continue  # quiet and never alerted: nothing to keep
+        seen[obs.fingerprint] = obs
+    for key, row in rows.items():
+        if key not in seen and lifecycle.state(key) is not AlertState.INACTIVE:
+            seen[key] = Observation(str(row[1]), row[2], str(row[3]), False, str(row[7]),
+                                    json.loads(row[8]))  # fmt: skip
+    result.observations = len(seen)
+    changed_stores: set[str] = set()
+    resolved_now: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    # Store alerts first: their state this round decides what is inhibited.
+    for key, obs in sorted(seen.items(), key=lambda kv: (kv[1].alertname != STORE_OFFLINE, kv[0])):
+        rule = config.rule_for(obs.alertname)
+        moves = lifecycle.observe(key, now, bad=obs.active, value=obs.value,
+                                  summary=obs.summary, rule=rule)  # fmt: skip
+        result.transitions += moves
+        if obs.alertname == STORE_OFFLINE and lifecycle.state(key).is_open:
+            offline.add(obs.store)
+        inhibited = obs.alertname in INHIBITED_BY_STORE_OFFLINE and obs.store in offline
+        old = rows.get(key)
+        was_inhibited = bool(old[6]) if old is not None else False
+        state = lifecycle.state(key)
+        active_since = old[9] if old is not None else None
+        firing_since = old[10] if old is not None else None
+        resolved_at = old[11] if old is not None else None
+        status = state.value
+        for move in moves:
+            if move.kind is TransitionKind.PENDING:
+                active_since, resolved_at, firing_since = move.since, None, None
+            elif move.kind in (TransitionKind.FIRING, TransitionKind.FLAPPING):
+                firing_since = firing_since or move.since
+                active_since = active_since or move.since
+                resolved_at = None
+            elif move.kind is TransitionKind.RESOLVED:
+                resolved_at = now
+        if state is AlertState.INACTIVE:
+            if firing_since is None:  # never fired (a pending one cancelled): forget it
+                tx.execute("DELETE FROM alerts WHERE fingerprint = ?", (key,))
+                continue
+            if not moves and old is not None and old[4] == "resolved":
+                continue  # resolved before and still quiet: nothing to write
+            status = "resolved"
+        notify = any(m.kind in NOTIFYING for m in moves) or (
+            was_inhibited != inhibited and state.is_open
+        )
+        if notify and not inhibited:
+            changed_stores.add(obs.store)
+        doc = alert_document(key, obs, status, inhibited, active_since, firing_since,
+                             resolved_at)  # fmt: skip
+        # A resolved alert is news only to those who were told it fired.
+        if any(m.kind is TransitionKind.RESOLVED for m in moves) and not (
+            inhibited or was_inhibited
+        ):
+            resolved_now[obs.store].append(doc)
+        tx.execute(
+            "INSERT INTO alerts (fingerprint, alertname, terminal, store, state, lifecycle,"
+            " inhibited, summary, details, active_since, firing_since, resolved_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (fingerprint) DO UPDATE"
+            " SET state = excluded.state, lifecycle = excluded.lifecycle,"
+            " inhibited = excluded.inhibited, summary = excluded.summary,"
+            " details = excluded.details, active_since = excluded.active_since,"
+            " firing_since = excluded.firing_since, resolved_at = excluded.resolved_at,"
+            " updated_at = excluded.updated_at",
+            (key, obs.alertname, obs.terminal, obs.store, status,
+             dump_state(lifecycle._keys[key]), int(inhibited), obs.summary,
+             json.dumps(obs.details, default=str), active_since, firing_since, resolved_at, now),
+        )  # fmt: skip
+    result.notifications = _enqueue(tx, now, config, changed_stores, resolved_now)
+
+
+def alert_document(
+    fingerprint: str,
+    obs: Observation,
+    state: str,
+    inhibited: bool,
+    active_since: float | None,
+    firing_since: float | None,
+    resolved_at: float | None,
+) -> dict[str, Any]:
+    def at(epoch: float | None) -> str | None:
+        return None if epoch is None else rfc3339(float(epoch))
+
+    return {
+        "fingerprint": fingerprint,
+        "alertname": obs.alertname,
+        "terminal": obs.terminal,
+        "store": obs.store,
+        "state": state,
+        "inhibited": inhibited,
+        "summary": obs.summary,
+        "details": obs.details,
+        "active_since": at(active_since),
+        "starts_at": at(firing_since),
+        "ends_at": at(resolved_at),
+        "starts_at_epoch": firing_since,
+        "ends_at_epoch": resolved_at,
+    }
+
+
+def _open_alerts(tx: Transaction) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in tx.execute(
+        "SELECT fingerprint, alertname, terminal, store, state, inhibited, summary, details,"
+        " active_since, firing_since, resolved_at FROM alerts"
+        " WHERE state IN ('firing', 'flapping') AND inhibited = 0 ORDER BY fingerprint"
+    ).rows:
+        obs = Observation(str(row[1]), row[2], str(row[3]), True, str(row[6]), json.loads(row[7]))
+        out[obs.store].append(alert_document(str(row[0]), obs, str(row[4]), False, row[8],
+                                             row[9], row[10]))  # fmt: skip
+    return out
+
+
+def _enqueue(
+    tx: Transaction,
+    now: float,
+    config: AlertConfig,
+    changed: set[str],
+    resolved: dict[str, list[dict[str, Any]]],
+) -> int:
+    """Notifications of every store group that changed or is due again, per receiver."""
+    receivers = tx.execute("SELECT name, kind FROM alert_receivers ORDER BY name").rows
+    if not receivers:
+        return 0
+    open_alerts = _open_alerts(tx)
+    groups = {str(r[0]): float(r[1]) for r in tx.execute(
+        "SELECT store, last_notified_at FROM alert_groups WHERE last_notified_at IS NOT NULL"
+    ).rows}  # fmt: skip
+    count = 0
+    for kind, every in (("webhook", config.repeat_interval_s),
+                        ("alertmanager", config.alertmanager_resend_s)):  # fmt: skip
+        names = [str(r[0]) for r in receivers if r[1] == kind]
+        if not names:
+            continue
+        for home in sorted(set(open_alerts) | changed | set(resolved)):
+            group = f"{kind}:{home}"
+            last = groups.get(group)
+            due = home in changed or (
+                bool(open_alerts.get(home)) and (last is None or now - last >= every)
+            )
+            if not due:
+                continue
+            alerts = open_alerts.get(home, []) + resolved.get(home, [])
+            if not alerts:
+                continue
+            reason = "change" if home in changed else "repeat"
+            for name in names:
+                nid = uuid.uuid4().hex
+                if kind == "webhook":
+                    body: Any = webhook_body(nid, home, reason, now, alerts)
+                else:
+                    body = postable_alerts(alerts, now, every, config.generator_url)
+                tx.execute(
+                    "INSERT INTO alert_outbox (id, receiver, body, created_at, attempts,"
+                    " next_attempt_at) VALUES (?, ?, ?, ?, 0, ?)",
+                    (nid, name, json.dumps(body, separators=(",", ":"), default=str), now, now),
+                )
+                count += 1
+            tx.execute(
+                "INSERT INTO alert_groups (store, last_notified_at, notified) VALUES (?, ?, ?)"
+                " ON CONFLICT (store) DO UPDATE SET last_notified_at = excluded.last_notified_at,"
+                " notified = excluded.notified",
+                (group, now, reason),
+            )
+    return count
+
+
+def webhook_body(
+    nid: str, store_id: str, reason: str, now: float, alerts: list[dict[str, Any]]
+) -> dict[str, Any]:
+    shown = [{k: v for k, v in a.items() if not k.endswith("_epoch")} for a in alerts]
+    firing = any(a["state"] in ("firing", "flapping") for a in alerts)
+    return {
+        "id": nid,
+        "version": 1,
+        "group": {"store": store_id},
+        "status": "firing" if firing else "resolved",
+        "reason": reason,
+        "generated_at": rfc3339(now),
+        "alerts": shown,
+    }
+
+
+def list_alerts(
+    store: BackofficeStore, state: str | None = None, store_id: str | None = None
+) -> list[dict[str, Any]]:
+    """Stored alerts (pending, firing, flapping, resolved), newest change first."""
+    sql = (
+        "SELECT fingerprint, alertname, terminal, store, state, inhibited, summary, details,"
+        " active_since, firing_since, resolved_at, updated_at FROM alerts WHERE 1 = 1"
+    )
+    params: list[Any] = []
+    if state is not None:
+        sql += " AND state = ?"
+        params.append(state)
+    if store_id is not None:
+        sql += " AND store = ?"
+        params.append(store_id)
+    sql += " ORDER BY store, alertname, terminal"
+    out = []
+    for row in store.db.execute(sql, params).rows:
+        obs = Observation(str(row[1]), row[2], str(row[3]), True, str(row[6]), json.loads(row[7]))
+        doc = alert_document(str(row[0]), obs, str(row[4]), bool(row[5]), row[8], row[9], row[10])
+        doc["updated_at"] = rfc3339(float(row[11]))
+        out.append({k: v for k, v in doc.items() if not k.endswith("_epoch")})
+    return out
+
+
+def known_stores(store: BackofficeStore) -> set[str]:
+    """Stores the back office knows: the registry's, and those of alerts and terminals."""
+    registry = anomalies.registry_stores(store)
+    found = set(registry.values())
+    found |= {str(r[0]) for r in store.db.execute("SELECT DISTINCT store FROM alerts").rows}
+    for (terminal,) in store.db.execute("SELECT terminal FROM terminals").rows:
+        found.add(anomalies.store_of(str(terminal), registry))
+    return found
+
+
+__all__ = ["SIGNAL_KINDS", "Evaluation", "Observation", "evaluate", "list_alerts"]
