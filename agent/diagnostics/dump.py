@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import os
 import platform
+import re
 import socket
 import urllib.parse
 from collections.abc import Iterable, Mapping
@@ -52,6 +53,10 @@ _DEVICE_KEYS = ("kind", "configured", "url", "reachable", "identity", "status", 
                 "errors")  # fmt: skip
 _ERROR_KEYS = ("at", "source", "error", "message")
 _OK_STATES = ("ok", "configured", "not_configured")
+_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]*@")
+_SECRET_PARAM = re.compile(
+    r"(?P<key>\b\w*(?:" + "|".join(_SECRET_QUERY_KEYS) + r")\w*=)[^&\s):;,]+", re.IGNORECASE
+)
 
 
 class DumpError(PosedgeError):
@@ -84,6 +89,12 @@ def redact_url(url: str | None) -> str | None:
     )
 
 
+def scrub_text(text: str) -> str:
+    """``text`` (an error message) with URL user names, passwords and secret parameters
+    removed: pyserial puts the whole URL in its messages."""
+    return _SECRET_PARAM.sub(r"\g<key>REDACTED", _USERINFO.sub(r"\g<scheme>", text))
+
+
 # ---- one device ------------------------------------------------------------------
 def error_entry(
     exc: BaseException, *, source: str = "query", at: str | None = None
@@ -94,7 +105,7 @@ def error_entry(
         "at": at or now_iso(),
         "source": source,
         "error": type(exc).__name__,
-        "message": message[:300],
+        "message": scrub_text(message)[:300],
     }
 
 
@@ -198,7 +209,7 @@ def journal_device_errors(
             )
             found[kind].append(
                 {"at": event.ts, "source": "journal", "error": str(state.get("state")),
-                 "message": f"{kind} {state.get('state')}: {what}"[:300]}
+                 "message": scrub_text(f"{kind} {state.get('state')}: {what}")[:300]}
             )  # fmt: skip
     return {kind: items[-limit:] for kind, items in found.items()}
 

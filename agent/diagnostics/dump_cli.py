@@ -19,6 +19,7 @@ Imports beyond click happen when the command runs (``posedge --help`` stays quic
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -68,7 +69,7 @@ def dump(ctx: click.Context, output: Path | None) -> None:
             + (f" ({path})" if path else ""),
             err=True,
         )
-        ctx.exit(EXIT_UNREACHABLE_DEVICE)
+        sys.exit(EXIT_UNREACHABLE_DEVICE)  # click's ctx.exit is swallowed by main()
 
 
 def collect(config: Config, state_dir: Path) -> dict[str, Any]:

@@ -226,3 +226,11 @@ def test_recent_errors_come_from_the_journal_device_status_events(tmp_path: Path
     ]
     assert all(e["source"] == "journal" and e["at"] for e in found["printer"])
     assert found["reader"] == []
+
+
+def test_error_messages_lose_url_credentials() -> None:
+    exc = DeviceTimeout("Could not open port rfc2217://tech:pw@10.0.0.7:4000?token=t0k: refused")
+    entry = unreachable("printer", "rfc2217://tech:pw@10.0.0.7:4000?token=t0k", exc)
+    text = json.dumps(entry)
+    assert "pw" not in text and "t0k" not in text
+    assert "rfc2217://10.0.0.7:4000?token=REDACTED: refused" in entry["errors"][0]["message"]
