@@ -103,7 +103,7 @@ class HealthMonitor:
                 "state": a.state.value,
                 "since": iso_utc(a.since),
                 "value": a.value,
-                "summary": a.summary,
+                "summary": a.summary[:500],
                 "labels": dict(a.labels),
             }
             for a in alerts
@@ -133,7 +133,7 @@ class HealthMonitor:
                 {
                     "name": r.name,
                     "status": r.status.value,
-                    "summary": r.summary,
+                    "summary": r.summary[:500],
                     "value": r.value,
                     "fix": r.fix,
                 }
