@@ -217,8 +217,8 @@ def test_recent_errors_come_from_the_journal_device_status_events(tmp_path: Path
                                          "reader": {"state": "configured"}})  # fmt: skip
         journal.append("device.status", {"printer": {"state": "fault", "faults": ["paper_end"]},
                                          "reader": {"state": "configured"}})  # fmt: skip
-        journal.append("device.status", {"printer": {"state": "unavailable",
-                                                     "error": "sim://printer: no reply"}})  # fmt: skip
+        gone = {"state": "unavailable", "error": "sim://printer: no reply"}
+        journal.append("device.status", {"printer": gone})
         found = journal_device_errors(journal)
     assert [e["message"] for e in found["printer"]] == [
         "printer fault: paper_end",
