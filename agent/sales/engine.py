@@ -523,13 +523,14 @@ class SaleEngine:
         view = self.get_sale(txn)
         if view is None or not view.final:
             return
-        copies = ["customer"] if reprint else self._copies_for(view)
+        copies = self._copies_for(view)  # a reprint too: every copy, none skipped silently
         if self.printer is None:
             self._append("receipt.skipped", {"reason": "no printer configured"}, txn)
             return
         printer = self.printer
         async with self.printer_lock:
             self._append("receipt.printing", {"copies": copies}, txn)
+            printed: list[str] = []
             try:
                 for copy in copies:
                     receipt = build_receipt(
@@ -540,8 +541,12 @@ class SaleEngine:
                     result = await asyncio.to_thread(printer.print_receipt, receipt)
                     if not result.complete:
                         raise DeviceError(f"receipt not confirmed: {result.fault or 'incomplete'}")
+                    printed.append(copy)
             except DeviceError as exc:
-                self._append("receipt.failed", {"receipt_error": str(exc)[:200]}, txn)
+                missing = ", ".join(c for c in copies if c not in printed)
+                done = f"; printed: {', '.join(printed)}" if printed else ""
+                error = f"{str(exc)[:160]}; not printed: {missing}{done}"
+                self._append("receipt.failed", {"receipt_error": error, "copies": printed}, txn)
                 return
             self._append("receipt.printed", {"copies": copies}, txn)
 
