@@ -252,15 +252,22 @@ def _device(name: str, device: Any) -> str:
 
 
 def _alerts(status: dict[str, Any]) -> list[str]:
-    block = status.get("alerts")
-    active = block.get("active", []) if isinstance(block, dict) else []
+    """The sales engine's active alerts (``alerts.active``), then the health checks' pending,
+    firing and flapping ones (``health.alerts``)."""
+    engine = status.get("alerts")
+    health = status.get("health")
+    found = [
+        *(engine.get("active", []) if isinstance(engine, dict) else []),
+        *(health.get("alerts", []) if isinstance(health, dict) else []),
+    ]
     lines = []
-    for alert in active if isinstance(active, list) else []:
+    for alert in found:
         if isinstance(alert, dict):
             name = alert.get("kind") or alert.get("name") or "alert"
-            detail = alert.get("detail") or alert.get("summary") or ""
+            state = f" ({alert['state']})" if alert.get("state") else ""
             since = f" since {alert['since']}" if alert.get("since") else ""
-            lines.append(f"{name}{since}: {detail}".rstrip(": "))
+            detail = alert.get("detail") or alert.get("summary") or ""
+            lines.append(f"{name}{state}{since}: {detail}".rstrip(": "))
     return lines
 
 

@@ -314,9 +314,7 @@ def test_a_name_that_does_not_resolve_is_named_as_dns(tmp_path: Path, state_dir:
 def test_unreachable_wins_over_failed(tmp_path: Path, state_dir: Path) -> None:
     """A failed device check and an unreachable back office: exit 4 (fix the peer first)."""
     config = backoffice_config(tmp_path, f"http://127.0.0.1:{_closed_port()}", GOOD_TOKEN)
-    config.write_text(
-        config.read_text() + '[printer]\nurl = "sim://printer?faults=paper_out"\n'
-    )
+    config.write_text(config.read_text() + '[printer]\nurl = "sim://printer?faults=paper_out"\n')
     done = doctor(state_dir, config, "--json", "backoffice", "printer.paper")
     doc = json.loads(done.stdout)
     assert [c["status"] for c in doc["checks"]] == ["fail", "fail"]
