@@ -218,7 +218,7 @@ class Agent:
     def apply_config(self, new: Config) -> list[str]:
         """Apply a reloaded configuration; journal what changed. Returns changed sections.
 
-        Sales, offline limits and logging apply at once; device, sync, API and
+        Sales, offline limits, logging and health thresholds apply at once; device, sync, API and
         journal settings need a restart (journaled as ``restart_required``).
         """
         old = self.config
@@ -226,7 +226,7 @@ class Agent:
         changed = [
             name for name in type(new).model_fields if getattr(old, name) != getattr(new, name)
         ]
-        live = {"sales", "offline", "log"}
+        live = {"sales", "offline", "log", "health"}  # the monitor reads [health] each run
         restart = [name for name in changed if name not in live]
         if self.engine is not None:
             self.engine.apply_config(new)

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from posedge.agent.journal import Journal
-from tests.e2e.daemon_support import Daemon, wait_until
+from tests.e2e.daemon_support import Daemon, create_sale, wait_final, wait_until
 
 FAST_HEALTH = """
 [health]
@@ -95,3 +95,27 @@ def test_a_missing_reader_refuses_sales_with_503_not_accepting(tmp_path: Path) -
                               == "firing")  # fmt: skip
         with Journal.open(state, readonly=True) as journal:
             assert not [e for e in journal.iter_events() if e.type == "sale.created"]
+
+
+def test_unreadable_swipes_raise_the_read_error_rate(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    config = tmp_path / "posedge.toml"
+    config.write_text(
+        FAST_HEALTH + "reader_error_min_swipes = 2\nreader_error_rate_warn = 0.2\n"
+        "reader_error_rate_fail = 0.5\n"
+    )
+    with Daemon(state, config=config) as daemon:
+        daemon.wait_ready()
+        with daemon.client() as http:
+            fault = {"fault": "unreadable", "params": {"count": 3}}
+            assert http.post("/v1/simulator/reader", json=fault).status_code == 200
+            sale = create_sale(http)
+            assert wait_final(http, sale["id"])["state"] == "approved"
+
+            def reader_errors() -> dict[str, Any]:
+                checks = _health(http)["checks"]
+                return next((c for c in checks if c["name"] == "reader.errors"), {})
+
+            assert wait_until(lambda: reader_errors().get("value") == 0.75)
+            assert reader_errors()["status"] == "fail"
+            assert "3 of the last 4 swipes" in reader_errors()["summary"]
