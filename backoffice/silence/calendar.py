@@ -171,6 +171,13 @@ class StoreCalendar:
         zone = doc.get("timezone")
         if not isinstance(zone, str) or not zone:
             raise CalendarError(f"{where}.timezone: required, an IANA name like Europe/Berlin")
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise CalendarError(
+                f"{where}.timezone: {zone!r} is not an IANA time zone name "
+                "(e.g. Europe/Berlin, America/New_York)"
+            ) from None
         if "hours" not in doc:
             raise CalendarError(
                 f'{where}.hours: required, e.g. hours = "mon-sat 07:00-21:00, sun closed"'

@@ -67,7 +67,7 @@ class SilenceConfig:
     """Pseudo runs the prior of a lane's overall level is worth (cold start)."""
     store_shape: float = 12.0
     """Gamma shape of the store-day activity multiplier before siblings are seen."""
-    lane_shape: float = 30.0
+    lane_shape: float = 50.0
     """Gamma shape of the lane-day multiplier (this lane's own day-to-day variation)."""
     max_learn_gap_s: float = 2 * 3600.0
     """Open time of one silence counted as exposure at most (longer: an outage)."""

@@ -43,7 +43,7 @@ def interval_shape(terms: list[tuple[float, float]]) -> float:
     return mean * mean / variance
 
 
-def episode_threshold(budget_per_year: float, episodes_per_year: float, cap: float = 0.01) -> float:
+def episode_threshold(budget_per_year: float, episodes_per_year: float, cap: float = 0.5) -> float:
     """The tail probability at which to alarm so that a lane with ``episodes_per_year``
     silences (gaps between sale runs) raises ``budget_per_year`` false alarms a year:
     a silence reaches tail probability p with probability p, once per episode."""
