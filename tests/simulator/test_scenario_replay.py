@@ -111,8 +111,11 @@ def test_dump_replay_dump_keeps_identity_status_and_statistics(
 
 def test_unreachable_devices_stay_unreachable(tmp_path: Path, registered: None) -> None:
     doc = json.loads(field_dump(tmp_path).read_text())
-    doc["devices"]["printer"].update(reachable=False, status=None, errors=[
-        {"at": "t", "source": "query", "error": "DeviceTimeout", "message": "no reply"}])
+    doc["devices"]["printer"].update(
+        reachable=False,
+        status=None,
+        errors=[{"at": "t", "source": "query", "error": "DeviceTimeout", "message": "no reply"}],
+    )
     doc["devices"]["reader"].update(reachable=False, status=None, errors=[
         {"at": "t", "source": "open", "error": "DeviceUnplugged", "message": "gone"}])  # fmt: skip
     path = tmp_path / "gone.json"
@@ -181,7 +184,7 @@ def test_a_bad_dump_is_exit_2_naming_the_place(
     changed = edit(copy.deepcopy(doc))
     path = tmp_path / "bad.json"
     path.write_text(changed if isinstance(changed, str) else json.dumps(changed))
-    with pytest.raises(ScenarioError, match="bad.json"):
+    with pytest.raises(ScenarioError, match=r"bad\.json"):
         load_replay(path)
     done = subprocess.run(
         [str(POSEDGE), "simulate", "devices", "--scenario", str(path)],
