@@ -140,7 +140,9 @@ def _encodings(secret: Secret) -> Iterator[tuple[bytes, str, bool]]:
         escaped = json.dumps(secret.text)[1:-1]
         yield escaped.encode(), "JSON-escaped", False
         yield escaped.replace("/", "\\/").encode(), "JSON-escaped", False
-        yield urllib.parse.quote(secret.text, safe="").encode(), "percent-encoded", True
+        quoted = urllib.parse.quote(secret.text, safe="")
+        if quoted != secret.text:
+            yield quoted.encode(), "percent-encoded", True
 
 
 def _aligned_base64(raw: bytes, shift: int, encode: Any) -> bytes:
@@ -191,16 +193,18 @@ def scrub_text(text: str, secrets: SecretSet) -> str:
 
 
 def scrub_value(value: Any, secrets: SecretSet) -> Any:
-    """:func:`scrub_text` over every string (keys too) of a JSON-like value; an integer
-    that is a card number becomes its masked text."""
+    """:func:`scrub_text` over every string (keys too) of a JSON-like value; a number that
+    is a card number (an integer, or a float with nothing after the point) becomes its
+    masked text."""
     if isinstance(value, str):
         return scrub_text(value, secrets)
     if isinstance(value, dict):
         return {scrub_text(str(k), secrets): scrub_value(v, secrets) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [scrub_value(item, secrets) for item in value]
-    if type(value) is int and looks_like_pan(str(abs(value))):
-        return mask_pan(str(abs(value)))
+    number = int(value) if isinstance(value, float) and value.is_integer() else value
+    if type(number) is int and abs(number) < 10**19 and looks_like_pan(str(abs(number))):
+        return mask_pan(str(abs(number)))
     return value
 
 
@@ -223,13 +227,13 @@ def scan_member(name: str, data: bytes, secrets: SecretSet) -> list[Leak]:
         if needle in (folded if case_insensitive else data):
             kinds.append(f"{secret_name} ({encoding})")
     text = data.decode("utf-8", errors="replace")
-    texts = [text]
-    if _JSON_UNICODE_ESCAPE.search(text):
-        texts.append(_unescape_json(text))
-    for candidate in texts:
-        kinds += _card_data_kinds(candidate)
-    for document in _json_documents(name, text):
+    documents, rest = _json_documents(name, text)
+    for document in documents:  # decoded: \u escapes undone, numbers as numbers
         kinds += _value_kinds(document)
+    if rest:  # text that is not JSON: as written, and with any \u escapes undone
+        kinds += _card_data_kinds(rest)
+        if _JSON_UNICODE_ESCAPE.search(rest):
+            kinds += _card_data_kinds(_unescape_json(rest))
     unique = list(dict.fromkeys(kinds))
     return [Leak(name, kind) for kind in unique]
 
@@ -247,18 +251,24 @@ def _card_data_kinds(text: str) -> list[str]:
     return kinds
 
 
-def _json_documents(name: str, text: str) -> Iterator[Any]:
+def _json_documents(name: str, text: str) -> tuple[list[Any], str]:
+    """A ``.json`` member's document or a ``.jsonl`` member's lines, and the text that is
+    not JSON (a float's digits, ``0.36000000000000004``, are never read as a card number
+    in a document; an integral float is checked as the integer it is)."""
     if name.endswith(".json"):
         try:
-            yield json.loads(text)
+            return [json.loads(text)], ""
         except ValueError:
-            return
-    elif name.endswith(".jsonl"):
+            return [], text
+    if name.endswith(".jsonl"):
+        documents, rest = [], []
         for line in text.splitlines():
             try:
-                yield json.loads(line)
+                documents.append(json.loads(line))
             except ValueError:
-                continue
+                rest.append(line)
+        return documents, "\n".join(rest)
+    return [], text
 
 
 def _value_kinds(value: Any) -> list[str]:
@@ -272,6 +282,8 @@ def _value_kinds(value: Any) -> list[str]:
         return out
     if isinstance(value, list):
         return [kind for item in value for kind in _value_kinds(item)]
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e19:
+        value = int(value)
     if type(value) is int and looks_like_pan(str(abs(value))):
         return ["a card number"]
     return []
