@@ -35,7 +35,7 @@ def test_sigusr1_writes_dumps_and_the_daemon_keeps_selling(tmp_path: Path) -> No
             assert reply.status_code == 200, reply.text
         for n in range(1, 4):
             daemon.signal(signal.SIGUSR1)
-            assert wait_until(lambda n=n: len(list_dumps(state)) >= n, 20), daemon.stderr_lines
+            assert wait_until(lambda: len(list_dumps(state)) >= n, 20), daemon.stderr_lines  # noqa: B023
             assert daemon.proc.poll() is None
         dumps = list_dumps(state)
         assert stat.S_IMODE(os.stat(state / "dumps").st_mode) == 0o700
