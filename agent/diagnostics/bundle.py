@@ -209,7 +209,8 @@ def _clean(
         for name, doc in collected.members.items()
     }
     left_out = [scrub_value(entry, secret_set) for entry in collected.left_out]
-    obfuscator = Obfuscator([socket.gethostname()])
+    hostname = socket.gethostname()
+    obfuscator = Obfuscator([hostname, hostname.split(".", 1)[0]])  # FQDN and short name
     obfuscator.learn([members, left_out])
     clean = {obfuscator.text(name): obfuscator.value(doc) for name, doc in members.items()}
     return clean, obfuscator.value(left_out), obfuscator

@@ -73,6 +73,8 @@ class Obfuscator:
         name = name.strip().rstrip(".")
         if not name or _is_kept_host(name) or PLACEHOLDER.fullmatch(name):
             return
+        if _is_ip(name) or not any(c.isalpha() for c in name):
+            return  # an address is matched as one; a bare number is no host name
         if name not in self._known:
             self._known.add(name)
             self._pattern = None

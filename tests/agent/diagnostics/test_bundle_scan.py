@@ -185,3 +185,10 @@ def test_doctor_that_cannot_finish_is_recorded(tmp_path: Path) -> None:
         {"item": "doctor", "reason": "doctor unavailable: posedge doctor took over 0s"}
     ]
     assert os.listdir(state) == []
+
+
+def test_a_numeric_or_address_host_name_never_replaces_plain_numbers() -> None:
+    obfuscator = Obfuscator(["10.0.0.5", "10", "till-7.shop.internal", "till-7"])
+    assert obfuscator.text("10 items from 10.0.0.5 at till-7 (till-7.shop.internal)") == (
+        "10 items from ip-1 at host-1 (host-2)"
+    )
