@@ -8,8 +8,9 @@ file, never waits, and a daemon starting in that instant of overlap is refused w
 "already running" and restarted by systemd (the probe holds the lock for microseconds).
 
 :class:`DaemonLink` reads the till API's address and bearer token the way the till does
-(``api.socket`` or ``<state dir>/api.sock``, ``api.token_file`` or ``<state dir>/api-token``)
-and GETs JSON from it. Errors (exit codes per DESIGN §3):
+(``api.socket``, else the daemon's own ``$RUNTIME_DIRECTORY/api.sock`` read from
+``/proc/PID/environ``, else ``<state dir>/api.sock``; ``api.token_file`` or
+``<state dir>/api-token``) and GETs JSON from it. Errors (exit codes per DESIGN §3):
 
     PeerUnreachable          exit 4  no daemon, no token file, no answer, not JSON
 
@@ -56,6 +57,25 @@ def daemon_pid(state_dir: Path) -> int | None:
         os.close(fd)
 
 
+def _daemon_environment(pid: int) -> dict[str, str]:
+    """Our environment with the daemon's ``RUNTIME_DIRECTORY`` (from ``/proc/PID/environ``,
+    readable by its user and root): under systemd the socket is in ``/run/posedge``, which a
+    technician's shell does not name. Ours alone when it cannot be read."""
+    env = dict(os.environ)
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes() if pid > 0 else b""
+    except OSError:
+        return env
+    for item in raw.split(b"\0"):
+        key, _, value = item.partition(b"=")
+        if key == b"RUNTIME_DIRECTORY":
+            env["RUNTIME_DIRECTORY"] = value.decode("utf-8", "replace")
+            break
+    else:
+        env.pop("RUNTIME_DIRECTORY", None)  # the daemon has none: the state dir's socket
+    return env
+
+
 @dataclass
 class DaemonLink:
     """The running daemon's till API, reached as the till reaches it."""
@@ -76,7 +96,7 @@ class DaemonLink:
             )
         from ..api.server import resolve_api_paths
 
-        paths = resolve_api_paths(config, state_dir)
+        paths = resolve_api_paths(config, state_dir, _daemon_environment(pid))
         try:
             token = Path(paths.token_file).read_text("utf-8").strip()
         except OSError as exc:

@@ -34,6 +34,10 @@ from .model import CheckRegistry, CheckResult, CheckSpec, HealthContext, Status
 EXIT_OK = 0
 EXIT_FAILED = 3
 EXIT_UNREACHABLE = 4
+VERIFIED_BY = {"journal.integrity": "journal.verify"}
+"""Without a daemon ``journal.integrity`` would walk the whole chain a second time in the
+same run: it reports the walk ``journal.verify`` has just made (its value, the age of the
+last verification, is then 0)."""
 
 
 class UnknownCheck(ConfigError):
@@ -132,15 +136,25 @@ def run_doctor(config: Any, state_dir: Path, names: list[str] | None = None) -> 
             if spec.name in own:
                 report.findings.append(Finding(DOCTOR.run(ctx, [spec.name])[0], "doctor"))
             elif probe.pid is None:
-                report.findings.append(Finding(_run_one(spec, ctx), "local"))
+                report.findings.append(Finding(_run_one(spec, ctx, report), "local"))
             else:
                 report.findings.append(Finding(_from_daemon(spec, probe, live), "daemon"))
     return report
 
 
-def _run_one(spec: CheckSpec, ctx: HealthContext) -> CheckResult:
+def _run_one(spec: CheckSpec, ctx: HealthContext, report: DoctorReport) -> CheckResult:
     if spec.live_only:
         return CheckResult(spec.name, Status.SKIP, "needs the running daemon's history")
+    source = VERIFIED_BY.get(spec.name)
+    done = next((f.result for f in report.findings if f.result.name == source), None)
+    if done is not None and done.status is not Status.SKIP:
+        return CheckResult(
+            spec.name,
+            done.status,
+            f"verified just now by {source}: {done.summary}",
+            fix=done.fix,
+            value=0.0,
+        )
     registry = CheckRegistry()
     registry.add(spec)
     return registry.run(ctx)[0]  # a check that raises becomes a fail, as in the daemon

@@ -215,11 +215,14 @@ def test_journal_verify_passes_then_fails_on_a_modified_event_and_changes_nothin
     conn.commit()
     conn.close()
     before = _digest(db)
-    done = doctor(state_dir, None, "--json", "journal.verify")
+    done = doctor(state_dir, None, "--json", "journal.verify", "journal.integrity")
     assert done.returncode == 3
-    (check,) = json.loads(done.stdout)["checks"]
+    check, integrity = json.loads(done.stdout)["checks"]
     assert check["status"] == "fail" and "seq 7" in check["summary"]
     assert "do not delete" in check["fix"]
+    # journal.integrity reports that same walk instead of walking the chain again
+    assert integrity["status"] == "fail" and integrity["fix"] == check["fix"]
+    assert integrity["summary"] == f"verified just now by journal.verify: {check['summary']}"
     assert _digest(db) == before
 
 

@@ -9,7 +9,10 @@ holds the state directory but does not answer (stopped with SIGSTOP) is exit 4.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import signal
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,8 +51,13 @@ def test_with_a_daemon_the_doctor_asks_it_and_touches_no_device(
 ) -> None:
     state_dir = tmp_path / "state"
     config = watched_config(tmp_path)
-    with Daemon(state_dir) as daemon:
+    # As under systemd: the socket is in the daemon's RUNTIME_DIRECTORY, which the doctor's
+    # environment does not name (it reads the daemon's).
+    run_dir = Path(tempfile.mkdtemp(prefix="pd-", dir="/tmp"))  # sun_path: 108 bytes
+    with Daemon(state_dir, env={"RUNTIME_DIRECTORY": str(run_dir)}) as daemon:
         daemon.wait_ready()
+        assert daemon.where["socket"] == str(run_dir / "api.sock")
+        assert "RUNTIME_DIRECTORY" not in os.environ
         # The daemon's health monitor has run its checks once it reports them.
         with daemon.client() as http:
             assert wait_until(lambda: len(http.get("/v1/status").json()["health"]["checks"])
@@ -74,6 +82,7 @@ def test_with_a_daemon_the_doctor_asks_it_and_touches_no_device(
     local = run_doctor(config, state_dir, ["printer.online"])
     assert local.mode == "local" and watched_printer.received_total > 0
     assert [f.result.status.value for f in local.findings] == ["ok"]
+    shutil.rmtree(run_dir)
 
 
 def _watchdog(report: DoctorReport) -> str:
