@@ -57,10 +57,6 @@ class RootGroup(LazyGroup):
             elif isinstance(found, click.Command):
                 self.add_command(found, entry.name)
 
-    def prepare(self, command: click.Command) -> None:
-        """``--json``, ``--state-dir`` and ``--config`` are accepted after the subcommand too."""
-        add_global_options(command)
-
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.known_names():
             self.load_plugins()
@@ -108,6 +104,11 @@ def cli(
     ctx.obj = CliContext(
         state_dir_option=state_dir, config_option=config_path, json_output=json_output
     )
+
+
+# ``--json``, ``--state-dir`` and ``--config`` are accepted after every subcommand too, and a
+# --config named explicitly is checked before any command runs (exit 2 when missing or bad).
+cli.preparers.append(add_global_options)
 
 
 def _register(root: RootGroup) -> None:

@@ -9,6 +9,7 @@ symbolic link where a key belongs, is refused (exit 2, see ``agent/statedir.py``
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from dataclasses import dataclass, field
@@ -120,16 +121,45 @@ def _global_options() -> list[click.Option]:
 
 def add_global_options(command: click.Command) -> None:
     """Accept ``--json``, ``--state-dir`` and ``--config`` after the subcommand too, on
-    ``command`` and everything below it. A command with an option of its own by one of
-    those names keeps its own (that name then goes before the subcommand)."""
+    ``command`` and everything below it (lazily loaded subcommands included), and check a
+    ``--config`` named explicitly before the command runs, even one that needs no setting:
+    a file named explicitly must exist and be valid (exit 2). A command with an option of
+    its own by one of those names keeps its own (that name then goes before the subcommand)."""
+    from .lazy import LazyGroup
+
     taken = {opt for param in command.params for opt in getattr(param, "opts", ())}
     names = {param.name for param in command.params}
     for option in _global_options():
         if option.name not in names and not taken.intersection(option.opts):
             command.params.append(option)
+    _check_named_config_first(command)
+    if isinstance(command, LazyGroup) and add_global_options not in command.preparers:
+        command.preparers.append(add_global_options)
     if isinstance(command, click.Group):
         for sub in command.commands.values():
             add_global_options(sub)
+
+
+def _check_named_config_first(command: click.Command) -> None:
+    """Wrap the command's callback: load a ``--config`` named explicitly before it runs. A
+    group's callback checks only when it is the command run (no subcommand: so that
+    ``posedge --config BAD journal verify --help`` still shows help)."""
+    callback = command.callback
+    if callback is None or getattr(callback, "_checks_named_config", False):
+        return
+    is_group = isinstance(command, click.Group)
+
+    @functools.wraps(callback)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        cli = ctx.find_object(CliContext)
+        named = cli is not None and cli.config_option is not None
+        if named and cli is not None and (not is_group or ctx.invoked_subcommand is None):
+            cli.loaded_config  # noqa: B018 - loads and validates: ConfigError, exit 2
+        return callback(*args, **kwargs)
+
+    checked._checks_named_config = True  # type: ignore[attr-defined]
+    command.callback = checked
 
 
 def backoffice_url_option(

@@ -12,6 +12,7 @@ This module must stay light: it imports click and the standard library only.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import click
@@ -43,14 +44,15 @@ class LazyCommand:
 class LazyGroup(click.Group):
     """A click group whose commands may be :class:`LazyCommand` references.
 
-    Commands added the ordinary way (``add_command``) work as before. ``prepare`` (a hook
-    for subclasses) runs on every command the first time it is handed out, lazily loaded
-    or not, so options added to every command reach late ones too.
+    Commands added the ordinary way (``add_command``) work as before. Every function in
+    ``preparers`` runs on every command the first time it is handed out, lazily loaded or
+    not, so options added to every command reach late ones too.
     """
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.lazy_commands: dict[str, LazyCommand] = {}
+        self.preparers: list[Callable[[click.Command], None]] = []
         self._prepared: set[str] = set()
 
     def add_lazy(
@@ -63,9 +65,6 @@ class LazyGroup(click.Group):
     ) -> None:
         """Register ``name`` → ``target`` (``"module:attribute"``) without importing it."""
         self.lazy_commands[name] = LazyCommand(target, short_help, also, package)
-
-    def prepare(self, command: click.Command) -> None:
-        """Called once per command before it is first handed out; the default does nothing."""
 
     def known_names(self) -> set[str]:
         return set(self.commands) | set(self.lazy_commands)
@@ -83,7 +82,8 @@ class LazyGroup(click.Group):
             self.commands[cmd_name] = command
         if cmd_name not in self._prepared:
             self._prepared.add(cmd_name)
-            self.prepare(command)
+            for prepare in self.preparers:
+                prepare(command)
         return command
 
     def load_all(self, ctx: click.Context | None = None) -> dict[str, click.Command]:
