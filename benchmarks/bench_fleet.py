@@ -81,11 +81,12 @@ def agent_batch_size() -> int:
 
 def terminal_batches(terminal: str, events: int, batch: int) -> list[Batch]:
     """One terminal's backlog, chained like a journal, in batches of ``batch`` events."""
-    out = []
+    out: list[Batch] = []
     prev = ZERO
     for start in range(1, events + 1, batch):
-        items = []
-        for seq in range(start, min(start + batch, events + 1)):
+        last = min(start + batch, events + 1) - 1
+        items: list[dict[str, Any]] = []
+        for seq in range(start, last + 1):
             digest = hashlib.sha256(f"{terminal}{prev}{seq}".encode()).hexdigest()
             items.append(
                 {
@@ -99,13 +100,12 @@ def terminal_batches(terminal: str, events: int, batch: int) -> list[Batch]:
                 }
             )
             prev = digest
-        doc = {"terminal": terminal, "first_seq": start, "last_seq": items[-1]["seq"],
-               "events": items}  # fmt: skip
+        doc = {"terminal": terminal, "first_seq": start, "last_seq": last, "events": items}
         body = json.dumps(doc, separators=(",", ":")).encode()
         if len(body) > parse_size(SyncConfig().batch_bytes):
             raise SystemExit(f"a batch of {batch} events is over sync.batch_bytes: use fewer")
         wire = gzip.compress(body, compresslevel=1) if len(body) >= COMPRESS_MIN_BYTES else body
-        out.append((start, items[-1]["seq"], body, wire))
+        out.append((start, last, body, wire))
     return out
 
 
