@@ -231,8 +231,17 @@ class StoreCalendar:
             day.year, day.month, day.day, minute // 60, minute % 60, tzinfo=self.zone
         ).timestamp()
 
-    def day_segments(self, day: date) -> Iterator[Segment]:
-        """The open time of a local date, per local hour, in UTC."""
+    def day_segments(self, day: date) -> list[Segment]:
+        """The open time of a local date, per local hour, in UTC (cached per calendar)."""
+        cache: dict[date, list[Segment]] = self.__dict__.setdefault("_day_cache", {})
+        found = cache.get(day)
+        if found is None:
+            if len(cache) > 4096:
+                cache.clear()
+            found = cache[day] = list(self._day_segments(day))
+        return found
+
+    def _day_segments(self, day: date) -> Iterator[Segment]:
         weekday = day.weekday()
         for low, high in self.spans_on(day):
             minute = low

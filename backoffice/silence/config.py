@@ -73,6 +73,9 @@ class SilenceConfig:
     """Open time of one silence counted as exposure at most (longer: an outage)."""
     lookback_s: float = 12 * 3600.0
     """A silence is integrated over at most this much of its latest time."""
+    refit_s: float = 900.0
+    """How long :func:`~.evaluate.evaluate_fleet` reuses fitted lane rates (the last sales
+    and recent runs are read afresh every call; rates drift slowly)."""
     calendars: Mapping[str, StoreCalendar] = field(default_factory=dict)
     """Store calendars by store id; a store without one is taken as always open."""
 
@@ -81,6 +84,7 @@ class SilenceConfig:
             "budget_per_lane_year", "heartbeat_grace", "default_interval_s",
             "max_unsynced_age_s", "run_gap_s", "half_life_days", "prior_strength_h",
             "level_prior_runs", "store_shape", "lane_shape", "max_learn_gap_s", "lookback_s",
+            "refit_s",
         )  # fmt: skip
         for name in positive:
             value = getattr(self, name)

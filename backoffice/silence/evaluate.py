@@ -23,17 +23,17 @@ test (docs/silence.md) per lane:
 from __future__ import annotations
 
 import bisect
-import math
 import operator
+import weakref
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .calendar import HOURS_PER_WEEK, StoreCalendar
+from .calendar import StoreCalendar
 from .config import SilenceConfig, SilenceSignal
 from .learn import load_lanes, store_of_terminals
-from .model import LaneStats, Profile, pooled_profile
+from .model import LaneStats, Profile, pooled_profile, unpack_times
 from .nbinom import combined_shape, episode_threshold, gamma_poisson_zero
 from .signals import sales_not_arriving, terminal_not_alive
 
@@ -67,12 +67,12 @@ def fit_lane(
     l0 = config.level_prior_runs
     level = (l0 + observed) / (l0 + expected) if expected > 0 else 1.0
     b0 = config.prior_strength_h
-    weekly = 0.0
-    counts, exposure, rates = stats.counts, stats.exposure, prior.rates
-    for how in range(HOURS_PER_WEEK):
-        open_h = weekly_open[how]
-        if open_h:
-            weekly += open_h * (b0 * level * rates[how] + counts[how]) / (b0 + exposure[how])
+    # weekly runs = sum over open bins of open_h * (b0 g p_h + c_h) / (b0 + e_h), in C loops.
+    inverse = [1.0 / (b0 + e) for e in stats.exposure]
+    weighted = list(map(operator.mul, weekly_open, inverse))
+    weekly = b0 * level * sum(map(operator.mul, weighted, prior.rates)) + sum(
+        map(operator.mul, weighted, stats.counts)
+    )
     return LaneFit(stats, prior, level, l0 + observed, weekly)
 
 
@@ -240,14 +240,49 @@ def lane_not_selling(
     )  # fmt: skip
 
 
+@dataclass
+class _Fitted:
+    model: FleetModel
+    fitted_at: float
+    config: SilenceConfig
+    terminals: frozenset[str]
+
+
+_FITTED: weakref.WeakKeyDictionary[BackofficeStore, _Fitted] = weakref.WeakKeyDictionary()
+
+
+def fleet_model(store: BackofficeStore, now: float, config: SilenceConfig) -> FleetModel:
+    """The fitted lanes, reused for ``config.refit_s`` (per store object and config); each
+    lane's last sale and recent runs are refreshed from the database on every call."""
+    rows = store.db.execute("SELECT terminal, last_sale_at, recent FROM silence_lanes").fetchall()
+    terminals = frozenset(str(row[0]) for row in rows)
+    fitted = _FITTED.get(store)
+    if (
+        fitted is None
+        or fitted.config is not config
+        or fitted.terminals != terminals
+        or not 0 <= now - fitted.fitted_at < config.refit_s
+    ):
+        model = FleetModel(load_lanes(store), dict(store_of_terminals(store)), config)
+        fitted = _Fitted(model, now, config, terminals)
+        _FITTED[store] = fitted
+        return model
+    fits = fitted.model.fits
+    for terminal, last_sale_at, recent in rows:
+        fit = fits.get(terminal)
+        if fit is not None and fit.stats.last_sale_at != last_sale_at:
+            fit.stats.last_sale_at = last_sale_at
+            fit.stats.recent = unpack_times(recent)
+    return fitted.model
+
+
 def evaluate_fleet(
     store: BackofficeStore, now: float, config: SilenceConfig
 ) -> list[SilenceSignal]:
     """Every terminal's three signals at ``now`` (sorted by terminal, then kind)."""
     states: list[TerminalState] = store.terminal_states()
-    store_of: dict[str, str | None] = dict(store_of_terminals(store))
-    lanes = load_lanes(store)
-    model = FleetModel(lanes, store_of, config)
+    model = fleet_model(store, now, config)
+    store_of = model.store_of
     window: dict[str | None, tuple[list[tuple[float, float, int]], bool]] = {}
     out: list[SilenceSignal] = []
     for state in states:
@@ -261,10 +296,12 @@ def evaluate_fleet(
             window[home] = (segments, bool(segments) and segments[-1][1] >= now)
         segments, open_now = window[home]
         suppressed_by = (
-            "the terminal is not alive" if alive.active
-            else "its sales are not arriving" if arriving.active
+            "the terminal is not alive"
+            if alive.active
+            else "its sales are not arriving"
+            if arriving.active
             else None
-        )  # fmt: skip
+        )
         out += [
             alive,
             arriving,
@@ -273,5 +310,12 @@ def evaluate_fleet(
     return out
 
 
-__all__ = ["FleetModel", "LaneFit", "LaneVerdict", "evaluate_fleet", "fit_lane", "lane_verdict"]
-_ = math
+__all__ = [
+    "FleetModel",
+    "LaneFit",
+    "LaneVerdict",
+    "evaluate_fleet",
+    "fit_lane",
+    "fleet_model",
+    "lane_verdict",
+]

@@ -97,8 +97,11 @@ def learn_sales(
             recent.append(when)
             runs += 1
         prev_sale = when
-    if len(recent) > RECENT_RUNS:
-        del recent[: len(recent) - RECENT_RUNS]
+    # Only runs within the lookback of the last sale can fall in a silence being judged.
+    keep = bisect.bisect_left(recent, end - config.lookback_s)
+    keep = max(keep, len(recent) - RECENT_RUNS)
+    if keep > 0:
+        del recent[:keep]
     stats.last_sale_at = end
     return runs
 

@@ -12,6 +12,7 @@ hours of exposure. docs/silence.md gives the formulas.
 from __future__ import annotations
 
 import base64
+import binascii
 import math
 import struct
 from collections.abc import Iterable, Sequence
@@ -34,7 +35,7 @@ def pack(values: Sequence[float]) -> str:
 
 
 def unpack(text: str) -> list[float]:
-    return list(_PACK.unpack(base64.b64decode(text)))
+    return list(_PACK.unpack(binascii.a2b_base64(text)))
 
 
 def pack_times(values: Sequence[float]) -> str:
@@ -42,7 +43,7 @@ def pack_times(values: Sequence[float]) -> str:
 
 
 def unpack_times(text: str) -> list[float]:
-    raw = base64.b64decode(text)
+    raw = binascii.a2b_base64(text)
     return list(struct.unpack(f"<{len(raw) // 8}d", raw))
 
 
@@ -83,13 +84,10 @@ class Profile:
 def pooled_profile(lanes: Iterable[LaneStats], fallback: Profile | None = None) -> Profile | None:
     """The rate of an average lane of ``lanes`` per bin: sum of counts / sum of exposure.
     Bins nobody observed take ``fallback``'s rate (else the overall rate)."""
-    counts = [0.0] * HOURS_PER_WEEK
-    exposure = [0.0] * HOURS_PER_WEEK
-    any_lane = False
-    for lane in lanes:
-        any_lane = True
-        counts = [a + b for a, b in zip(counts, lane.counts, strict=True)]
-        exposure = [a + b for a, b in zip(exposure, lane.exposure, strict=True)]
+    members = list(lanes)
+    any_lane = bool(members)
+    counts = [sum(col) for col in zip(*(lane.counts for lane in members), strict=True)]
+    exposure = [sum(col) for col in zip(*(lane.exposure for lane in members), strict=True)]
     total_e = sum(exposure)
     if not any_lane or total_e <= 0.0:
         return fallback
