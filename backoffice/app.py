@@ -123,6 +123,8 @@ class BackofficeConfig:
     tokens: dict[str, str] | None = None
     admin: bool = False
     heartbeat_interval_s: int = DEFAULT_HEARTBEAT_INTERVAL_S
+    #: How often the server evaluates alerts (backoffice/alerting; 0: never).
+    alert_interval_s: float = 0.0
     policy: AuthorizationPolicy = field(default_factory=AuthorizationPolicy)
     max_body_bytes: int = MAX_BODY_BYTES
     max_batch_events: int = MAX_BATCH_EVENTS

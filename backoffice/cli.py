@@ -121,6 +121,10 @@ _SERVE_OPTIONS: list[Any] = [
     click.option("--admin", is_flag=True, help="Enable the admin API (/admin/policy) with tokens."),
     click.option("--heartbeat-interval", type=click.IntRange(min=1), default=60,
                  show_default=True),
+    click.option("--alert-interval", type=click.FloatRange(min=0.0), default=30.0,
+                 show_default=True, metavar="SECONDS",
+                 help="Evaluate silence and anomaly alerts this often (0: never; "
+                      "docs/alerts.md)."),
     click.option("--decline-over", type=click.IntRange(min=0), default=None,
                  help="Decline amounts above this (minor units)."),
     click.option("--decline-amount-ending", multiple=True,
@@ -207,6 +211,7 @@ def build_config(tokens: dict[str, str] | None, **opts: Any) -> Any:
         tokens=tokens,
         admin=bool(opts.get("admin")),
         heartbeat_interval_s=opts.get("heartbeat_interval") or 60,
+        alert_interval_s=float(opts.get("alert_interval") or 0.0),
         policy=policy,
     )
 
@@ -386,4 +391,9 @@ backoffice.add_lazy(
     "terminals",
     "posedge.backoffice.cli_terminals:terminals",
     "Enrolled terminals: enrolment codes, listing, token rotation, revocation.",
+)
+backoffice.add_lazy(
+    "alerts",
+    "posedge.backoffice.cli_alerts:alerts",
+    "The fleet's alerts (silence, anomalies), one evaluation, webhook/Alertmanager receivers.",
 )

@@ -27,6 +27,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -34,6 +35,9 @@ from starlette.types import ASGIApp
 from .app import BackofficeConfig, create_app
 from .db import DEFAULT_POOL_SIZE, parse_target
 from .store import BackofficeStore
+
+if TYPE_CHECKING:
+    from .alerting.loop import AlertLoop
 
 log = logging.getLogger("posedge.backoffice")
 
@@ -102,6 +106,7 @@ class BackofficeServer:
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
         self._error: BaseException | None = None
+        self._alerts: AlertLoop | None = None
 
     @property
     def url(self) -> str:
@@ -129,6 +134,7 @@ class BackofficeServer:
             target=self._run, name=f"backoffice:{self.port}", daemon=True
         )
         self._thread.start()
+        self._alerts = start_alert_loop(self.store, self.config)
         started = threading.Event()
 
         def wait_started() -> None:
@@ -153,6 +159,9 @@ class BackofficeServer:
 
     def stop(self) -> None:
         """Stop serving; open connections are closed. The database stays open for restart."""
+        if self._alerts is not None:
+            self._alerts.stop()
+            self._alerts = None
         if self._server is not None:
             self._server.should_exit = True
             self._server.force_exit = True
@@ -188,6 +197,16 @@ class BackofficeServer:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def start_alert_loop(store: BackofficeStore, config: BackofficeConfig) -> AlertLoop | None:
+    """The alert evaluation loop (backoffice/alerting) when ``alert_interval_s`` > 0."""
+    if config.alert_interval_s <= 0:
+        return None
+    from .alerting.config import AlertConfig
+    from .alerting.loop import AlertLoop
+
+    return AlertLoop(store, AlertConfig(interval_s=config.alert_interval_s)).start()
 
 
 def serve_forever(
@@ -232,7 +251,10 @@ def serve_forever(
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(signum, lambda *_: None)
+        alerts = start_alert_loop(store, config)
         try:
             asyncio.run(server.serve(sockets=[sock]))
         finally:
+            if alerts is not None:
+                alerts.stop()
             sock.close()

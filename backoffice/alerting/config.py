@@ -49,9 +49,9 @@ class AlertConfig:
     retry_base_s: float = 2.0
     retry_cap_s: float = 600.0
     delivery_timeout_s: float = 10.0
-    delivery_lease_s: float = 60.0
+    delivery_lease_s: float = 15.0
     """A delivery attempt in progress blocks others for this long (a dead replica's
-    claim expires)."""
+    claim expires); more than ``delivery_timeout_s``."""
     generator_url: str = "http://localhost:8700/"
     """The back office's address in Alertmanager's ``generatorURL``."""
     silence: SilenceConfig = field(default_factory=SilenceConfig)
@@ -64,6 +64,12 @@ class AlertConfig:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
                 raise AlertConfigError(f"alerts.{name} is {value!r}; give seconds >= 0")
+        if self.delivery_lease_s <= self.delivery_timeout_s:
+            raise AlertConfigError(
+                f"alerts.delivery_lease_s ({self.delivery_lease_s:g}) must be more than "
+                f"delivery_timeout_s ({self.delivery_timeout_s:g}): a slow delivery would be "
+                "sent twice"
+            )
         if not 0.0 <= self.store_offline_fraction < 1.0:
             raise AlertConfigError(
                 f"alerts.store_offline_fraction is {self.store_offline_fraction!r}; "

@@ -1,5 +1,5 @@
 """The evaluation loop of ``posedge backoffice serve``: a daemon thread that evaluates
-every ``interval_s`` and delivers due notifications about every second.
+every ``interval_s``, another that delivers due notifications about every second.
 
 Failures are logged (structured, to stderr) and the loop goes on: a database that went
 away for a moment costs a round, not the server. :meth:`AlertLoop.stop` waits for the
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 
 from ..store import BackofficeStore
 from .config import AlertConfig
@@ -27,7 +26,7 @@ class AlertLoop:
         self.store = store
         self.config = config
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self.rounds = 0
 
     def start(self) -> AlertLoop:
@@ -43,29 +42,35 @@ class AlertLoop:
                     " AND next_attempt_at > ?",
                     (now, now),
                 )
-        self._thread = threading.Thread(target=self._run, name="alerts", daemon=True)
-        self._thread.start()
+        # Two threads: a slow receiver (up to delivery_timeout_s) never delays evaluation.
+        self._threads = [
+            threading.Thread(target=self._evaluate, name="alerts-evaluate", daemon=True),
+            threading.Thread(target=self._deliver, name="alerts-deliver", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
         return self
 
-    def _run(self) -> None:
-        next_round = time.monotonic()
+    def _evaluate(self) -> None:
+        while not self._stop.is_set():
+            try:
+                done = evaluate(self.store, config=self.config)
+                self.rounds += 1
+                if done.transitions or done.notifications:
+                    log.info(
+                        "alerts evaluated",
+                        extra={"transitions": len(done.transitions),
+                               "notifications": done.notifications,
+                               "new_flags": done.new_flags},
+                    )  # fmt: skip
+            except Exception:
+                log.exception("alert evaluation failed; next round in %ss",
+                              self.config.interval_s)  # fmt: skip
+            self._stop.wait(self.config.interval_s)
+
+    def _deliver(self) -> None:
         tick = min(DELIVERY_TICK_S, self.config.interval_s)
         while not self._stop.is_set():
-            if time.monotonic() >= next_round:
-                next_round = time.monotonic() + self.config.interval_s
-                try:
-                    done = evaluate(self.store, config=self.config)
-                    self.rounds += 1
-                    if done.transitions or done.notifications:
-                        log.info(
-                            "alerts evaluated",
-                            extra={"transitions": len(done.transitions),
-                                   "notifications": done.notifications,
-                                   "new_flags": done.new_flags},
-                        )  # fmt: skip
-                except Exception:
-                    log.exception("alert evaluation failed; next round in %ss",
-                                  self.config.interval_s)  # fmt: skip
             try:
                 deliver_due(self.store, self.config)
             except Exception:
@@ -74,6 +79,6 @@ class AlertLoop:
 
     def stop(self, timeout_s: float = 30.0) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            self._thread = None
+        for thread in self._threads:
+            thread.join(timeout_s)
+        self._threads = []
