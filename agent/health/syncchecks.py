@@ -36,15 +36,22 @@ def _sync_state(ctx: HealthContext) -> Any:
     return SyncState.load(ctx.journal)
 
 
+def _oldest_unsynced_age(ctx: HealthContext) -> float | None:
+    """Age of the oldest unacknowledged event at ``ctx.now`` (None: none, or no journal)."""
+    if ctx.journal is None:
+        return None
+    age = ctx.journal.backlog()[1]
+    return None if age is None else max(0.0, age + ctx.now - time.time())
+
+
 def check_oldest_unsynced(ctx: HealthContext) -> CheckResult:
     name = "sync.oldest_unsynced"
     if (off := _sync_off(name, ctx)) is not None:
         return off
     if ctx.journal is None:
         return CheckResult(name, Status.SKIP, "the journal is not open here")
-    count, age = ctx.journal.backlog()
-    if age is not None:  # measured against now; every check measures against ctx.now
-        age = max(0.0, age + ctx.now - time.time())
+    count = ctx.journal.backlog()[0]
+    age = _oldest_unsynced_age(ctx)
     if age is None:
         return CheckResult(name, Status.OK, "every event is acknowledged by the back office",
                            value=0.0, details={"unsynced": count})  # fmt: skip
@@ -77,19 +84,22 @@ def check_last_success(ctx: HealthContext) -> CheckResult:
     state = _sync_state(ctx)
     if state is None:
         return CheckResult(name, Status.SKIP, "sync state unknown here")
-    if ctx.journal is not None and ctx.journal.backlog()[1] is None and not state.last_success:
-        return CheckResult(name, Status.OK, "nothing was ever due to sync", value=0.0)
+    health = ctx.config.health
     if not state.last_success:
-        return CheckResult(name, Status.WARN, "no upload has ever been acknowledged",
-                           fix=_SYNC_FIX)  # fmt: skip
+        waiting = _oldest_unsynced_age(ctx)
+        if waiting is None:
+            return CheckResult(name, Status.OK, "nothing was ever due to sync", value=0.0)
+        return grade(name, waiting, health.number("last_success_warn"),
+                     health.number("last_success_fail"),
+                     summary=f"no upload acknowledged yet; events have waited {human_s(waiting)}",
+                     fix=_SYNC_FIX)  # fmt: skip
     try:
         age = max(0.0, ctx.now - datetime.fromisoformat(state.last_success).timestamp())
     except ValueError:
         return CheckResult(name, Status.SKIP, "the recorded last success is unreadable")
-    if ctx.journal is not None and ctx.journal.backlog()[1] is None:
+    if ctx.journal is not None and _oldest_unsynced_age(ctx) is None:
         return CheckResult(name, Status.OK,
                            f"all synced; last upload {human_s(age)} ago", value=0.0)  # fmt: skip
-    health = ctx.config.health
     return grade(name, age, health.number("last_success_warn"),
                  health.number("last_success_fail"),
                  summary=f"the last acknowledged upload was {human_s(age)} ago",

@@ -355,3 +355,19 @@ def test_alert_rules_follow_the_configuration() -> None:
     assert (disk.fire, disk.clear) == (1024**3, 2 * 1024**3)
     skew = threshold("sync.clock_skew", health)
     assert skew is not None and skew.high_is_bad and (skew.fire, skew.clear) == (30, 15)
+
+
+def test_last_success_before_any_upload_counts_how_long_events_waited(tmp_path: Path) -> None:
+    with Journal.open(tmp_path) as journal:
+        names = ["sync.last_success"]
+        fresh = context(config(sync=SYNC), tmp_path, journal=journal)
+        [nothing_due] = REGISTRY.run(fresh, names)
+        journal.append("test.event", {"n": 1})
+        [just_started] = REGISTRY.run(context(config(sync=SYNC), tmp_path, journal=journal), names)
+        strict = config(sync=SYNC, health={"last_success_warn": "1s"})
+        late = context(strict, tmp_path, journal=journal)
+        late.now += 5
+        [waited] = REGISTRY.run(late, names)
+    assert nothing_due.status is Status.OK and nothing_due.summary == "nothing was ever due to sync"
+    assert just_started.status is Status.OK and "no upload acknowledged yet" in just_started.summary
+    assert waited.status is Status.WARN and (waited.value or 0) >= 5
