@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -37,11 +37,12 @@ from posedge.drivers.health import HealthLevel, HealthResult
 from posedge.drivers.printer import FAULT_HINTS, PrinterNotReady, PrintResult, ReceiptPrinter
 from posedge.drivers.reader.tracks import CardUnreadable
 
-from ..config import Config
-from ..devices import PRINTER_ID, READER_ID, open_printer, open_reader, swipe_timeout_s
 from ..errors import ConfigError
 from .context import CliContext, get_cli
 from .devices import devices
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 EXIT_CHECK_FAILED = 3
 HEALTH_LEVELS = tuple(level.value for level in HealthLevel)
@@ -97,6 +98,8 @@ def test_print(ctx: click.Context, url: str | None) -> None:
     when the job could not be confirmed (reprint), or when the printer is
     unplugged or silent.
     """
+    from ..devices import PRINTER_ID
+
     cli = get_cli(ctx)
     printer = _open_printer(cli, cli.config, url)
     try:
@@ -114,6 +117,8 @@ def test_print(ctx: click.Context, url: str | None) -> None:
 
 
 def _open_printer(cli: CliContext, config: Config, url: str | None) -> ReceiptPrinter:
+    from ..devices import PRINTER_ID, open_printer
+
     try:
         return open_printer(config, cli.state_dir, url)
     except UnsupportedURL as exc:
@@ -123,6 +128,8 @@ def _open_printer(cli: CliContext, config: Config, url: str | None) -> ReceiptPr
 
 
 def _not_ready(cli: CliContext, url: str, exc: PrinterNotReady) -> NoReturn:
+    from ..devices import PRINTER_ID
+
     doc = {
         "device": PRINTER_ID,
         "url": url,
@@ -142,6 +149,8 @@ def _not_ready(cli: CliContext, url: str, exc: PrinterNotReady) -> NoReturn:
 def _device_failed(
     cli: CliContext, device: str, url: str, exc: DeviceError, *, printed: bool | None
 ) -> NoReturn:
+    from ..devices import PRINTER_ID
+
     doc: dict[str, Any] = {"device": device, "url": url, "ok": False, "error": _error_doc(exc)}
     human = f"{device} {url}: {type(exc).__name__}: {exc.message}\n  what to check: {_hint(exc)}"
     if device == PRINTER_ID:
@@ -152,6 +161,8 @@ def _device_failed(
 
 
 def _report_print(cli: CliContext, url: str, result: PrintResult) -> None:
+    from ..devices import PRINTER_ID
+
     doc: dict[str, Any] = {
         "device": PRINTER_ID,
         "url": url,
@@ -211,6 +222,8 @@ def test_swipe(
     Never shows the full card number or track data. Exit 3 with the reason on
     a failed read, a timeout, or an unplugged / silent reader.
     """
+    from ..devices import READER_ID, swipe_timeout_s
+
     cli = get_cli(ctx)
     config = cli.config
     wait_s = timeout_s if timeout_s is not None else swipe_timeout_s(config)
@@ -242,6 +255,8 @@ def test_swipe(
 def _open_reader(
     cli: CliContext, config: Config, url: str | None, protocol: str | None
 ) -> CardReader:
+    from ..devices import READER_ID, open_reader
+
     try:
         return open_reader(config, cli.state_dir, url, protocol)
     except UnsupportedURL as exc:
@@ -251,6 +266,8 @@ def _open_reader(
 
 
 def _unreadable(cli: CliContext, reader: CardReader, exc: CardUnreadable) -> NoReturn:
+    from ..devices import READER_ID
+
     quality = {str(n): q.value for n, q in exc.track_quality.items()}
     doc = {
         "device": READER_ID,
@@ -315,6 +332,8 @@ def devices_check(
     Devices default to printer.url and reader.url; a device with no URL is
     skipped. Exit 3 if any check fails.
     """
+    from ..devices import PRINTER_ID, READER_ID, swipe_timeout_s
+
     cli = get_cli(ctx)
     health = HealthLevel(level)
     if health is HealthLevel.INTERACTIVE and not sys.stdin.isatty():
@@ -359,6 +378,8 @@ def _check_printer(
     level: HealthLevel,
     confirm: Callable[[str], bool] | None,
 ) -> dict[str, Any]:
+    from ..devices import PRINTER_ID, open_printer
+
     try:
         printer = open_printer(config, cli.state_dir, url)
     except UnsupportedURL as exc:
@@ -381,6 +402,8 @@ def _check_reader(
     confirm: Callable[[str], bool] | None,
     timeout_s: float,
 ) -> dict[str, Any]:
+    from ..devices import READER_ID, open_reader
+
     try:
         reader = open_reader(config, cli.state_dir, url)
     except UnsupportedURL as exc:
