@@ -123,6 +123,8 @@ class Daemon:
                 "last_check_age_s": round(now - verdict.at_s, 3) if verdict else None,
                 "healthy": verdict.healthy if verdict else None,
                 "reason": verdict.reason() if verdict else None,
+                "stuck": list(verdict.stuck) if verdict else [],
+                "loop_lag_s": round(verdict.loop_lag_s, 3) if verdict else None,
             },
         }
 
