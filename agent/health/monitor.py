@@ -21,7 +21,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,9 @@ from .model import CheckRegistry, CheckResult, HealthContext, Status
 log = logging.getLogger("posedge.health")
 
 RUN_NOW_POLL_TIMEOUT_S = 30.0
+BEAT_EVERY_S = 5.0
+RUN_STALL_S = 600.0
+"""A check run (the daily verify of a large journal included) may take this long."""
 _SEVERITY = {Status.WARN: "warning", Status.FAIL: "critical"}
 
 
@@ -161,20 +164,38 @@ class HealthMonitor:
         first = True
         while True:
             self.beat()
-            if not first:
-                await self.poll_devices_once()
-            first = False
-            if self.enabled:
-                now = loop.time()
-                names: list[str] | None = list(DEVICE_CHECKS)
-                if now - self._last_slow >= self.config.health.number("check_interval"):
-                    self._last_slow = now
-                    names = None
-                try:
-                    await asyncio.to_thread(self._run, names)
-                except Exception:  # a bug must not end health checking for good
-                    log.exception("health check run failed")
-            await asyncio.sleep(self.config.health.number("poll_interval"))
+            try:
+                if not first:
+                    await self.poll_devices_once()
+                first = False
+                if self.enabled:
+                    now = loop.time()
+                    names: list[str] | None = list(DEVICE_CHECKS)
+                    if now - self._last_slow >= self.config.health.number("check_interval"):
+                        self._last_slow = now
+                        names = None
+                    await self._beating(asyncio.to_thread(self._run, names))
+            except Exception:  # a bug must not end device polling and health checks
+                log.exception("health monitor turn failed; next turn as scheduled")
+            await self._beating(asyncio.sleep(self.config.health.number("poll_interval")))
+
+    async def _beating(self, work: Awaitable[Any]) -> Any:
+        """Await ``work``, beating every :data:`BEAT_EVERY_S` so a long poll interval or the
+        daily verify is not taken for a hang; a run stuck beyond :data:`RUN_STALL_S` stops
+        the beats (the watchdog then restarts the daemon)."""
+        task = asyncio.ensure_future(work)
+        waited = 0.0
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=BEAT_EVERY_S)
+                if done:
+                    return task.result()
+                waited += BEAT_EVERY_S
+                if waited < RUN_STALL_S:
+                    self.beat()
+        finally:
+            if not task.done():
+                task.cancel()
 
     def _run(self, names: list[str] | None) -> list[CheckResult]:
         with self._run_lock:
