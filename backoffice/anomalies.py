@@ -341,7 +341,7 @@ def scan(
         result.notes.append(CALENDAR_NOTE)
     stores = registry_stores(store)
     if terminals is None:
-        terminals = [str(r[0]) for r in store.db.execute("SELECT terminal FROM terminals").rows]
+        terminals = changed_terminals(store)
     for terminal in terminals:
         result.terminals += 1
         store_id = store_of(terminal, stores)
@@ -354,6 +354,20 @@ def scan(
             if count < config.chunk_events:
                 break
     return result
+
+
+def changed_terminals(store: BackofficeStore) -> list[str]:
+    """Terminals with anything new since their cursor: events, a heartbeat, a refusal."""
+    rows = store.db.execute(
+        "SELECT t.terminal FROM terminals t"
+        " LEFT JOIN anomaly_cursors c ON c.terminal = t.terminal"
+        " LEFT JOIN counters k ON k.terminal = t.terminal"
+        " WHERE c.terminal IS NULL OR t.held_seq > c.last_seq"
+        " OR coalesce(t.last_heartbeat_at, 0) > coalesce(c.heartbeat_at, 0)"
+        " OR coalesce(k.chain_breaks, 0) != c.chain_breaks OR coalesce(k.gaps, 0) != c.gaps"
+        " OR coalesce(k.conflicts, 0) != c.conflicts ORDER BY t.terminal"
+    ).rows
+    return [str(r[0]) for r in rows]
 
 
 def _cursor(tx: Transaction, terminal: str) -> dict[str, Any]:
