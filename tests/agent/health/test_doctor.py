@@ -21,7 +21,9 @@ from typing import Any
 
 import pytest
 
-from posedge.agent.health.doctor import DOCTOR
+from posedge.agent.config import Config
+from posedge.agent.health.doctor import DOCTOR, DaemonProbe
+from posedge.agent.health.model import HealthContext
 from posedge.agent.journal import Journal
 from posedge.backoffice.app import BackofficeConfig
 from posedge.simulator.backoffice import BackofficeServer
@@ -331,3 +333,41 @@ def test_a_missing_config_file_is_exit_2_and_touches_nothing(
     assert done.returncode == 2
     assert "nope.toml" in done.stderr
     assert list(state_dir.iterdir()) == []
+
+
+# ---- daemon.watchdog's verdicts (from the daemon's /v1/status "daemon" block) ----------------
+def _watchdog_verdict(watchdog: dict[str, Any] | None) -> tuple[str, str]:
+    block = {"pid": 4242, "uptime_s": 60.0}
+    if watchdog is not None:
+        block["watchdog"] = {"tick_s": 1.0, "systemd": True} | watchdog
+    ctx = HealthContext(config=Config(), state_dir=Path("/nonexistent"), now=0.0)
+    ctx.extra["daemon"] = DaemonProbe(4242, status={"daemon": block})
+    (result,) = DOCTOR.run(ctx, ["daemon.watchdog"])
+    return result.status.value, result.summary
+
+
+@pytest.mark.parametrize(
+    ("watchdog", "status", "words"),
+    [
+        ({"last_check_age_s": 0.3, "healthy": True, "stuck": []}, "ok", "fresh"),
+        ({"last_check_age_s": 9.0, "healthy": True, "stuck": []}, "fail", "event loop is stuck"),
+        ({"last_check_age_s": None, "healthy": None, "stuck": []}, "fail", "last ran never"),
+        (
+            {"last_check_age_s": 0.2, "healthy": False, "stuck": ["sync-upload"],
+             "reason": "sync-upload stuck"},
+            "fail",
+            "sync-upload stuck",
+        ),
+        (
+            {"last_check_age_s": 0.2, "healthy": False, "stuck": [], "loop_lag_s": 1.6,
+             "reason": "event loop blocked 1.6s"},
+            "warn",
+            "ran 1.6s late",
+        ),
+        ({"last_check_age_s": 0.2, "healthy": False, "reason": "sales stuck"}, "fail", "sales"),
+        (None, "warn", "does not report its watchdog"),
+    ],
+)  # fmt: skip
+def test_watchdog_verdicts(watchdog: dict[str, Any] | None, status: str, words: str) -> None:
+    got, summary = _watchdog_verdict(watchdog)
+    assert got == status and words in summary, summary
