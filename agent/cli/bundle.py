@@ -124,12 +124,13 @@ def support_bundle(
 
 def _load_config(cli: CliContext) -> tuple[LoadedConfig | None, str | None]:
     """The configuration, or its error: a bundle is most wanted when the config is broken.
-    A --config file that does not exist is still a usage error (exit 2)."""
+    A --config named explicitly must exist and be valid (exit 2), as for every command
+    (checked before this command runs, :func:`posedge.agent.cli.context.add_global_options`);
+    the default file and $POSEDGE_CONFIG may be broken: the error goes into the bundle."""
     try:
         return cli.loaded_config, None
     except ConfigError as exc:
-        named = cli.config_option
-        if named is not None and not named.exists():
+        if cli.config_option is not None:
             raise
         return None, str(exc)
 

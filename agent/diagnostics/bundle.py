@@ -187,15 +187,14 @@ def _collect(
     collected = sources.Collected()
     collected.merge(sources.system(request.state_dir, request.agent_version))
     collected.merge(sources.configuration(loaded, config_error))
-    # Files first: the doctor (last) opens the devices itself when no daemon runs, and
-    # that rewrites their statistics files.
+    # Device files before the doctor starts: without a daemon it opens the devices itself,
+    # and that rewrites their statistics files. It runs while the rest is collected.
     collected.merge(sources.devices(request.state_dir))
+    doctor = sources.DoctorRun(request.state_dir, request.config_option, request.doctor_timeout_s)
     collected.merge(sources.journal(request.state_dir))
     collected.merge(sources.daemon_status(loaded, request.state_dir))
     collected.merge(sources.journalctl(request.log_lines, request.since_s, now))
-    collected.merge(
-        sources.doctor(request.state_dir, request.config_option, request.doctor_timeout_s)
-    )
+    collected.merge(doctor.result())
     collected.left_out += sources.state_dir_left_out(request.state_dir)
     return collected
 

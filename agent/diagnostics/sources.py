@@ -24,6 +24,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -66,36 +67,62 @@ class Collected:
 
 
 # ---- posedge doctor ----------------------------------------------------------------------
+class DoctorRun:
+    """``posedge --json doctor`` run by this interpreter in the background (the bundle
+    collects the rest meanwhile); :meth:`result` waits for it, up to ``timeout_s`` after
+    the start, and gives its JSON as ``doctor.json``."""
+
+    def __init__(self, state_dir: Path, config_option: Path | None, timeout_s: float) -> None:
+        argv = [sys.executable, "-c", "from posedge.agent.cli import main; main()"]
+        argv += ["--state-dir", str(state_dir)]
+        if config_option is not None:
+            argv += ["--config", str(config_option)]
+        argv += ["--json", "doctor"]
+        self.timeout_s = timeout_s
+        self._deadline = time.monotonic() + timeout_s
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._error: str | None = None
+        try:
+            self._proc = subprocess.Popen(
+                argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL
+            )
+        except OSError as exc:
+            self._error = f"cannot run {sys.executable}: {exc.strerror}"
+
+    def result(self) -> Collected:
+        out = Collected()
+        if self._proc is None:
+            out.skip("doctor", f"doctor unavailable: {self._error}")
+            return out
+        proc = self._proc
+        try:
+            stdout, stderr_bytes = proc.communicate(
+                timeout=max(0.0, self._deadline - time.monotonic())
+            )
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            out.skip(
+                "doctor", f"doctor unavailable: posedge doctor took over {self.timeout_s:.0f}s"
+            )
+            return out
+        stderr = stderr_bytes.decode("utf-8", errors="replace")
+        try:
+            report = json.loads(stdout[:MAX_DOCTOR_OUTPUT_BYTES].decode("utf-8"))
+        except ValueError:
+            if "No such command" in stderr:
+                reason = "this posedge has no doctor command"
+            else:
+                reason = f"exit {proc.returncode}, no JSON report: {_first_line(stderr)}"
+            out.skip("doctor", f"doctor unavailable: {reason}")
+            return out
+        out.members["doctor.json"] = {"exit_code": proc.returncode, "report": report}
+        return out
+
+
 def doctor(state_dir: Path, config_option: Path | None, timeout_s: float) -> Collected:
-    """``posedge --json doctor`` run by this interpreter; its JSON as ``doctor.json``."""
-    out = Collected()
-    argv = [sys.executable, "-c", "from posedge.agent.cli import main; main()"]
-    argv += ["--state-dir", str(state_dir)]
-    if config_option is not None:
-        argv += ["--config", str(config_option)]
-    argv += ["--json", "doctor"]
-    try:
-        proc = subprocess.run(
-            argv, capture_output=True, timeout=timeout_s, stdin=subprocess.DEVNULL, check=False
-        )
-    except subprocess.TimeoutExpired:
-        out.skip("doctor", f"doctor unavailable: posedge doctor took over {timeout_s:.0f}s")
-        return out
-    except OSError as exc:
-        out.skip("doctor", f"doctor unavailable: cannot run {sys.executable}: {exc.strerror}")
-        return out
-    stderr = proc.stderr.decode("utf-8", errors="replace")
-    try:
-        report = json.loads(proc.stdout[:MAX_DOCTOR_OUTPUT_BYTES].decode("utf-8"))
-    except ValueError:
-        if "No such command" in stderr:
-            reason = "this posedge has no doctor command"
-        else:
-            reason = f"exit {proc.returncode}, no JSON report: {_first_line(stderr)}"
-        out.skip("doctor", f"doctor unavailable: {reason}")
-        return out
-    out.members["doctor.json"] = {"exit_code": proc.returncode, "report": report}
-    return out
+    """:class:`DoctorRun` started and waited for."""
+    return DoctorRun(state_dir, config_option, timeout_s).result()
 
 
 # ---- journal -----------------------------------------------------------------------------
@@ -393,6 +420,7 @@ def _first_line(text: str) -> str:
 __all__ = [
     "DOCTOR_TIMEOUT_S",
     "Collected",
+    "DoctorRun",
     "configuration",
     "configured_secret_files",
     "daemon_status",

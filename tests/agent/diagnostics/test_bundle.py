@@ -44,9 +44,10 @@ def posedge(
     *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     """The real console command in a subprocess."""
-    full_env = {**os.environ, **(env or {})}
+    full_env = dict(os.environ)
     full_env.pop("POSEDGE_CONFIG", None)
     full_env.pop("POSEDGE_STATE_DIR", None)
+    full_env.update(env or {})
     return subprocess.run(
         [str(POSEDGE_EXE), *args], capture_output=True, text=True, env=full_env, cwd=cwd,
         timeout=120, check=False,
@@ -430,7 +431,8 @@ def test_hosts_and_addresses_are_replaced_consistently_and_the_mapping_round_tri
         ("device.key (hex)", lambda s: s.device_key.hex()),
         ("device.key (hex)", lambda s: s.device_key.hex().upper()),
         ("vault.key (base64)", lambda s: base64.b64encode(b"x" + s.vault_key).decode()),
-        ("vault.key (base64url)", lambda s: base64.urlsafe_b64encode(b"ab" + s.vault_key).decode()),
+        # (base64 and URL-safe base64 are the same text when it has no +/ or -_: either)
+        ("vault.key (base64", lambda s: base64.urlsafe_b64encode(b"ab" + s.vault_key).decode()),
         ("api-token (base64)", lambda s: base64.b64encode(s.api_token.encode()).decode()),
         ("signing.key (base64)", lambda s: s.signing_pem.decode().split("\n")[1]),
     ],
@@ -476,15 +478,31 @@ def test_a_failing_journalctl_is_recorded_not_fatal(site: Site) -> None:
     assert left["logs"] == "journalctl failed (exit 1): Failed to open journal"
 
 
-def test_an_invalid_configuration_is_reported_inside_the_bundle(site: Site) -> None:
+def test_an_invalid_default_configuration_is_reported_inside_the_bundle(site: Site) -> None:
+    """Not named with --config (here $POSEDGE_CONFIG; on a terminal /etc/posedge/posedge.toml):
+    a bundle is most wanted when the configuration is broken, so its error goes in."""
     site.config.write_text(f'[printer]\nbaudrate = 1234\n[terminal]\nname = "{PAN_VISA}"\n')
     out = site.root / "bundle.tar.gz"
-    done = site.bundle(out)
+    done = posedge(
+        "--state-dir", str(site.state), "--json", "support-bundle", "--output", str(out),
+        env={**site.env(), "POSEDGE_CONFIG": str(site.config)},
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
     bundle = read_bundle(out)
     config = bundle.json("config.json")
     assert config["valid"] is False and "printer.baudrate = 1234" in config["error"]
+    left = {entry["item"]: entry["reason"] for entry in bundle.manifest["left_out"]}
+    assert "invalid" in left["configuration"]
     assert_nothing_leaks(bundle, site)
+
+
+def test_a_bad_config_named_with_the_option_is_a_usage_error(site: Site) -> None:
+    """Like every command (issue 13 item 8): a --config named explicitly must be valid."""
+    site.config.write_text("[printer]\nbaudrate = 1234\n")
+    done = site.bundle(site.root / "b.tar.gz")
+    assert done.returncode == 2
+    assert "printer.baudrate = 1234" in json.loads(done.stdout)["error"]["message"]
+    assert not (site.root / "b.tar.gz").exists()
 
 
 @pytest.mark.parametrize(
