@@ -25,7 +25,7 @@ DUMPS_DIR_NAME = "dumps"
 DIR_MODE = 0o700
 FILE_MODE = 0o600
 KEEP_DUMPS = 20
-_NAME = re.compile(r"devices-\d{8}T\d{6}\.\d{3}Z(-\d+)?\.json")
+_NAME = re.compile(r"devices-(?P<at>\d{8}T\d{6}\.\d{3})Z(?:-(?P<n>\d+))?\.json")
 
 
 def dumps_dir(state_dir: Path) -> Path:
@@ -116,8 +116,11 @@ def list_dumps(state_dir: Path) -> list[Path]:
 
 
 def _sort_key(name: str) -> tuple[str, int]:
-    stem, _, suffix = name.removesuffix(".json").partition("Z-")
-    return stem, int(suffix) if suffix.isdigit() else 0
+    """Time, then the counter of dumps made within the same millisecond."""
+    match = _NAME.fullmatch(name)
+    if match is None:
+        return name, 0
+    return match["at"], int(match["n"] or 0)
 
 
 def prune(directory: Path, keep: int) -> None:

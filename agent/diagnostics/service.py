@@ -58,6 +58,7 @@ class DumpService:
         self.keep = keep
         self._lock = asyncio.Lock()
         self._queued = False
+        self._closed = False
         self._tasks: set[asyncio.Task[None]] = set()
         self.written: list[Path] = []
         """Files written by this daemon, oldest first (tests and logs)."""
@@ -65,6 +66,9 @@ class DumpService:
     # ---- SIGUSR1 ---------------------------------------------------------------
     def request_file(self) -> None:
         """Write a dump file soon (on the running loop); coalesces bursts of requests."""
+        if self._closed:
+            log.info("SIGUSR1 ignored: stopping (devices are being closed)")
+            return
         if self._queued:
             log.info("SIGUSR1: a device dump is already queued")
             return
@@ -91,7 +95,8 @@ class DumpService:
             )
 
     async def close(self) -> None:
-        """Let a dump in progress finish (they are short), then stop."""
+        """Let a dump in progress finish (they are short); later requests are refused."""
+        self._closed = True
         tasks = list(self._tasks)
         if tasks:
             with contextlib.suppress(Exception):

@@ -234,3 +234,43 @@ def test_error_messages_lose_url_credentials() -> None:
     text = json.dumps(entry)
     assert "pw" not in text and "t0k" not in text
     assert "rfc2217://10.0.0.7:4000?token=REDACTED: refused" in entry["errors"][0]["message"]
+
+
+def test_dump_service_writes_once_per_burst_and_refuses_after_close(tmp_path: Path) -> None:
+    import asyncio
+
+    from posedge.agent.diagnostics.service import DumpService
+
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+
+    async def scenario() -> list[Path]:
+        service = DumpService(lambda: None, state)
+        for _ in range(5):
+            service.request_file()  # a burst before the loop runs: one dump
+        while service._tasks:
+            await asyncio.sleep(0.01)
+        service.request_file()
+        while service._tasks:
+            await asyncio.sleep(0.01)
+        await service.close()
+        service.request_file()
+        assert not service._tasks
+        return service.written
+
+    written = asyncio.run(scenario())
+    assert len(written) == 2 and list_dumps(state) == written
+    doc = parse_dump(json.loads(written[0].read_text()))
+    assert doc.reason == "signal" and doc.devices["printer"].configured is False
+
+
+def test_dumps_made_in_the_same_millisecond_keep_their_order(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    directory = state / "dumps"
+    directory.mkdir(mode=0o700)
+    stamps = ["000Z", "000Z-1", "000Z-2", "001Z"]
+    names = [f"devices-20261207T010000.{stamp}.json" for stamp in stamps]
+    for name in reversed(names):
+        (directory / name).write_text("{}")
+    assert [p.name for p in list_dumps(state)] == names
