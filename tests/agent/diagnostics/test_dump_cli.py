@@ -125,3 +125,17 @@ def test_a_bad_configuration_is_exit_2_and_touches_nothing(tmp_path: Path, state
     done = run(state, config, "devices", "dump")
     assert done.returncode == 2 and "baudrate" in done.stderr
     assert not (state / "dumps").exists()
+
+
+def test_a_daemon_that_does_not_answer_is_exit_4(tmp_path: Path, state: Path) -> None:
+    from posedge.agent.daemon import StateDirLock
+
+    config = write_config(tmp_path, "sim://printer")
+    token = state / "api-token"
+    token.write_text("t" * 32)
+    token.chmod(0o600)
+    with StateDirLock.for_state_dir(state):  # "a daemon" (this test) holds the state dir
+        done = run(state, config, "devices", "dump")
+    assert done.returncode == 4, done.stderr
+    assert f"(pid {os.getpid()})" in done.stderr and "did not answer" in done.stderr
+    assert list_dumps(state) == []
