@@ -406,8 +406,10 @@ def _scan_chunk(
             doc = json.loads(payload)
         except ValueError:
             doc = {}
-        events.append(_Ev(int(seq), when if when is not None else 0.0, str(ts), str(type_),
-                          txn, doc if isinstance(doc, dict) else {}))  # fmt: skip
+        if when is None:  # not an ISO 8601 time with offset: take the previous event's
+            when = events[-1].ts if events else now
+        events.append(_Ev(int(seq), when, str(ts), str(type_), txn,
+                          doc if isinstance(doc, dict) else {}))  # fmt: skip
     first_new = next((i for i, ev in enumerate(events) if ev.seq > last), len(events))
     found = _detect(events, first_new, now, config, store_id, calendar)
     found += _integrity(tx, terminal, cursor, now)

@@ -185,6 +185,19 @@ def test_clock_backwards_and_ahead(store: BackofficeStore) -> None:
     assert flags["clock_ahead"].seqs == (ahead,)
 
 
+def test_an_event_time_that_is_not_a_time_raises_no_clock_flag(store: BackofficeStore) -> None:
+    till, end = normal_till()
+    till.upload(store)
+    scan(store)
+    till.add(end + 10, "agent.started", None, {})
+    till.pending[-1]["ts"] = "yesterday"  # any text passes the protocol; hash it as sent
+    till.pending[-1]["hash"] = till.prev = "c" * 64
+    seq = till.add(end + 20, "config.changed", None, {"changed": ["a"]})
+    till.upload(store)
+    assert kinds(scan(store).flags) == ["config_changed"]
+    assert recent_flags(store, 0.0)[0].seqs == (seq,)
+
+
 def test_refused_uploads_surface_as_chain_integrity(store: BackofficeStore) -> None:
     till, _ = normal_till()
     till.upload(store)
