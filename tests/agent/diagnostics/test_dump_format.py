@@ -274,3 +274,13 @@ def test_dumps_made_in_the_same_millisecond_keep_their_order(tmp_path: Path) -> 
     for name in reversed(names):
         (directory / name).write_text("{}")
     assert [p.name for p in list_dumps(state)] == names
+
+
+def test_identity_from_a_usb_url_and_none_from_a_socket() -> None:
+    from posedge.agent.diagnostics.identity import device_identity
+
+    usb = device_identity("usb://04b8:0e28?serial=X5YK012345")
+    assert usb["model"] == "Epson TM-T88VI/TM-m30 (TM series)" and usb["source"] == "usb url"
+    assert usb["vid_pid"] == "04b8:0e28" and usb["serial_number"] == "X5YK012345"
+    assert set(device_identity("socket://127.0.0.1:9100").values()) == {None}
+    assert device_identity("usb://nothex")["source"] is None  # a bad URL: unknown, no error
