@@ -32,17 +32,36 @@ def poll_printer(printer: Any) -> PrinterStatus | DeviceError:
 
 
 def poll_reader(reader: Any) -> ReaderStatus | DeviceError:
-    """The reader's status; a reconnecting transport that lost the reader is retried now
-    (a magtek reader is never queried, so nothing else would notice it came back)."""
+    """The reader's status; a reconnecting transport that lost the reader is retried now.
+
+    A magtek reader has no status query: while no read holds it, its input is flushed
+    (every swipe flushes it first anyway), the one I/O that finds it unplugged; and once
+    lost, nothing but this poll would notice it came back.
+    """
     transport = getattr(reader, "transport", None)
     reconnect = getattr(transport, "reconnect_now", None)
     if transport is not None and not transport.is_open and callable(reconnect):
         reconnect()
+    if getattr(reader, "protocol", None) == "magtek" and transport is not None:
+        _probe_link(reader, transport)
     try:
         status: ReaderStatus = reader.status()
     except DeviceError as exc:
         return exc
     return status
+
+
+def _probe_link(reader: Any, transport: Any) -> None:
+    # The reader's own lock, never waited for: a read in progress owns the link.
+    lock = getattr(reader, "_lock", None)
+    if lock is None or not transport.is_open or not lock.acquire(blocking=False):
+        return
+    try:
+        transport.flush_input()
+    except DeviceError:
+        pass  # a reconnecting transport is now disconnected: status() says so
+    finally:
+        lock.release()
 
 
 def _printer(ctx: HealthContext) -> PrinterStatus | DeviceError | None:

@@ -24,6 +24,7 @@ from posedge.agent.journal import Journal
 from posedge.agent.sales.vault import CardVault
 from posedge.agent.sync.client import BackofficeClient
 from posedge.agent.sync.service import STATE_KEY, SyncState
+from posedge.drivers.transport.sim import register_sim_device, unregister_sim_device
 from posedge.simulator.printer import VirtualPrinter
 from posedge.simulator.reader import VirtualReader
 
@@ -371,3 +372,24 @@ def test_last_success_before_any_upload_counts_how_long_events_waited(tmp_path: 
     assert nothing_due.status is Status.OK and nothing_due.summary == "nothing was ever due to sync"
     assert just_started.status is Status.OK and "no upload acknowledged yet" in just_started.summary
     assert waited.status is Status.WARN and (waited.value or 0) >= 5
+
+
+def test_a_magtek_reader_unplugged_while_idle_is_noticed_and_found_again(
+    tmp_path: Path,
+) -> None:
+    device = VirtualReader("magtek")
+    register_sim_device("health-magtek", device)
+    cfg = config(reader={"url": "sim://health-magtek", "protocol": "magtek"})
+    reader = open_reader(cfg, tmp_path, reconnect=True)
+    try:
+        [ok] = REGISTRY.run(context(cfg, tmp_path, reader=reader), ["reader.present"])
+        device.apply_fault("unplug")
+        [gone] = REGISTRY.run(context(cfg, tmp_path, reader=reader), ["reader.present"])
+        device.apply_fault("replug")
+        [back] = REGISTRY.run(context(cfg, tmp_path, reader=reader), ["reader.present"])
+    finally:
+        reader.close()
+        unregister_sim_device("health-magtek")
+        device.close()
+    assert [ok.status, gone.status, back.status] == [Status.OK, Status.FAIL, Status.OK]
+    assert "disconnected" in gone.summary

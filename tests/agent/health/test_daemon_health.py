@@ -119,3 +119,30 @@ def test_unreadable_swipes_raise_the_read_error_rate(tmp_path: Path) -> None:
             assert wait_until(lambda: reader_errors().get("value") == 0.75)
             assert reader_errors()["status"] == "fail"
             assert "3 of the last 4 swipes" in reader_errors()["summary"]
+
+
+def test_sales_stop_while_the_reader_is_unplugged_and_resume_when_it_is_back(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "state"
+    config = tmp_path / "posedge.toml"
+    config.write_text(FAST_HEALTH)
+    with Daemon(state, config=config) as daemon:
+        daemon.wait_ready()
+        with daemon.client() as http:
+
+            def reader_state() -> str:
+                return str(http.get("/v1/status").json()["devices"]["reader"]["state"])
+
+            assert http.post("/v1/simulator/reader", json={"fault": "unplug"}).status_code == 200
+            assert wait_until(lambda: reader_state() == "unavailable")
+            refused = http.post(
+                "/v1/sales",
+                json={"amount": 100, "currency": "EUR", "reference": "r1"},
+                headers={"Idempotency-Key": "while-unplugged"},
+            )
+            assert refused.status_code == 503 and "Retry-After" in refused.headers
+            assert http.post("/v1/simulator/reader", json={"fault": "replug"}).status_code == 200
+            assert wait_until(lambda: reader_state() == "ok")
+            sale = create_sale(http, 200)
+            assert wait_final(http, sale["id"])["state"] == "approved"
