@@ -212,10 +212,9 @@ class HealthMonitor:
                 extra=dict(self._snapshot),
             )
             results = self.registry.run(ctx, names)
-            transitions = self._feed(results, ctx.now)
+            for transition in self._feed(results, ctx.now):
+                self._journal(transition)  # in order: under the run lock
             self.runs += 1
-        for transition in transitions:
-            self._journal(transition)
         return results
 
     def _feed(self, results: list[CheckResult], now: float) -> list[Transition]:
