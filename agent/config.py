@@ -363,6 +363,11 @@ class HealthConfig(_Section):
     @model_validator(mode="after")
     def _ordered(self) -> HealthConfig:
         """warn before fail (the low-is-bad pairs: disk_free, forward_deadline, reversed)."""
+        if self.flap_changes == 1:
+            raise ValueError(
+                "health.flap_changes = 1 would call every change flapping; use 0 (off) or 2 "
+                "and more"
+            )
         for name, low_is_bad in _HEALTH_PAIRS.items():
             warn, fail = self.number(f"{name}_warn"), self.number(f"{name}_fail")
             if (warn < fail) if low_is_bad else (warn > fail):

@@ -115,7 +115,7 @@ def alert_rule(name: str, health: Any) -> AlertRule:
         for_s=health.number("alert_for"),
         keep_firing_for_s=health.number("keep_firing_for"),
         threshold=threshold(name, health),
-        flap_changes=health.flap_changes if health.flap_changes != 1 else 2,
+        flap_changes=health.flap_changes,
         flap_window_s=health.number("flap_window"),
         flap_stable_s=health.number("flap_stable"),
     )

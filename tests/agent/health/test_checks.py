@@ -333,6 +333,7 @@ def test_config_check(tmp_path: Path) -> None:
         ("reader_error_rate_warn = 1.5", "health.reader_error_rate_warn = 1.5"),
         ("flap_window = 5", "health.flap_window = 5"),
         ("poll_intervall = '1s'", "unknown key health.poll_intervall"),
+        ("flap_changes = 1", "health.flap_changes = 1 would call every change flapping"),
     ],
 )
 def test_bad_health_configuration_is_refused_precisely(
