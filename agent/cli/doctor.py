@@ -60,6 +60,14 @@ def doctor(cli: CliContext, checks: tuple[str, ...], list_checks: bool, nagios: 
     """
     if nagios and cli.json_output:
         raise click.UsageError("--nagios and --json are two output formats; choose one")
+    try:
+        if cli.config_option is not None:  # a --config named explicitly must be valid
+            cli.loaded_config  # noqa: B018 - loads and validates it: ConfigError, exit 2
+    except PosedgeError as exc:
+        if not nagios:
+            raise
+        click.echo(f"POSEDGE UNKNOWN - {_one_line(str(exc))}")
+        sys.exit(NAGIOS_UNKNOWN)
     if list_checks:
         _list(cli, list(checks))
         return
@@ -68,6 +76,11 @@ def doctor(cli: CliContext, checks: tuple[str, ...], list_checks: bool, nagios: 
     report = _run(cli, list(checks))
     cli.emit(report.as_dict(), render(report, colour=sys.stdout.isatty()))
     sys.exit(report.exit_code())
+
+
+# The doctor checks a --config named explicitly itself (above), not before its callback as
+# every other command (agent/cli/context.py): so that --nagios reports it as UNKNOWN (3).
+doctor.callback._checks_named_config = True  # type: ignore[union-attr]
 
 
 def _run(cli: CliContext, names: list[str]) -> DoctorReport:

@@ -125,10 +125,10 @@ def run_doctor(config: Any, state_dir: Path, names: list[str] | None = None) -> 
     ctx.extra["daemon"] = probe
     own = set(DOCTOR.names())
     terminal = [s for s in specs if s.name not in own]
+    wanted = {s.name for s in specs}
     live = _daemon_results(probe.status) if probe.status is not None else {}
     with contextlib.ExitStack() as stack:
-        if any(s.name not in ("daemon.running", "daemon.watchdog", "backoffice.link")
-               for s in specs):  # fmt: skip
+        if "journal.verify" in wanted or (terminal and probe.pid is None):
             stack.enter_context(_open_journal(ctx))
         if terminal and probe.pid is None:
             stack.enter_context(_open_devices(ctx))
