@@ -16,13 +16,14 @@ import hashlib
 import json
 import os
 import secrets
+import shutil
 import socket
 import stat
 import subprocess
 import tarfile
 import tempfile
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -210,8 +211,10 @@ socket = "{sock}"
 
 
 @pytest.fixture
-def site(tmp_path: Path) -> Site:
-    return make_site(tmp_path)
+def site(tmp_path: Path) -> Iterator[Site]:
+    made = make_site(tmp_path)
+    yield made
+    shutil.rmtree(made.socket.parent, ignore_errors=True)  # the short socket directory
 
 
 # ---- the daemon's status over the real till API socket -----------------------------------
