@@ -35,6 +35,7 @@ from posedge.drivers.printer import ReceiptPrinter
 
 from ..carddata import find_card_data
 from ..errors import PosedgeError
+from ..journal import Journal
 from .identity import IDENTITY_KEYS, device_identity, empty_identity
 
 DUMP_FORMAT = "posedge.device-dump"
@@ -191,7 +192,7 @@ def probe_reader(
 
 # ---- recent errors from the journal ---------------------------------------------------
 def journal_device_errors(
-    journal: Any, *, scan: int = JOURNAL_SCAN_EVENTS, limit: int = MAX_ERRORS
+    journal: Journal, *, scan: int = JOURNAL_SCAN_EVENTS, limit: int = MAX_ERRORS
 ) -> dict[str, list[dict[str, Any]]]:
     """The last ``limit`` non-ok device states per device among the journal's last ``scan``
     events (``device.status``, journaled by the daemon on every change)."""

@@ -161,7 +161,8 @@ class DumpService:
         if reader is None or engine is None:
             return unreachable("reader", url, DeviceError(
                 "not open: the daemon could not open it at start (see its log)"))  # fmt: skip
-        busy = reader.protocol == "framed" and engine.status().get("active_sale") is not None
+        # A framed reader's status query would wait for the swipe of the sale in progress.
+        busy = reader.protocol == "framed" and engine.reader_in_use
         try:
             return await asyncio.wait_for(
                 asyncio.to_thread(probe_reader, reader, url, busy=busy), READER_WAIT_S
