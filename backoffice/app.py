@@ -971,6 +971,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, ClientDisconnect):  # routine: the client gave up (server.py says so)
+        return problem("bad-request", "the client went away", request.url.path)
     log.error("internal error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
     return problem("internal", "internal error; see the back office log", request.url.path)
 

@@ -395,5 +395,5 @@ backoffice.add_lazy(
 backoffice.add_lazy(
     "alerts",
     "posedge.backoffice.cli_alerts:alerts",
-    "The fleet's alerts (silence, anomalies), one evaluation, webhook/Alertmanager receivers.",
+    "The fleet's alerts (silence and anomalies), grouped by store; docs/alerts.md.",
 )

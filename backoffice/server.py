@@ -30,7 +30,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 import uvicorn
-from starlette.types import ASGIApp
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .app import BackofficeConfig, create_app
 from .db import DEFAULT_POOL_SIZE, parse_target
@@ -77,6 +78,23 @@ def _uvicorn_config(app: object, log_level: str, access_log: bool) -> uvicorn.Co
         log_config=None,
         timeout_keep_alive=30,
     )
+
+
+def quiet_disconnects(app: ASGIApp) -> ASGIApp:
+    """The outermost layer: a client that goes away before its request is answered (a
+    terminal's timeout, a restarted agent, Ctrl-C) is routine, logged at info — not an
+    internal error with a traceback from uvicorn. There is nobody left to answer."""
+
+    async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await app(scope, receive, send)
+        except ClientDisconnect:
+            log.info(
+                "client disconnected before the reply",
+                extra={"method": scope.get("method"), "path": scope.get("path")},
+            )
+
+    return guarded
 
 
 class BackofficeServer:
@@ -127,6 +145,7 @@ class BackofficeServer:
         app = create_app(self.store, self.config)
         if self.wrap is not None:
             app = self.wrap(app)
+        app = quiet_disconnects(app)
         self._server = uvicorn.Server(_uvicorn_config(app, self.log_level, access_log=False))
         # uvicorn installs signal handlers only in the main thread: none here.
         self._error = None
@@ -231,6 +250,7 @@ def serve_forever(
         app = create_app(store, config)
         if wrap is not None:
             app = wrap(app)
+        app = quiet_disconnects(app)
         server = uvicorn.Server(_uvicorn_config(app, log_level, access_log=True))
         if config.open_mode:
             log.warning(OPEN_MODE_WARNING)
