@@ -155,6 +155,13 @@ def table(results: dict[str, Any]) -> str:
         f"store-quiet flags: {quiet['flags']} ({quiet['in_early_closes']} during early closes of "
         f"{quiet['early_close_lanes']} lanes)"
     )
+    bound = results["busy_hours_bound"]
+    lines.append(
+        f"bound: median busy-hour rate {bound['median_busy_runs_per_hour']:.1f} runs/h; a detector "
+        f"alarming {bound['delay_min']:.0f} min into a busy-hour silence raises "
+        f"{bound['false_alarms_per_lane_year_mean']:.0f} false alarms per lane-year from busy "
+        "hours alone (Poisson runs at the learned rates)"
+    )
     ev = results["evaluation"]
     lines.append(
         f"evaluate_fleet, {ev['lanes']} lanes on SQLite: cold {ev['cold_s']:.3f} s (fits every "
@@ -234,6 +241,7 @@ def main() -> None:
         },
         "terminal_not_alive": scores.pop("terminal_not_alive"),
         "store_quiet": scores.pop("store_quiet"),
+        "busy_hours_bound": scores.pop("busy_hours_bound"),
         "detectors": scores,
         "evaluation": evaluation,
         "timings": clock,

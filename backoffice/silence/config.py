@@ -57,8 +57,9 @@ class SilenceConfig:
     """Sales are not arriving when the oldest unsynced event is older than this."""
     max_backlog: int = 5000
     """… or when the terminal reports more unsynced events than this."""
-    run_gap_s: float = 120.0
-    """A sale less than this after the previous one continues the same run."""
+    run_gap_s: float = 90.0
+    """A sale less than this after the previous one continues the same run (a queue served
+    back to back); the first run_gap_s after a sale is not counted as silence."""
     half_life_days: float = 28.0
     """Learned counts and exposure halve in weight every this many days."""
     prior_strength_h: float = 2.0

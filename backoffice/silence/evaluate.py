@@ -99,8 +99,9 @@ def lane_verdict(
 ) -> LaneVerdict:
     """The test of one lane over ``segments`` (its store's open time, increasing)."""
     stats = fit.stats
-    since = stats.last_sale_at if stats.last_sale_at is not None else now - config.lookback_s
-    since = max(since, now - config.lookback_s)
+    last = stats.last_sale_at if stats.last_sale_at is not None else now - config.lookback_s
+    # A run may continue for run_gap_s after a sale: the silence is judged from then on.
+    since = max(last + config.run_gap_s, now - config.lookback_s)
     hours: dict[int, float] = defaultdict(float)
     first = bisect.bisect_right([s[1] for s in segments], since)
     for seg_start, seg_end, how in segments[first:]:
@@ -136,7 +137,7 @@ def lane_verdict(
         bool(siblings) and seen == 0 and gamma_poisson_zero(sib_expected, kappa) < threshold
     )
     return LaneVerdict(
-        probability, threshold, expected, seen, sib_expected, store_quiet, since,
+        probability, threshold, expected, seen, sib_expected, store_quiet, last,
         sum(hours.values()),
     )  # fmt: skip
 

@@ -56,8 +56,12 @@ def learn_sales(
     previous = start
     seg_index = 0
     for when in [*new]:
-        # Walk the segments inside (previous, when]: count open time up to the cap.
+        # Walk the segments inside (previous + dead time, when]: count open time up to the
+        # cap. The first run_gap_s after a sale cannot end a silence (a sale then continues
+        # the run), so it is no exposure: runs / exposure then estimates the rate at which
+        # silences end, not the lower rate of runs per open hour.
         open_s = 0.0
+        previous += config.run_gap_s
         while seg_index < len(segments) and segments[seg_index][1] <= previous:
             seg_index += 1
         i = seg_index

@@ -53,9 +53,10 @@ def test_learning_counts_runs_per_local_hour_and_open_hours_as_exposure() -> Non
     times = sorted(t + d for t in _regular(600.0) for d in (0.0, 40.0, 80.0))
     stats = _lane("a", times, config)
     thursday_noon = 3 * 24 + 12
-    # 4 weeks × 6 runs in each open hour; about 4 open hours observed in each bin.
+    # 4 weeks × 6 runs in each open hour. Exposure: the open time between runs less the
+    # run gap after each sale (a run may go on for run_gap_s): 6 × (520 - 90) s an hour.
     assert stats.counts[thursday_noon] == pytest.approx(24.0)
-    assert stats.exposure[thursday_noon] == pytest.approx(4.0, abs=0.01)
+    assert stats.exposure[thursday_noon] == pytest.approx(4 * 6 * 430 / 3600, rel=0.01)
     assert stats.counts[3 * 24 + 3] == 0.0 and stats.exposure[3 * 24 + 3] == 0.0
     assert stats.last_sale_at == times[-1]
     # Learning again from the same times changes nothing (incremental, idempotent).
@@ -68,6 +69,9 @@ def test_a_long_silence_counts_as_exposure_only_up_to_the_cap() -> None:
     config = SilenceConfig(half_life_days=1e9, max_learn_gap_s=3600.0)
     day = datetime(2026, 11, 26, tzinfo=UTC).timestamp()
     stats = _lane("a", [day + 9 * 3600, day + 15 * 3600], config)
+    assert sum(stats.exposure) == pytest.approx(1.0)
+    # A sale within the run gap of the one before adds no exposure and no run.
+    assert learn_sales(stats, [day + 15 * 3600 + 60], _calendar(), config) == 0
     assert sum(stats.exposure) == pytest.approx(1.0)
 
 
@@ -83,7 +87,10 @@ def test_a_silent_lane_is_improbable_when_its_siblings_sell_and_fine_when_the_st
     model = _model(lanes, config)
     verdict = model.verdict("a", now, _segments(now))
     assert verdict is not None
-    assert verdict.expected == pytest.approx(18.0, rel=0.1)
+    # Learned: 12 runs per 0.7 h of exposure (210 s after each run's 90 s dead time);
+    # silent for 90 min less the run gap.
+    rate = 12 * 300 / 210
+    assert verdict.expected == pytest.approx(rate * (5400 - 90) / 3600, rel=0.1)
     assert verdict.siblings_seen >= 30
     assert verdict.probability < verdict.threshold
     assert not verdict.store_quiet
@@ -119,7 +126,7 @@ def test_cold_start_takes_the_siblings_rates() -> None:
     fit = model.fits["new"]
     assert fit.level == pytest.approx(1.0)
     rate, _ = fit.bin(3 * 24 + 10, config.prior_strength_h)
-    assert rate == pytest.approx(12.0, rel=0.05)  # the siblings' runs per hour
+    assert rate == pytest.approx(12 * 300 / 210, rel=0.05)  # the siblings' rate
     verdict = model.verdict("new", NOW, _segments(NOW))
     assert verdict is not None and verdict.probability < verdict.threshold
     # Without siblings or any data there is nothing to judge.
@@ -133,8 +140,9 @@ def test_no_expected_sales_outside_opening_hours() -> None:
     lanes = {name: _lane(name, busy, config) for name in ("a", "b")}
     model = _model(lanes, config)
     night = datetime(2026, 11, 27, 6, tzinfo=UTC).timestamp()  # closed since 20:00
-    lanes["a"].last_sale_at = night - 10 * 3600 - 60
+    lanes["a"].last_sale_at = night - 10 * 3600 - 300  # 5 minutes before closing
     verdict = model.verdict("a", night, _segments(night))
     assert verdict is not None
-    assert verdict.open_hours == pytest.approx(1 / 60, abs=1e-3)
-    assert verdict.probability > 0.5
+    assert verdict.open_hours == pytest.approx((300 - 90) / 3600, abs=1e-3)
+    assert verdict.expected == pytest.approx(12 / 0.7 * 210 / 3600, rel=0.05)
+    assert verdict.probability > 0.3
