@@ -32,6 +32,7 @@ from .daemon.signals import ignore_dump_signal
 from .diagnostics.routes import add_diagnostics_routes
 from .diagnostics.service import DumpService
 from .errors import ConfigError
+from .health.routes import add_health_routes
 from .logs import configure_logging
 from .service import Agent
 
@@ -177,6 +178,7 @@ class Daemon:
         app = create_app(engine, token=token, currencies=config.sales.currencies)
         add_diagnostics_routes(app, self.dumps)
         add_status_block(app, "daemon", self.daemon_status)
+        add_health_routes(app, self.agent)
         if opts.simulate:
             from .simroutes import add_simulator_routes
 

@@ -30,6 +30,8 @@ from typing import Any
 from ..daemon.lockfile import LOCK_FILE_NAME, StateDirLock
 from ..errors import PeerUnreachable
 
+CHECKS_PATH = "/v1/health/checks"
+"""The daemon runs its health checks on request here (:mod:`.routes`)."""
 DAEMON_TIMEOUT_S = 5.0
 """How long the daemon may take to answer one request (its loop answers in milliseconds)."""
 
@@ -106,8 +108,11 @@ class DaemonLink:
             ) from None
         return cls(Path(paths.socket), token, pid, state_dir)
 
-    def get(self, path: str, timeout_s: float = DAEMON_TIMEOUT_S) -> dict[str, Any]:
-        """GET ``path`` from the daemon's API: the JSON object it answers."""
+    def get(
+        self, path: str, timeout_s: float = DAEMON_TIMEOUT_S, *, missing_ok: bool = False
+    ) -> dict[str, Any] | None:
+        """GET ``path`` from the daemon's API: the JSON object it answers (``None`` for a
+        404 with ``missing_ok``: a daemon that predates the endpoint)."""
         import httpx  # here: `posedge --help` never pays for it
 
         where = f"the daemon (pid {self.pid}) on {self.socket}"
@@ -128,6 +133,8 @@ class DaemonLink:
                 f"{where} does not answer ({type(exc).__name__}); it may still be starting, "
                 "or api.socket differs from the daemon's: pass the same --config"
             ) from None
+        if reply.status_code == 404 and missing_ok:
+            return None
         if reply.status_code != 200:
             raise PeerUnreachable(
                 f"{where} answered {path} with HTTP {reply.status_code}"
@@ -142,7 +149,9 @@ class DaemonLink:
         return doc
 
     def status(self) -> dict[str, Any]:
-        return self.get("/v1/status")
+        doc = self.get("/v1/status")
+        assert doc is not None
+        return doc
 
 
-__all__ = ["DAEMON_TIMEOUT_S", "DaemonLink", "daemon_pid"]
+__all__ = ["CHECKS_PATH", "DAEMON_TIMEOUT_S", "DaemonLink", "daemon_pid"]

@@ -25,15 +25,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
-from ..errors import ConfigError
+from ..errors import ConfigError, PeerUnreachable
 from .checks import REGISTRY
+from .daemonlink import CHECKS_PATH
 from .doctorchecks import DOCTOR, UNREACHABLE, DaemonProbe
 from .model import CheckRegistry, CheckResult, CheckSpec, HealthContext, Status
 
 EXIT_OK = 0
 EXIT_FAILED = 3
 EXIT_UNREACHABLE = 4
+FRESH_TIMEOUT_S = 20.0
+"""How long the daemon may take to run its checks on request (a due chain verify included)."""
 VERIFIED_BY = {"journal.integrity": "journal.verify"}
 """Without a daemon ``journal.integrity`` would walk the whole chain a second time in the
 same run: it reports the walk ``journal.verify`` has just made (its value, the age of the
@@ -126,7 +130,7 @@ def run_doctor(config: Any, state_dir: Path, names: list[str] | None = None) -> 
     own = set(DOCTOR.names())
     terminal = [s for s in specs if s.name not in own]
     wanted = {s.name for s in specs}
-    live = _daemon_results(probe.status) if probe.status is not None else {}
+    live = _live_results(probe, terminal) if probe.status is not None and terminal else {}
     with contextlib.ExitStack() as stack:
         if "journal.verify" in wanted or (terminal and probe.pid is None):
             stack.enter_context(_open_journal(ctx))
@@ -165,9 +169,29 @@ def _health_block(status: dict[str, Any]) -> dict[str, Any] | None:
     return block if isinstance(block, dict) else None
 
 
-def _daemon_results(status: dict[str, Any]) -> dict[str, CheckResult]:
-    """The daemon's latest results: ``health.checks`` of ``/v1/status``."""
-    raw = (_health_block(status) or {}).get("checks")
+def _live_results(probe: DaemonProbe, specs: list[CheckSpec]) -> dict[str, CheckResult]:
+    """The daemon's results for ``specs``, run now (``GET /v1/health/checks``); from a
+    daemon without that endpoint, or one that cannot run them, its latest ones (the
+    ``health.checks`` of its ``/v1/status``)."""
+    names = [spec.name for spec in specs]
+    query = (
+        ""
+        if set(names) >= set(REGISTRY.names())
+        else "?" + urlencode([("name", name) for name in names])
+    )
+    fresh = None
+    if probe.link is not None:
+        try:
+            fresh = probe.link.get(CHECKS_PATH + query, FRESH_TIMEOUT_S, missing_ok=True)
+        except PeerUnreachable:
+            fresh = None
+    if fresh is not None:
+        return _parse_results(fresh.get("checks"))
+    return _parse_results((_health_block(probe.status or {}) or {}).get("checks"))
+
+
+def _parse_results(raw: Any) -> dict[str, CheckResult]:
+    """Check results from the daemon's JSON (anything malformed is left out)."""
     items = raw if isinstance(raw, list) else []
     results = {}
     for item in items:

@@ -51,6 +51,8 @@ class DaemonProbe:
     status: dict[str, Any] | None = None
     """Its ``/v1/status`` answer; ``None`` when it did not answer (see ``error``)."""
     error: str | None = None
+    link: DaemonLink | None = None
+    """How to ask it more (set when it answered)."""
 
     @classmethod
     def of(cls, config: Any, state_dir: Path) -> DaemonProbe:
@@ -58,7 +60,8 @@ class DaemonProbe:
         if pid is None:
             return cls(None)
         try:
-            return cls(pid, status=DaemonLink.connect(config, state_dir).status())
+            link = DaemonLink.connect(config, state_dir)
+            return cls(pid, status=link.status(), link=link)
         except PeerUnreachable as exc:
             return cls(pid, error=str(exc))
 

@@ -129,3 +129,33 @@ def test_a_daemon_that_holds_the_state_dir_but_does_not_answer_is_exit_4(
     for name in REGISTRY.names():  # the daemon holds the devices: not opened, not checked
         assert by_name[name]["status"] == "skip", name
         assert "does not answer" in by_name[name]["summary"]
+
+
+def test_the_doctor_gets_results_run_now_not_the_last_poll(tmp_path: Path) -> None:
+    """Polls and checks an hour apart: only a run on request can see a fault made now."""
+    state_dir = tmp_path / "state"
+    config = tmp_path / "posedge.toml"
+    config.write_text('[health]\npoll_interval = "1h"\ncheck_interval = "1h"\n')
+    with Daemon(state_dir, config=config) as daemon:
+        daemon.wait_ready()
+        with daemon.client() as http:
+            fault = http.post("/v1/simulator/printer", json={"fault": "paper_out"})
+            assert fault.status_code == 200, fault.text
+            done = doctor(state_dir, config, "--json", "printer.paper")
+            (paper,) = json.loads(done.stdout)["checks"]
+            assert done.returncode == 3 and paper["status"] == "fail", paper
+            assert paper["source"] == "daemon" and paper["fix"] == "load a new paper roll"
+            assert http.post("/v1/simulator/printer", json={"fault": "clear"}).status_code == 200
+            done = doctor(state_dir, config, "--json", "printer")
+            assert done.returncode == 0, done.stdout
+            assert {c["status"] for c in json.loads(done.stdout)["checks"]} == {"ok"}
+            # the endpoint itself: names checked, the token required
+            bad = http.get("/v1/health/checks", params={"name": "printer.papr"})
+            assert bad.status_code == 400
+            assert "printer.papr" in bad.json()["detail"]
+            assert "printer.paper" in bad.json()["detail"]
+            anonymous = http.get("/v1/health/checks", headers={"Authorization": ""})
+            assert anonymous.status_code == 401
+            one = http.get("/v1/health/checks", params={"name": "disk.free"}).json()
+            assert [c["name"] for c in one["checks"]] == ["disk.free"]
+            assert isinstance(one["alerts"], list)
