@@ -254,12 +254,16 @@ def _apply(
             elif move.kind is TransitionKind.RESOLVED:
                 resolved_at = now
         if state is AlertState.INACTIVE:
-            if firing_since is None:  # never fired (a pending one cancelled): forget it
+            if firing_since is None and not lifecycle._keys[key].changes:
+                # Never fired (a pending one cancelled), no flap history: forget it.
                 tx.execute("DELETE FROM alerts WHERE fingerprint = ?", (key,))
                 continue
-            if not moves and old is not None and old[4] == "resolved":
+            if firing_since is None:  # kept for its flap history; never listed
+                status = "inactive"
+            elif not moves and old is not None and old[4] == "resolved":
                 continue  # resolved before and still quiet: nothing to write
-            status = "resolved"
+            else:
+                status = "resolved"
         notify = any(m.kind in NOTIFYING for m in moves) or (
             was_inhibited != inhibited and state.is_open
         )
@@ -406,7 +410,8 @@ def list_alerts(
     """Stored alerts (pending, firing, flapping, resolved), newest change first."""
     sql = (
         "SELECT fingerprint, alertname, terminal, store, state, inhibited, summary, details,"
-        " active_since, firing_since, resolved_at, updated_at FROM alerts WHERE 1 = 1"
+        " active_since, firing_since, resolved_at, updated_at FROM alerts"
+        " WHERE state != 'inactive'"
     )
     params: list[Any] = []
     if state is not None:

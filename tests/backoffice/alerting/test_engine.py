@@ -83,6 +83,21 @@ def test_silence_pending_then_firing_then_resolved(hooked: BackofficeStore, cloc
     assert [a["state"] for a in list_alerts(hooked)] == ["resolved"]
 
 
+def test_a_condition_that_keeps_changing_is_one_flapping_alert(
+    hooked: BackofficeStore, clock: Clock
+) -> None:
+    signals = Signals({"S1-lane01": "S1"})
+    kinds = []
+    for step in range(6):  # bad, good, bad, ... : six changes within the flap window
+        signals.active["S1-lane01"] = {"sales_not_arriving"} if step % 2 == 0 else set()
+        kinds += [t.kind.value for t in evaluate(hooked, signals=signals).transitions]
+        clock.now += 30
+    assert kinds == ["pending", "cancelled", "pending", "cancelled", "pending", "flapping"]
+    (note,) = outbox(hooked)
+    assert names(note["body"]) == [("sales_not_arriving/S1-lane01", "flapping")]
+    assert [a["state"] for a in list_alerts(hooked)] == ["flapping"]
+
+
 def test_one_notification_per_store_group_and_a_repeat_interval(
     hooked: BackofficeStore, clock: Clock
 ) -> None:
