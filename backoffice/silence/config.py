@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Literal
 
 from .calendar import StoreCalendar
@@ -104,4 +105,10 @@ class SilenceConfig:
 
     def calendar(self, store: str | None) -> StoreCalendar:
         found = self.calendars.get(store) if store is not None else None
-        return found if found is not None else StoreCalendar.always_open(store or "-")
+        return found if found is not None else _always_open(store or "-")
+
+
+@lru_cache(maxsize=65536)
+def _always_open(store: str) -> StoreCalendar:
+    """One calendar object per store without one (so its cached days are reused)."""
+    return StoreCalendar.always_open(store)

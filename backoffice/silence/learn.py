@@ -5,8 +5,9 @@ runs counted in their local hour of week, the open time between sales added as
 exposure (at most ``max_learn_gap_s`` of one silence: a longer one is an
 outage, not evidence of a low rate), both weighted by exponential decay.
 :func:`update_learned_state` does it for every terminal whose held events grew
-since the last call, reading only the new events, one transaction per lane
-under the lane's lock (replicas may run it at the same time).
+since the last call, reading only the new events, under each lane's lock, a
+batch of lanes per transaction (replicas may run it at the same time). The
+first ``run_gap_s`` after each sale is dead time, not exposure (docs/silence.md).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
     from ..db import Transaction
     from ..store import BackofficeStore
 
+# Lanes learned per transaction.
+LEARN_BATCH = 256
 _COLUMNS = "terminal, scanned_seq, last_sale_at, learned_to, counts, exposure, recent"
 
 
@@ -173,29 +176,31 @@ def update_learned_state(store: BackofficeStore, now: float, config: SilenceConf
     }
     stores = store_of_terminals(store)
     placeholders = ", ".join("?" for _ in SALE_EVENT_TYPES)
+    due = [t for t, seq in sorted(held.items()) if seq > scanned.get(t, 0)]
     updated = 0
-    for terminal, held_seq in sorted(held.items()):
-        if held_seq <= scanned.get(terminal, 0):
-            continue
+    for first in range(0, len(due), LEARN_BATCH):
+        # A batch of lanes per transaction (one commit, not one per lane); each lane's lock
+        # taken in sorted order, so replicas learning at once queue and never deadlock.
         with store.transaction() as tx:
-            tx.lock(f"silence\x1f{terminal}")
-            row = tx.execute(
-                f"SELECT {_COLUMNS} FROM silence_lanes WHERE terminal = ?", (terminal,)
-            ).fetchone()
-            stats, since = stats_from_row(row) if row else (LaneStats(terminal), 0)
-            top = tx.execute(
-                "SELECT held_seq FROM terminals WHERE terminal = ?", (terminal,)
-            ).fetchone()
-            upto = int(top[0]) if top else since
-            if upto <= since:
-                continue
-            events = tx.execute(
-                "SELECT ts FROM events WHERE terminal = ? AND seq > ? AND seq <= ?"
-                f" AND type IN ({placeholders}) ORDER BY seq",
-                (terminal, since, upto, *SALE_EVENT_TYPES),
-            ).fetchall()
-            times = sorted(parse_ts(str(r[0])) for r in events)
-            learn_sales(stats, times, config.calendar(stores.get(terminal)), config)
-            _save(tx, stats, upto, now)
-            updated += 1
+            for terminal in due[first : first + LEARN_BATCH]:
+                tx.lock(f"silence\x1f{terminal}")
+                row = tx.execute(
+                    f"SELECT {_COLUMNS} FROM silence_lanes WHERE terminal = ?", (terminal,)
+                ).fetchone()
+                stats, since = stats_from_row(row) if row else (LaneStats(terminal), 0)
+                top = tx.execute(
+                    "SELECT held_seq FROM terminals WHERE terminal = ?", (terminal,)
+                ).fetchone()
+                upto = int(top[0]) if top else since
+                if upto <= since:
+                    continue
+                events = tx.execute(
+                    "SELECT ts FROM events WHERE terminal = ? AND seq > ? AND seq <= ?"
+                    f" AND type IN ({placeholders}) ORDER BY seq",
+                    (terminal, since, upto, *SALE_EVENT_TYPES),
+                ).fetchall()
+                times = sorted(parse_ts(str(r[0])) for r in events)
+                learn_sales(stats, times, config.calendar(stores.get(terminal)), config)
+                _save(tx, stats, upto, now)
+                updated += 1
     return updated
