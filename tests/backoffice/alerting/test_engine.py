@@ -15,7 +15,7 @@ from posedge.backoffice.alerting.config import AlertConfig
 from posedge.backoffice.alerting.engine import EVALUATION_LOCK, evaluate, list_alerts
 from posedge.backoffice.alerting.receivers import Receivers
 from posedge.backoffice.db import lock_key
-from posedge.backoffice.silence import SilenceSignal
+from posedge.backoffice.silence import SilenceConfig, SilenceSignal, StoreCalendar
 from posedge.backoffice.store import BackofficeStore
 
 from .conftest import Clock
@@ -177,6 +177,24 @@ def test_anomaly_flags_become_alerts_that_resolve_after_the_hold(
     clock.now += 601
     later = evaluate(hooked, config=config, signals=lambda s, n: [])
     assert [t.kind.value for t in later.transitions] == ["resolved"]
+
+
+def test_sales_outside_the_store_calendar_alert(hooked: BackofficeStore, clock: Clock) -> None:
+    calendar = StoreCalendar.from_mapping(
+        "S1", {"timezone": "Europe/Paris", "hours": "mon-sun 08:00-20:00"}
+    )
+    config = AlertConfig(silence=SilenceConfig(calendars={"S1": calendar}))
+    till = Till(sim_terminal("S1-lane01"))
+    night = T0 + 86_400 - 2 * 3600  # 23:53 in Paris
+    txn, seqs = till.sale(night)
+    till.upload(hooked)
+    clock.now = night + 60
+    done = evaluate(hooked, config=config, signals=lambda s, n: [])
+    assert not any("outside_hours" in note for note in done.notes)
+    (alert,) = list_alerts(hooked, state="firing")
+    assert alert["fingerprint"] == "outside_hours/S1-lane01"
+    assert alert["details"]["flags"][0]["seqs"] == [seqs["sale.created"]]
+    assert alert["details"]["flags"][0]["txns"] == [txn]
 
 
 def test_state_survives_a_restart_and_the_lock_admits_one_evaluator(
