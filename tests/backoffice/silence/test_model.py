@@ -3,7 +3,7 @@ suppression by the calendar."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -146,3 +146,31 @@ def test_no_expected_sales_outside_opening_hours() -> None:
     assert verdict.open_hours == pytest.approx((300 - 90) / 3600, abs=1e-3)
     assert verdict.expected == pytest.approx(12 / 0.7 * 210 / 3600, rel=0.05)
     assert verdict.probability > 0.3
+
+
+@pytest.mark.parametrize(
+    ("zone", "change"),
+    [
+        ("Europe/Berlin", datetime(2026, 10, 25, tzinfo=UTC)),
+        ("America/New_York", datetime(2026, 3, 8, tzinfo=UTC)),
+    ],
+)
+def test_runs_land_in_their_local_hour_across_a_dst_change(zone: str, change: datetime) -> None:
+    """A lane that sells at 12:15 and 12:45 local time every day, for a week either side of
+    a DST change: every run is in the 12:00 bin of its weekday, none in 11:00 or 13:00."""
+    from zoneinfo import ZoneInfo
+
+    config = SilenceConfig(half_life_days=1e9)
+    calendar = parse_calendars(
+        {"stores": {"st": {"timezone": zone, "hours": "mon-sun 08:00-20:00"}}}
+    )["st"]
+    local = ZoneInfo(zone)
+    times = []
+    for day in range(-7, 8):
+        noon = (change.astimezone(local) + timedelta(days=day)).replace(hour=12, minute=15)
+        times += [noon.timestamp(), noon.timestamp() + 1800]
+    stats = LaneStats("a")
+    learn_sales(stats, sorted(times), calendar, config)
+    by_hour = [sum(stats.counts[d * 24 + h] for d in range(7)) for h in range(24)]
+    assert by_hour[12] == pytest.approx(len(times))
+    assert by_hour[11] == by_hour[13] == 0

@@ -215,3 +215,33 @@ def test_a_closed_day_in_the_calendar_suppresses_the_lane_test(store: Backoffice
 def test_bad_settings_are_refused_by_name(kwargs: dict[str, float], message: str) -> None:
     with pytest.raises(SilenceConfigError, match=message):
         SilenceConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_two_replicas_learning_at_once_count_every_sale_once(
+    databases: Any, store: BackofficeStore
+) -> None:
+    """Two store objects on one database (two replicas) learn concurrently: each lane's new
+    events are folded in once (the lane's lock, re-read scanned_seq inside it)."""
+    import threading
+
+    config = SilenceConfig(calendars=CALENDAR, half_life_days=1e9)
+    times = _every(300.0, NOW - 2 * 86400, NOW)
+    for lane in range(12):
+        _ingest(store, f"t{lane}", _events(times))
+    target = store.display if store.path is None else store.path
+    with BackofficeStore(target) as other:
+        done: list[int] = []
+        threads = [
+            threading.Thread(target=lambda s=s: done.append(update_learned_state(s, NOW, config)))
+            for s in (store, other)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert sum(done) == 12
+    runs = store.db.execute("SELECT terminal, counts FROM silence_lanes").fetchall()
+    from posedge.backoffice.silence.model import unpack
+
+    assert len(runs) == 12
+    assert all(sum(unpack(counts)) == pytest.approx(len(times)) for _, counts in runs)
