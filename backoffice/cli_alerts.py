@@ -113,15 +113,31 @@ def render_alerts(found: list[dict[str, Any]]) -> str:
 
 
 @alerts.command()
+@click.option(
+    "--calendars",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="Store calendars (TOML/JSON, docs/silence.md): opening hours for the silence "
+    "model and the outside_hours anomaly.",
+)
 @_db_option()
 @click.pass_context
-def evaluate(ctx: click.Context, db: Path | str) -> None:
+def evaluate(ctx: click.Context, db: Path | str, calendars: Path | None) -> None:
     """Evaluate once (anomaly scan, silence signals, lifecycle) and deliver what is due."""
+    from .alerting.config import AlertConfig
     from .alerting.engine import evaluate as run
     from .alerting.outbox import deliver_due, pending
+    from .silence import CalendarError, SilenceConfig, load_calendars
 
+    config = AlertConfig()
+    if calendars is not None:
+        try:
+            found = load_calendars(calendars)
+        except CalendarError as exc:
+            raise click.BadParameter(str(exc), param_hint="--calendars") from None
+        config = AlertConfig(silence=SilenceConfig(calendars=found))
     with _open(db) as store:
-        done = run(store)
+        done = run(store, config=config)
         delivery = deliver_due(store)
         left = len(pending(store))
     doc = done.as_dict() | {

@@ -165,7 +165,7 @@ def test_nothing_is_lost_when_the_server_is_killed_mid_delivery(
     ]  # fmt: skip
 
 
-def test_the_alerts_commands(db_target: Path | str) -> None:
+def test_the_alerts_commands(db_target: Path | str, tmp_path: Path) -> None:
     db = str(db_target)
     with BackofficeStore(db_target) as store:  # three enrolled terminals with events
         now = time.time()
@@ -210,6 +210,13 @@ def test_the_alerts_commands(db_target: Path | str) -> None:
         bad = posedge("backoffice", "alerts", *args, "--db", db)
         assert bad.returncode == 2, (args, bad.stdout, bad.stderr)
         assert message in " ".join(bad.stderr.split()), bad.stderr
+    bad_calendar = tmp_path / "calendars.toml"
+    bad_calendar.write_text(
+        '[stores.S1]\ntimezone = "Mars/Olympus"\nhours = "mon-sun 08:00-20:00"\n'
+    )
+    refused = posedge("backoffice", "alerts", "evaluate", "--calendars", str(bad_calendar),
+                      "--db", db)  # fmt: skip
+    assert refused.returncode == 2 and "Mars/Olympus" in refused.stderr, refused.stderr
     missing = posedge("backoffice", "alerts", "--db", str(Path(db).parent / "nope.sqlite3")) if (
         not db.startswith("postgresql")) else None  # fmt: skip
     if missing is not None:
