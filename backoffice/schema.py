@@ -49,6 +49,10 @@ Versions:
    anomaly cursors and flags; alert states, store groups, receivers and the
    delivery outbox.
 
+7. Close reconciliations (:mod:`.closes.tables`): per received ``day.closed`` the
+   state of its reconciliation, missing seqs, differences and totals; a partial index
+   of the ``day.closed`` events.
+
 Migrations create tables with ``IF NOT EXISTS``, so a database whose recorded
 version is older than its tables (restored ``meta``) still moves forward.
 """
@@ -58,6 +62,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .closes.tables import MIGRATE_V6_TO_V7, SCHEMA_VERSION_CLOSES
 from .db import Dialect
 
 BASELINE_VERSION = 2
@@ -318,6 +323,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     portable(4, "authorization claim leases", *MIGRATE_V3_TO_V4),
     portable(5, "silence detection: per-lane learned hour-of-week rates", *MIGRATE_V4_TO_V5),
     portable(6, "anomaly flags and alerts", *MIGRATE_V5_TO_V6),
+    portable(SCHEMA_VERSION_CLOSES, "close reconciliations", *MIGRATE_V6_TO_V7),
     # Next: portable(N, "…", "CREATE TABLE …", …); versions may land in any order (see
     # migrations.py), the tuple is sorted by version where it is used.
 )
