@@ -20,6 +20,9 @@ PAGE_ROWS = 1000
 MAX_LOOK_BACK = 100_000
 """Events read back from the head to find ``agent.started``; not found: count from the head."""
 AGENT_STARTED = "agent.started"
+MAX_ROWS_PER_UPDATE = 20_000
+"""Most events one scrape reads (about 50 ms of CPU): a scrape after a long pause never
+stalls the event loop longer; the counters catch up over the following scrapes."""
 
 SALE_OUTCOMES: dict[str, str] = {
     "auth.approved": "approved",
@@ -80,19 +83,23 @@ class OutcomeTail:
             high = low
         return cls(head_seq)
 
-    def update(self, journal: RawReader) -> int:
-        """Count the events appended since the last update; how many were read."""
+    def update(self, journal: RawReader, max_rows: int | None = None) -> int:
+        """Count the events appended since the last update, at most ``max_rows`` (default
+        :data:`MAX_ROWS_PER_UPDATE`: after a long pause in scraping the counters catch up
+        over a few scrapes instead of stalling one); how many were read."""
+        limit = MAX_ROWS_PER_UPDATE if max_rows is None else max_rows
         read = 0
-        while True:
-            rows = journal.read_raw(self.after, PAGE_ROWS)
+        while read < limit:
+            page = min(PAGE_ROWS, limit - read)
+            rows = journal.read_raw(self.after, page)
             for row in rows:
                 self._count(row[2])
             read += len(rows)
-            if len(rows) < PAGE_ROWS:
-                if rows:
-                    self.after = rows[-1][0]
-                return read
-            self.after = rows[-1][0]
+            if rows:
+                self.after = rows[-1][0]
+            if len(rows) < page:
+                break
+        return read
 
     def _count(self, type_: str) -> None:
         if type_ == SALE_CREATED:

@@ -187,3 +187,16 @@ def test_a_tail_without_its_start_event_counts_from_the_head(
         assert tail.after == journal.head().seq
         assert reader.rows <= 250 + 100  # bounded look-back, never the whole journal
         assert tail.update(reader) == 0 and tail.sales_created == 0
+
+
+def test_after_a_long_pause_the_counters_catch_up_in_bounded_steps(tmp_path: Path) -> None:
+    with Journal.open(tmp_path) as journal:
+        tail = OutcomeTail(journal.head().seq)
+        for n in range(25):
+            journal.append("sale.created", {"n": n}, txn=f"t{n}")
+        reader = CountingReader(journal)
+        assert tail.update(reader, max_rows=10) == 10 and tail.sales_created == 10
+        assert reader.rows == 10
+        assert tail.update(reader, max_rows=10) == 10 and tail.sales_created == 20
+        assert tail.update(reader, max_rows=10) == 5 and tail.sales_created == 25
+        assert tail.update(reader, max_rows=10) == 0 and tail.sales_created == 25
