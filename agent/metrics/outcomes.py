@@ -17,7 +17,7 @@ import json
 from typing import Protocol
 
 PAGE_ROWS = 1000
-MAX_LOOK_BACK = 100_000
+MAX_LOOK_BACK = 20_000
 """Events read back from the head to find ``agent.started``; not found: count from the head."""
 AGENT_STARTED = "agent.started"
 MAX_ROWS_PER_UPDATE = 20_000
