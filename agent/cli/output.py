@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import shutil
 import sys
+import textwrap
 from collections.abc import Sequence
 
 DEFAULT_WIDTH = 120
@@ -38,7 +39,7 @@ def table(
     width = width or output_width()
     minimums = [_min_width(i, headers, rows, whole=i in keep_whole) for i in range(len(headers))]
     if keep_whole and sum(minimums) + 2 * (len(headers) - 1) > width:
-        return _blocks(headers, rows, title, keep_whole)
+        return _blocks(headers, rows, title, keep_whole, width)
     tbl = Table(title=title, show_header=any(headers), box=None, pad_edge=False)
     for index, header in enumerate(headers):
         whole = index in keep_whole
@@ -70,10 +71,11 @@ def _blocks(
     rows: Sequence[Sequence[str]],
     title: str | None,
     keep_whole: Sequence[int],
+    width: int,
 ) -> str:
     """The narrow layout: per row, its identifiers on one line, then ``header: value``."""
     label = max(len(header) for header in headers)
-    lines = [title] if title else []
+    lines = textwrap.wrap(title, width, break_on_hyphens=False) if title else []
     for row in rows:
         lines.append(" ".join(row[i] for i in keep_whole))
         lines += [
