@@ -243,11 +243,21 @@ class StoreCalendar:
 
     def _day_segments(self, day: date) -> Iterator[Segment]:
         weekday = day.weekday()
-        for low, high in self.spans_on(day):
+        spans = self.spans_on(day)
+        if not spans:
+            return
+        midnight = self._utc(day, 0)
+        # A day of exactly 24 hours has one UTC offset throughout: plain arithmetic. A DST
+        # day (23 or 25 hours) converts every boundary through zoneinfo.
+        steady = self._utc(day, MINUTES_PER_DAY) - midnight == 86400.0
+        for low, high in spans:
             minute = low
             while minute < high:
                 end = min(high, (minute // 60 + 1) * 60)
-                start_s, end_s = self._utc(day, minute), self._utc(day, end)
+                if steady:
+                    start_s, end_s = midnight + minute * 60.0, midnight + end * 60.0
+                else:
+                    start_s, end_s = self._utc(day, minute), self._utc(day, end)
                 if end_s > start_s:  # a local hour that DST skipped has no open time
                     yield start_s, end_s, weekday * 24 + minute // 60
                 minute = end

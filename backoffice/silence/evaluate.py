@@ -26,7 +26,7 @@ import bisect
 import operator
 import weakref
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -34,7 +34,7 @@ from .calendar import StoreCalendar
 from .config import SilenceConfig, SilenceSignal
 from .learn import load_lanes, store_of_terminals
 from .model import LaneStats, Profile, pooled_profile, unpack_times
-from .nbinom import combined_shape, episode_threshold, gamma_poisson_zero
+from .nbinom import episode_threshold, gamma_poisson_zero
 from .signals import sales_not_arriving, terminal_not_alive
 
 if TYPE_CHECKING:
@@ -96,41 +96,51 @@ def lane_verdict(
     segments: Sequence[tuple[float, float, int]],
     now: float,
     config: SilenceConfig,
+    ends: Sequence[float] | None = None,
+    sibling_rates: Callable[[int], float] | None = None,
 ) -> LaneVerdict:
-    """The test of one lane over ``segments`` (its store's open time, increasing)."""
+    """The test of one lane over ``segments`` (its store's open time, increasing; ``ends``:
+    their end times, when the caller has them). ``sibling_rates(how)``: the siblings'
+    summed rate in a bin (computed from ``siblings`` when not given)."""
     stats = fit.stats
     last = stats.last_sale_at if stats.last_sale_at is not None else now - config.lookback_s
     # A run may continue for run_gap_s after a sale: the silence is judged from then on.
     since = max(last + config.run_gap_s, now - config.lookback_s)
-    hours: dict[int, float] = defaultdict(float)
-    first = bisect.bisect_right([s[1] for s in segments], since)
-    for seg_start, seg_end, how in segments[first:]:
+    hours: dict[int, float] = {}
+    if ends is None:
+        ends = [s[1] for s in segments]
+    for index in range(bisect.bisect_right(ends, since), len(segments)):
+        seg_start, seg_end, how = segments[index]
         low, high = max(seg_start, since), min(seg_end, now)
         if high > low:
-            hours[how] += (high - low) / 3600.0
+            hours[how] = hours.get(how, 0.0) + (high - low) / 3600.0
     b0 = config.prior_strength_h
     expected = 0.0
     variance = 0.0
+    sib_expected = 0.0
     for how, t in hours.items():
         rate, alpha = fit.bin(how, b0)
         e = rate * t
         expected += e
         if alpha > 0:
             variance += e * e / alpha
+        if sibling_rates is not None:
+            sib_expected += sibling_rates(how) * t
+        else:
+            sib_expected += sum(sib.bin(how, b0)[0] for sib in siblings) * t
     seen = 0
-    sib_expected = 0.0
-    for sib in siblings:
-        recent = sib.stats.recent
-        seen += len(recent) - bisect.bisect_right(recent, since)
-        for how, t in hours.items():
-            sib_expected += sib.bin(how, b0)[0] * t
+    if hours:
+        for sib in siblings:
+            recent = sib.stats.recent
+            seen += len(recent) - bisect.bisect_right(recent, since)
     kappa = config.store_shape
     store_a, store_b = kappa + seen, kappa + sib_expected
     theta = store_a / store_b
-    shapes = [store_a, config.lane_shape, fit.level_shape]
+    # Squared coefficients of variation add (nbinom.combined_shape, inlined: hot loop).
+    inverse = 1.0 / store_a + 1.0 / config.lane_shape + 1.0 / fit.level_shape
     if variance > 0:
-        shapes.append(expected * expected / variance)
-    shape = combined_shape(*shapes)
+        inverse += variance / (expected * expected)
+    shape = 1.0 / inverse
     probability = gamma_poisson_zero(theta * expected, shape) if expected > 0 else 1.0
     threshold = episode_threshold(config.budget_per_lane_year, fit.weekly_runs * 365.25 / 7.0)
     store_quiet = (
@@ -158,6 +168,7 @@ class FleetModel:
         for terminal, stats in lanes.items():
             by_store[store_of.get(terminal)].append(stats)
         self.fits: dict[str, LaneFit] = {}
+        self._rate_sums: dict[tuple[str, int], float] = {}
         self.members: dict[str | None, list[str]] = defaultdict(list)
         self.calendars: dict[str | None, StoreCalendar] = {}
         for store, members in by_store.items():
@@ -172,17 +183,36 @@ class FleetModel:
                 if store is not None:
                     self.members[store].append(stats.terminal)
 
+    def _store_rate(self, store: str, how: int) -> float:
+        """Sum over the store's lanes of their rate in bin ``how`` (cached)."""
+        key = (store, how)
+        found = self._rate_sums.get(key)
+        if found is None:
+            b0 = self.config.prior_strength_h
+            found = sum(self.fits[t].bin(how, b0)[0] for t in self.members.get(store, []))
+            self._rate_sums[key] = found
+        return found
+
     def verdict(
-        self, terminal: str, now: float, segments: Sequence[tuple[float, float, int]]
+        self,
+        terminal: str,
+        now: float,
+        segments: Sequence[tuple[float, float, int]],
+        ends: Sequence[float] | None = None,
     ) -> LaneVerdict | None:
         fit = self.fits.get(terminal)
         if fit is None:
             return None
         store = self.store_of.get(terminal)
-        siblings = (
-            [self.fits[t] for t in self.members.get(store, []) if t != terminal] if store else []
-        )
-        return lane_verdict(fit, siblings, segments, now, self.config)
+        if store is None:
+            return lane_verdict(fit, [], segments, now, self.config, ends)
+        siblings = [self.fits[t] for t in self.members.get(store, []) if t != terminal]
+        b0 = self.config.prior_strength_h
+
+        def sibling_rates(how: int) -> float:
+            return self._store_rate(store, how) - fit.bin(how, b0)[0]
+
+        return lane_verdict(fit, siblings, segments, now, self.config, ends, sibling_rates)
 
 
 def lane_not_selling(
@@ -193,6 +223,7 @@ def lane_not_selling(
     segments: Sequence[tuple[float, float, int]],
     open_now: bool,
     suppressed_by: str | None,
+    ends: Sequence[float] | None = None,
 ) -> SilenceSignal:
     def quiet(summary: str, **details: object) -> SilenceSignal:
         return SilenceSignal(
@@ -206,7 +237,7 @@ def lane_not_selling(
             f"{terminal}: not judged while {suppressed_by} (its sales may be held by the terminal)",
             suppressed=suppressed_by,
         )
-    verdict = model.verdict(terminal, now, segments)
+    verdict = model.verdict(terminal, now, segments, ends)
     if verdict is None:
         return quiet(f"{terminal}: nothing learned yet", suppressed="no history")
     details: dict[str, object] = {
@@ -284,7 +315,7 @@ def evaluate_fleet(
     states: list[TerminalState] = store.terminal_states()
     model = fleet_model(store, now, config)
     store_of = model.store_of
-    window: dict[str | None, tuple[list[tuple[float, float, int]], bool]] = {}
+    window: dict[str | None, tuple[list[tuple[float, float, int]], list[float], bool]] = {}
     out: list[SilenceSignal] = []
     for state in states:
         terminal = state.terminal
@@ -294,8 +325,9 @@ def evaluate_fleet(
         if home not in window:
             calendar = config.calendar(home)
             segments = calendar.open_segments(now - config.lookback_s, now)
-            window[home] = (segments, bool(segments) and segments[-1][1] >= now)
-        segments, open_now = window[home]
+            ends = [segment[1] for segment in segments]
+            window[home] = (segments, ends, bool(segments) and ends[-1] >= now)
+        segments, ends, open_now = window[home]
         suppressed_by = (
             "the terminal is not alive"
             if alive.active
@@ -303,11 +335,8 @@ def evaluate_fleet(
             if arriving.active
             else None
         )
-        out += [
-            alive,
-            arriving,
-            lane_not_selling(terminal, home, model, now, segments, open_now, suppressed_by),
-        ]
+        lane = lane_not_selling(terminal, home, model, now, segments, open_now, suppressed_by, ends)
+        out += [alive, arriving, lane]
     return out
 
 
