@@ -14,7 +14,6 @@ time, then passes them through the production formulas.
 
 from __future__ import annotations
 
-import bisect
 import math
 import random
 from collections.abc import Sequence
@@ -487,7 +486,6 @@ def score(scenario: Scenario, hist: Histories, model: FleetModel, rep: Replay) -
     }
     results["lane_years"] = lane_years
     results["busy_hours_bound"] = busy_hours_bound(scenario, model)
-    _ = bisect
     return results
 
 
