@@ -245,3 +245,17 @@ def test_two_replicas_learning_at_once_count_every_sale_once(
 
     assert len(runs) == 12
     assert all(sum(unpack(counts)) == pytest.approx(len(times)) for _, counts in runs)
+
+
+def test_an_agent_without_backlog_fields_is_judged_by_its_head(store: BackofficeStore) -> None:
+    """An older agent reports its journal head but no unsynced count or age: a head the back
+    office does not hold, for longer than the age limit, is sales not arriving."""
+    config = SilenceConfig(max_unsynced_age_s=600.0)
+    doc = {"terminal": "old", "sent_at": "x", "journal_head": {"seq": 5, "hash": "ab" * 32}}
+    store.record_heartbeat("old", doc, 900, now=NOW - 700)  # a 15-minute interval: alive
+    signals = _by(evaluate_fleet(store, NOW, config))
+    assert not signals["old", "terminal_not_alive"].active
+    old = signals["old", "sales_not_arriving"]
+    assert old.active and "5 events reported but not received for 700 s" in old.summary
+    store.record_heartbeat("old", doc, 900, now=NOW - 100)
+    assert not _by(evaluate_fleet(store, NOW, config))["old", "sales_not_arriving"].active
