@@ -72,11 +72,15 @@ def write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
+class NoStateDir(DumpError, ConfigError):
+    """The state directory does not exist: a usage error (exit 2), not an internal one."""
+
+
 def write_dump(state_dir: Path, doc: Any, *, keep: int = KEEP_DUMPS) -> Path:
     """Write ``doc`` as a new dump file in ``<state dir>/dumps``; prune to the newest ``keep``."""
     directory = dumps_dir(state_dir)
     if not state_dir.is_dir():
-        raise DumpError(f"no state directory at {state_dir}; check --state-dir")
+        raise NoStateDir(f"no state directory at {state_dir}; check --state-dir")
     _ensure_dir(directory)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%f")[:-3] + "Z"
     path = directory / f"devices-{stamp}.json"

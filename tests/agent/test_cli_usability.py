@@ -308,6 +308,8 @@ EXIT_TABLE = [
     ("none", ["backoffice", "report", "--db", "{tmp}/nope.sqlite3"], 2),
     ("none", ["backoffice", "serve", "--db", "ftp://x"], 2),
     ("fresh", ["simulate", "card"], 4),  # no daemon running there
+    ("missing", ["devices", "dump"], 2),
+    ("fresh", ["status"], 4),  # no daemon running there
     ("none", ["no-such-command"], 2),
 ]
 
