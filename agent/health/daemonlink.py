@@ -13,6 +13,7 @@ file, never waits, and a daemon starting in that instant of overlap is refused w
 ``<state dir>/api-token``) and GETs JSON from it. Errors (exit codes per DESIGN §3):
 
     PeerUnreachable          exit 4  no daemon, no token file, no answer, not JSON
+    ConfigError              exit 2  this user may not read the daemon lock: cannot tell
 
 This module must never open devices or the journal, never log the token, and never take
 the daemon lock for longer than the probe.
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..daemon.lockfile import LOCK_FILE_NAME, StateDirLock
-from ..errors import PeerUnreachable
+from ..errors import ConfigError, PeerUnreachable
 
 CHECKS_PATH = "/v1/health/checks"
 """The daemon runs its health checks on request here (:mod:`.routes`)."""
@@ -44,8 +45,13 @@ def daemon_pid(state_dir: Path) -> int | None:
     path = Path(state_dir) / LOCK_FILE_NAME
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except PermissionError:
+        raise ConfigError(
+            f"cannot tell whether a posedge daemon runs: {path}: permission denied; run this "
+            "as the service user (sudo -u posedge posedge …) or as root"
+        ) from None
     except OSError:
-        return None  # no lock file (never started here), a link, or unreadable: no daemon
+        return None  # no lock file (never started here), or a link (no daemon would take it)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)

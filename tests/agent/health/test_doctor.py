@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -371,3 +372,30 @@ def _watchdog_verdict(watchdog: dict[str, Any] | None) -> tuple[str, str]:
 def test_watchdog_verdicts(watchdog: dict[str, Any] | None, status: str, words: str) -> None:
     got, summary = _watchdog_verdict(watchdog)
     assert got == status and words in summary, summary
+
+
+def test_a_lock_this_user_may_not_read_is_not_mistaken_for_no_daemon(tmp_path: Path) -> None:
+    """Another user (nobody) cannot read the root-owned 0600 lock: that is exit 2 saying so,
+    never "no daemon runs"."""
+    setpriv = shutil.which("setpriv")
+    if os.geteuid() != 0 or setpriv is None:
+        pytest.skip("needs root and setpriv to run a probe as another user")
+    state = tmp_path / "state"
+    state.mkdir(mode=0o755)
+    tmp_path.chmod(0o755)
+    (state / "daemon.lock").write_text("1\n")
+    (state / "daemon.lock").chmod(0o600)
+    probe = (
+        "import sys; from pathlib import Path\n"
+        "from posedge.agent.errors import ConfigError\n"
+        "from posedge.agent.health.daemonlink import daemon_pid\n"
+        "try:\n    print(daemon_pid(Path(sys.argv[1])))\n"
+        "except ConfigError as exc:\n    print(exc.exit_code, exc)\n"
+    )
+    done = subprocess.run(
+        [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c",
+         probe, str(state)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.stdout.startswith("2 cannot tell whether a posedge daemon runs"), done
+    assert "permission denied" in done.stdout
