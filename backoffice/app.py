@@ -83,6 +83,7 @@ from posedge.protocol.signing import (
     verify_message,
 )
 
+from .closes.reconciler import DAY_CLOSED, reconcile_terminal, resend_from
 from .openapi import OPENAPI_DOCUMENT
 from .policy import AuthorizationPolicy
 from .problems import problem
@@ -617,6 +618,8 @@ class BackofficeApp:
                     [(f"{where}.ts", ev.ts), (f"{where}.type", ev.type), (f"{where}.txn", ev.txn)],
                 )
         result = await self._stored(self.store.ingest, batch, bulk=True)
+        if result.accepted and (result.filled or any(ev.type == DAY_CLOSED for ev in batch.events)):
+            await self._reconcile_closes(terminal)
         if result.status == "ok":
             return _json(
                 {
@@ -653,9 +656,23 @@ class BackofficeApp:
         interval = self.config.heartbeat_interval_s
         await self._stored(self.store.record_heartbeat, terminal, record, interval)
         now = datetime.fromtimestamp(self.store.clock(), UTC)
-        return _json(
-            {"server_time": now.isoformat(timespec="microseconds"), "interval_s": interval}
-        )
+        reply: dict[str, Any] = {
+            "server_time": now.isoformat(timespec="microseconds"),
+            "interval_s": interval,
+        }
+        # A close lacks seqs the back office once held: ask for them again (docs/reconciliation.md).
+        resend = await self._stored(resend_from, self.store, terminal)
+        if resend is not None:
+            reply["resend_from"] = resend
+        return _json(reply)
+
+    async def _reconcile_closes(self, terminal: str) -> None:
+        """Reconcile the terminal's closes after an upload brought a close or filled seqs
+        (backoffice/closes). The events are stored whatever happens here."""
+        try:
+            await self._stored(reconcile_terminal, self.store, terminal, bulk=True)
+        except Exception:
+            log.exception("close reconciliation failed", extra={"terminal": terminal})
 
     async def authorizations(self, request: Request) -> Response:
         owner = await self._token_owner(request)
