@@ -411,6 +411,35 @@ _HEALTH_PAIRS = {
 """Threshold pairs of ``[health]``: name → whether low values are bad."""
 
 
+def _clock_time(value: str) -> str:
+    if not re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]", value):
+        raise ValueError('not a local time of day; write "HH:MM" from "00:00" to "23:59"')
+    return value
+
+
+def _time_zone(value: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            'not a known IANA time zone; write a name like "Europe/Berlin" or "UTC"'
+        ) from None
+    return value
+
+
+class CloseConfig(_Section):
+    """``[close]``: the end-of-day close (docs/close.md)."""
+
+    at: Annotated[str, AfterValidator(_clock_time)] | None = None
+    """Local time of the scheduled close ("HH:MM"); unset: no scheduled close."""
+    timezone: Annotated[str, AfterValidator(_time_zone)] = "UTC"
+    """IANA zone the business day and ``at`` are read in."""
+    day_starts: Annotated[str, AfterValidator(_clock_time)] = "00:00"
+    """Local time a business day starts (stores open past midnight: e.g. "04:00")."""
+
+
 class Config(_Section):
     terminal: TerminalConfig = TerminalConfig()
     journal: JournalConfig = JournalConfig()
@@ -423,6 +452,7 @@ class Config(_Section):
     offline: OfflineConfig = OfflineConfig()
     log: LogConfig = LogConfig()
     health: HealthConfig = HealthConfig()
+    close: CloseConfig = CloseConfig()
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from posedge.drivers.errors import DeviceError
 from posedge.drivers.printer import ReceiptPrinter
 
 from .alerts import AlertBook
+from .close.daemon import CloseScheduler, DaemonCloses
 from .config import Config, parse_duration
 from .devices import open_printer, open_reader
 from .enrolment import Enrolment, apply_enrolment, check_enrolment, read_enrolment
@@ -101,6 +102,8 @@ class Agent:
         self.health: HealthMonitor | None = None
         """Device polling, the health checks and their alerts (None before :meth:`start`)."""
         self._maintenance: asyncio.Task[None] | None = None
+        self.closes: DaemonCloses | None = None
+        self.close_schedule: CloseScheduler | None = None
         self.device_beat: Callable[[], None] = lambda: None
         self.enrolment: Enrolment | None = None
         """``<state dir>/enrolment.json``, read once at start: the terminal id, back office
@@ -155,6 +158,7 @@ class Agent:
             alerts=AlertBook(self.journal),
         )
         await self.engine.start()
+        self._start_closes()
         if self.sync is not None:
             self.runner = SyncRunner(self.sync, heartbeat_extra=self.heartbeat_extra)
             self.runner.start()
@@ -164,6 +168,23 @@ class Agent:
         self.health.beat = lambda: self.device_beat()
         await self.health.start()  # polls the devices first: READY's STATUS tells their state
         self._maintenance = asyncio.create_task(self._retention(), name="posedge-retention")
+
+    def _start_closes(self) -> None:
+        """The end-of-day close (docs/close.md): the till API's /v1/close and ``[close] at``
+        (a missed schedule is closed by the scheduler's first turn, now)."""
+        from .close.closer import Closer, calendar_of
+
+        assert self.journal is not None and self.engine is not None
+        closer = Closer(
+            self.journal,
+            lambda: self.config,
+            terminal=terminal_id(self.config.terminal.id, self.state_dir),
+            printer=lambda: self.printer,
+        )
+        self.closes = DaemonCloses(closer, self.engine.printer_lock)
+        setattr(self.engine, "closes", self.closes)  # noqa: B010 - where /v1/close finds it
+        self.close_schedule = CloseScheduler(self.closes, lambda: calendar_of(self.config))
+        self.close_schedule.start()
 
     def _open_devices(self) -> tuple[ReceiptPrinter | None, CardReader | None]:
         config = self.config
@@ -226,7 +247,7 @@ class Agent:
         changed = [
             name for name in type(new).model_fields if getattr(old, name) != getattr(new, name)
         ]
-        live = {"sales", "offline", "log", "health"}  # the monitor reads [health] each run
+        live = {"sales", "offline", "log", "health", "close"}  # the monitor reads [health] each run
         restart = [name for name in changed if name not in live]
         if self.engine is not None:
             self.engine.apply_config(new)
@@ -279,6 +300,8 @@ class Agent:
     async def stop(self, timeout_s: float = 20.0) -> None:
         if self.health is not None:
             await self.health.stop()
+        if self.close_schedule is not None:
+            await self.close_schedule.stop()
         for task in (self._maintenance,):
             if task is not None:
                 task.cancel()

@@ -412,6 +412,8 @@ def create_app(
         raise ValueError("the API token must be non-empty printable ASCII without spaces")
     if isinstance(currencies, str) or not currencies:
         raise ValueError("currencies must be a non-empty list of ISO 4217 codes")
+    from posedge.agent.close.routes import close_routes  # here: it imports .problems (a cycle)
+
     api = TillApi(engine, currencies, max_body_bytes)
     routes = [
         Route("/v1/sales", _endpoint("create_sale", api.create_sale), methods=["POST"]),
@@ -419,6 +421,7 @@ def create_app(
         Route("/v1/sales/{sale_id}/cancel", _endpoint("cancel", api.cancel), methods=["POST"]),
         Route("/v1/sales/{sale_id}/void", _endpoint("void", api.void), methods=["POST"]),
         Route("/v1/sales/{sale_id}/reprint", _endpoint("reprint", api.reprint), methods=["POST"]),
+        *close_routes(engine, _endpoint),  # POST /v1/close, GET|reprint /v1/close/{close}
         Route("/v1/status", _endpoint("status", api.status), methods=["GET"]),
         Route("/v1/health", _endpoint("health", api.health), methods=["GET"]),
         Route("/openapi.json", _endpoint("openapi", api.openapi), methods=["GET"]),

@@ -27,6 +27,8 @@ PROBLEM_TYPES: dict[str, tuple[int, str]] = {
     "method-not-allowed": (405, "Method not allowed"),
     "reader-busy": (409, "Card reader busy"),
     "state-conflict": (409, "Sale state does not allow this"),
+    "already-closed": (409, "Business day already closed"),
+    "close-in-progress": (409, "Another close is running"),
     "payload-too-large": (413, "Payload too large"),
     "unsupported-media-type": (415, "Unsupported media type"),
     "validation": (422, "Invalid request body"),

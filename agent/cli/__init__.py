@@ -119,6 +119,7 @@ def _register(root: RootGroup) -> None:
     def add(name: str, target: str, short_help: str, also: tuple[str, ...] = ()) -> None:
         root.add_lazy(name, target, short_help, also, package=__name__)
 
+    add("close-day", ".close:close_day", "Close the business day: totals journaled as day.closed, Z-report printed.")  # fmt: skip  # noqa: E501
     add("devices", ".devices:devices", "List serial ports and USB devices, known models, and whether you can open them.", also=(".test_cmd",))  # fmt: skip  # noqa: E501
     add("doctor", ".doctor:doctor", "Check the whole terminal once and say what to fix.")
     add("enroll", ".enroll:enroll", "Enrol this terminal at the back office with a one-time code.")

@@ -214,3 +214,7 @@ class _Layout:
             self.line(label, bold=bold)
             for part in textwrap.wrap(value, self.columns) or [""]:
                 self.line(part, bold=bold, align=Align.RIGHT)
+
+
+Layout = _Layout
+"""The same line rules (width, redaction) for other printouts: the Z-report (agent/close)."""
