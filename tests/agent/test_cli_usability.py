@@ -308,7 +308,6 @@ EXIT_TABLE = [
     ("none", ["backoffice", "report", "--db", "{tmp}/nope.sqlite3"], 2),
     ("none", ["backoffice", "serve", "--db", "ftp://x"], 2),
     ("fresh", ["simulate", "card"], 4),  # no daemon running there
-    ("missing", ["devices", "dump"], 2),
     ("fresh", ["status"], 4),  # no daemon running there
     ("none", ["no-such-command"], 2),
 ]
@@ -340,6 +339,12 @@ def test_exit_codes(
             assert doc["error"]["exit_code"] == rc
         else:  # sync now reports its own document (what was and was not acknowledged)
             assert doc["complete"] is False
+
+
+def test_a_device_dump_into_a_missing_state_dir_is_a_usage_error(tmp_path: Path) -> None:
+    done = posedge("--state-dir", str(tmp_path / "missing"), "devices", "dump")  # a file
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "no state directory at" in done.stderr
 
 
 # ---------------------------------------------------------------- Ctrl-C in sync now
