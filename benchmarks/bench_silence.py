@@ -10,8 +10,9 @@ In one run (``benchmarks/silence_harness.py`` does the work):
    readers (a lane stops selling for 3 h, store open), lanes closed by staff
    (silent from 1-3 h before closing), stores closed early (every lane silent
    from 1-3 h before closing, the calendar does not know), network outages (a
-   store's heartbeats and uploads stop for 30-120 min, sales go on) and dead
-   terminals (no heartbeats, no sales, 3 h).
+   store's heartbeats and uploads stop for 30-120 min, sales go on), dead
+   terminals (no heartbeats, no sales, 3 h) and stuck uploads (a lane's
+   uploads stall for 1-2 h while it sells and sends heartbeats).
 2. **Training** with the back office's own learner (``learn_sales``) and
    model (``FleetModel``: sibling priors, levels, thresholds).
 3. **Replay** of the evaluation weeks minute by minute for three detectors of
@@ -150,6 +151,11 @@ def table(results: dict[str, Any]) -> str:
             f"terminal_not_alive, {label}: {row['lanes']} lanes, median "
             f"{_fmt(row['median_delay_min'])} min, p90 {_fmt(row['p90_delay_min'])} min"
         )
+    row = results["sales_not_arriving"]["stuck-uploads"]
+    lines.append(
+        f"sales_not_arriving, stuck uploads: {row['detected']}/{row['silences']} detected, median "
+        f"{_fmt(row['median_delay_min'])} min, p90 {_fmt(row['p90_delay_min'])} min"
+    )
     quiet = results["store_quiet"]
     lines.append(
         f"store-quiet flags: {quiet['flags']} ({quiet['in_early_closes']} during early closes of "
@@ -237,9 +243,17 @@ def main() -> None:
         "lane_years_evaluated": scores.pop("lane_years"),
         "injected": {
             label: sum(1 for i in scenario.injected if i.label == label)
-            for label in ("dead-reader", "staff-closed", "early-close", "network", "dead-terminal")
+            for label in (
+                "dead-reader",
+                "staff-closed",
+                "early-close",
+                "network",
+                "dead-terminal",
+                "stuck-uploads",
+            )
         },
         "terminal_not_alive": scores.pop("terminal_not_alive"),
+        "sales_not_arriving": scores.pop("sales_not_arriving"),
         "store_quiet": scores.pop("store_quiet"),
         "busy_hours_bound": scores.pop("busy_hours_bound"),
         "detectors": scores,

@@ -153,6 +153,7 @@ def inject(
         ("early-close", max(1, stores // 5)),
         ("network", max(1, stores // 5)),
         ("dead-terminal", max(1, lanes // 20)),
+        ("stuck-uploads", max(1, lanes // 20)),
     ]
     for label, count in plan:
         made = tries = 0
@@ -179,6 +180,11 @@ def inject(
                 high = close_s
                 terminals = fleet.store_by_id[store].lanes
                 kind = "silent"
+            elif label == "stuck-uploads":
+                low = rng.uniform(open_s, close_s - 2 * 3600)
+                high = low + rng.uniform(3600, 2 * 3600)
+                terminals = (lane.terminal,)
+                kind = "backlog"
             elif label == "dead-terminal":
                 low = rng.uniform(open_s, close_s - 1800)
                 high = low + 3 * 3600
@@ -299,6 +305,15 @@ def replay(scenario: Scenario, hist: Histories, model: FleetModel) -> Replay:
             b = min(minutes, math.ceil((min(high, scenario.end) - t0) / 60.0))
             if b > a:
                 suppressed[a:b, li] = True
+    # sales_not_arriving mutes the lane test from its detection to the end of a stall.
+    lane_index = {lane.terminal: li for li, lane in enumerate(lanes)}
+    for inj in scenario.injected:
+        if inj.label == "stuck-uploads":
+            detected = stuck_detection(inj, hist, config)
+            if detected is not None:
+                a = max(0, math.ceil((detected - t0) / 60.0))
+                b = min(minutes, math.ceil((inj.end - t0) / 60.0))
+                suppressed[a:b, lane_index[inj.lanes[0]]] = True
     has_sib = np.bincount(sidx, minlength=n_stores)[sidx] > 1
     kappa = config.store_shape
     lane_shape = config.lane_shape
@@ -361,6 +376,17 @@ def replay(scenario: Scenario, hist: Histories, model: FleetModel) -> Replay:
     return Replay(minutes, alarms, quiet_flags)
 
 
+def stuck_detection(inj: Injected, hist: Histories, config: SilenceConfig) -> float | None:
+    """When ``sales_not_arriving`` turns active for a lane whose uploads stall: the oldest
+    unsynced event is the first sale after the stall began; its age (reported, grown by the
+    time since the heartbeat) passes ``max_unsynced_age_s`` then. None: nothing to upload."""
+    sales = hist.sales[inj.lanes[0]]
+    first = int(np.searchsorted(sales, inj.start))
+    if first >= len(sales) or sales[first] >= inj.end:
+        return None
+    return float(sales[first]) + config.max_unsynced_age_s
+
+
 # -- scoring -----------------------------------------------------------------------------------
 
 
@@ -411,7 +437,7 @@ def score(scenario: Scenario, hist: Histories, model: FleetModel, rep: Replay) -
             label = scenario.injected[hit].label
             if label == "early-close":
                 unwanted_early += 1
-            elif label in ("network", "dead-terminal"):
+            elif label in ("network", "dead-terminal", "stuck-uploads"):
                 during_network += 1
             elif hit not in first:
                 first[hit] = m
@@ -452,7 +478,16 @@ def score(scenario: Scenario, hist: Histories, model: FleetModel, rep: Replay) -
     # The exact signal for network outages: heartbeat age over grace × interval.
     exact: dict[str, list[float]] = {"network": [], "dead-terminal": []}
     grace = scenario.config.heartbeat_grace * HEARTBEAT_S
+    stuck: list[float] = []
+    stuck_missed = 0
     for inj in scenario.injected:
+        if inj.label == "stuck-uploads":
+            detected = stuck_detection(inj, hist, scenario.config)
+            if detected is None or detected >= inj.end:
+                stuck_missed += 1
+            else:
+                stuck.append((math.ceil((detected - t0) / 60.0) * 60.0 + t0 - inj.start) / 60.0)
+            continue
         if inj.label not in exact:
             continue
         for t in inj.lanes:
@@ -476,6 +511,15 @@ def score(scenario: Scenario, hist: Histories, model: FleetModel, rep: Replay) -
             "p90_delay_min": _pct(delays, 90),
         }
         for label, delays in exact.items()
+    }
+    results["sales_not_arriving"] = {
+        "stuck-uploads": {
+            "silences": sum(1 for i in scenario.injected if i.label == "stuck-uploads"),
+            "detected": len(stuck),
+            "missed": stuck_missed,
+            "median_delay_min": _pct(stuck, 50),
+            "p90_delay_min": _pct(stuck, 90),
+        }
     }
     results["store_quiet"] = {
         "flags": len(rep.store_quiet),
