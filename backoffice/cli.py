@@ -397,3 +397,18 @@ backoffice.add_lazy(
     "posedge.backoffice.cli_alerts:alerts",
     "The fleet's alerts (silence and anomalies), grouped by store; docs/alerts.md.",
 )
+backoffice.add_lazy(
+    "staff",
+    "posedge.backoffice.cli_staff:staff",
+    "Staff logins of the dashboard (not terminals); docs/dashboard.md.",
+)
+backoffice.add_lazy(
+    "closes",
+    "posedge.backoffice.cli_closes:closes",
+    "End-of-day closes received and their reconciliation; docs/reconciliation.md.",
+)
+backoffice.add_lazy(
+    "settlement",
+    "posedge.backoffice.cli_closes:settlement",
+    "A store's settlement CSV for one business day; docs/reconciliation.md.",
+)

@@ -125,6 +125,22 @@ def recompute(
     return result
 
 
+def settlement_groups(lines: Iterable[Line]) -> list[dict[str, Any]]:
+    """The lines summed per currency × brand × outcome × previous outcome (count, amount),
+    sorted: what the settlement export adds up over a store's lanes."""
+    groups: dict[tuple[str, str, str, str], list[int]] = {}
+    for line in lines:
+        key = (line.currency, line.brand, line.outcome, line.previous_outcome or "")
+        group = groups.setdefault(key, [0, 0])
+        group[0] += 1
+        group[1] += line.amount
+    return [
+        {"currency": c, "brand": b, "outcome": o, "previous_outcome": p or None, "count": n,
+         "amount": a}
+        for (c, b, o, p), (n, a) in sorted(groups.items())
+    ]  # fmt: skip
+
+
 def _keyed(totals: Iterable[Mapping[str, Any]]) -> dict[tuple[str, ...], tuple[int, int]]:
     return {
         tuple(str(t[k]) for k in TOTAL_KEYS): (int(t["count"]), int(t["amount"])) for t in totals

@@ -44,6 +44,7 @@ from .recompute import (
     later_outcomes,
     payload_problem,
     recompute,
+    settlement_groups,
 )
 
 log = logging.getLogger("posedge.backoffice.closes")
@@ -84,6 +85,7 @@ class CloseResult:
     reported: list[dict[str, Any]] = field(default_factory=list)
     recomputed: list[dict[str, Any]] = field(default_factory=list)
     pending_txns: list[str] = field(default_factory=list)
+    settlement: list[dict[str, Any]] = field(default_factory=list)
     lines_count: int = 0
     runs: int = 1
     first_reconciled_at: float = 0.0
@@ -263,6 +265,7 @@ def _reconcile_one(
     result.recomputed = computed.totals()
     result.lines_count = len(computed.lines)
     result.pending_txns = [p.txn for p in computed.pending]
+    result.settlement = settlement_groups(computed.lines)
     differences = compare(payload, computed)
     if terminal not in captured_cache:
         captured_cache.clear()  # one terminal at a time: bounded memory
@@ -455,21 +458,24 @@ def _write(
         tx.execute(
             "INSERT INTO close_reconciliations (terminal, close_seq, store, business_day,"
             " seq_from, seq_to, state, missing_count, missing_from, missing_seqs, differences,"
-            " reported, recomputed, pending_txns, lines_count, runs, first_reconciled_at,"
-            " reconciled_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " reported, recomputed, pending_txns, settlement, lines_count, runs,"
+            " first_reconciled_at, reconciled_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (terminal, close_seq) DO UPDATE SET store = excluded.store,"
             " business_day = excluded.business_day, seq_from = excluded.seq_from,"
             " seq_to = excluded.seq_to, state = excluded.state,"
             " missing_count = excluded.missing_count, missing_from = excluded.missing_from,"
             " missing_seqs = excluded.missing_seqs, differences = excluded.differences,"
             " reported = excluded.reported, recomputed = excluded.recomputed,"
-            " pending_txns = excluded.pending_txns, lines_count = excluded.lines_count,"
+            " pending_txns = excluded.pending_txns, settlement = excluded.settlement,"
+            " lines_count = excluded.lines_count,"
             " runs = excluded.runs, reconciled_at = excluded.reconciled_at",
             (result.terminal, result.close_seq, result.store, result.business_day,
              result.seq_from, result.seq_to, result.state, result.missing_count,
              result.missing_from, json.dumps(result.missing), json.dumps(result.differences),
              json.dumps(result.reported), json.dumps(result.recomputed),
-             json.dumps(result.pending_txns), result.lines_count, result.runs,
+             json.dumps(result.pending_txns), json.dumps(result.settlement),
+             result.lines_count, result.runs,
              result.first_reconciled_at, now),
         )  # fmt: skip
         for ident, kind, seqs, txns, at, detail in flags:
@@ -507,7 +513,7 @@ def resend_from(store: BackofficeStore, terminal: str) -> int | None:
 _RESULT_COLUMNS = (
     "terminal, close_seq, store, business_day, seq_from, seq_to, state, missing_count,"
     " missing_from, missing_seqs, differences, reported, recomputed, pending_txns,"
-    " lines_count, runs, first_reconciled_at, reconciled_at"
+    " settlement, lines_count, runs, first_reconciled_at, reconciled_at"
 )
 
 
@@ -533,8 +539,8 @@ def results(
                 missing_from=None if r[8] is None else int(r[8]), missing=json.loads(r[9]),
                 differences=json.loads(r[10]), reported=json.loads(r[11]),
                 recomputed=json.loads(r[12]), pending_txns=json.loads(r[13]),
-                lines_count=int(r[14]), runs=int(r[15]), first_reconciled_at=float(r[16]),
-                reconciled_at=float(r[17]),
+                settlement=json.loads(r[14]), lines_count=int(r[15]), runs=int(r[16]),
+                first_reconciled_at=float(r[17]), reconciled_at=float(r[18]),
             )
         )  # fmt: skip
     return out

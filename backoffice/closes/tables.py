@@ -7,7 +7,9 @@ land before or after other engineers' versions (backoffice/migrations.py).
   reconciliation (``reconciled``, ``missing_seqs``, ``mismatch``, ``invalid``), the
   missing seqs (``missing_from``: where the terminal is asked to resend from), the
   differences found, the totals reported and recomputed, the sales still pending
-  after the close, and when it was reconciled.
+  after the close, the recomputed lines summed per currency × brand × outcome ×
+  previous outcome (``settlement``: the settlement export's source), and when it was
+  reconciled.
 - ``events_day_closed``: a partial index finding a terminal's closes without scanning
   its events (only ``day.closed`` rows enter it, so ingest barely notices it).
 """
@@ -32,6 +34,7 @@ MIGRATE_V6_TO_V7 = (
     reported TEXT NOT NULL DEFAULT '[]',
     recomputed TEXT NOT NULL DEFAULT '[]',
     pending_txns TEXT NOT NULL DEFAULT '[]',
+    settlement TEXT NOT NULL DEFAULT '[]',
     lines_count BIGINT NOT NULL DEFAULT 0,
     runs BIGINT NOT NULL DEFAULT 1,
     first_reconciled_at DOUBLE PRECISION NOT NULL,
