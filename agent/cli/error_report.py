@@ -42,7 +42,8 @@ class ErrorReport:
 
     @classmethod
     def from_click(cls, exc: click.ClickException) -> ErrorReport:
-        kind = "usage" if isinstance(exc, click.UsageError) or exc.exit_code == 2 else "error"
+        usage = isinstance(exc, click.UsageError) or exc.exit_code == 2
+        kind = "usage" if usage else KIND_BY_EXIT_CODE.get(exc.exit_code, "error")
         return cls(exc.format_message(), exc.exit_code, kind)
 
     def as_dict(self) -> dict[str, dict[str, object]]:

@@ -257,6 +257,8 @@ def test_help_still_works_with_a_broken_config(tmp_path: Path) -> None:
          "does not exist"),
         (["--json", "--state-dir", "{tmp}/s", "sync", "now"], 2, "config",
          "no back office configured"),
+        (["--json", "backoffice", "report", "--db", "postgresql://u@127.0.0.1:9/x"], 4,
+         "unreachable", "cannot reach PostgreSQL"),
     ],
 )  # fmt: skip
 def test_with_json_an_error_is_a_json_document_on_stdout(
