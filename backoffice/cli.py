@@ -382,8 +382,13 @@ def openapi(target: Path | None) -> None:
 
     if target is None:
         click.echo(render(), nl=False)
-    else:
+        return
+    try:
         target.write_text(render(), encoding="utf-8")
+    except OSError as exc:  # a wrong path is the user's to fix (exit 2), not a crash
+        raise click.BadParameter(
+            f"cannot write {target}: {exc.strerror or exc}", param_hint="--write"
+        ) from None
 
 
 # Imported when run (the registry needs cryptography): `posedge backoffice --help` is quick.

@@ -309,6 +309,7 @@ EXIT_TABLE = [
     ("fresh", ["run", "--backoffice", "ftp://x"], 2),
     ("none", ["backoffice", "report", "--db", "{tmp}/nope.sqlite3"], 2),
     ("none", ["backoffice", "serve", "--db", "ftp://x"], 2),
+    ("none", ["backoffice", "openapi", "--write", "{tmp}/no/such/dir/openapi.json"], 2),
     ("fresh", ["simulate", "card"], 4),  # no daemon running there
     ("fresh", ["status"], 4),  # no daemon running there
     ("none", ["no-such-command"], 2),
