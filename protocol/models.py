@@ -149,6 +149,16 @@ class HealthSummary(_Open):
     alerts: list[HealthAlert] = Field(default_factory=list, max_length=256)
 
 
+class ResendReport(_Open):
+    """The terminal's answer to a ``resend_from`` (docs/sync-protocol.md, Resend)."""
+
+    from_seq: int = Field(ge=1, le=MAX_SEQ)
+    outcome: Literal["rewound", "pruned", "not_sent_yet", "beyond_head"]
+    acked_before: int = Field(ge=0, le=MAX_SEQ)
+    oldest_seq: int = Field(ge=1, le=MAX_SEQ, description="Oldest seq the journal still holds.")
+    head_seq: int = Field(ge=0, le=MAX_SEQ)
+
+
 class Heartbeat(_Open):
     terminal: TerminalId
     sent_at: str = Field(min_length=1, max_length=64)
@@ -165,11 +175,20 @@ class Heartbeat(_Open):
     clock_skew_s: float | None = Field(default=None, allow_inf_nan=False)
     health: HealthSummary | None = None
     """The terminal's self-checks and health alerts; absent from agents before issue 13."""
+    resend: ResendReport | None = None
+    """What the terminal did with the latest ``resend_from``; absent before issue 15."""
 
 
 class HeartbeatReply(_Strict):
     server_time: str
     interval_s: int = Field(ge=1, le=MAX_COUNT)
+    resend_from: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_SEQ,
+        description="Optional: upload the events again from this seq (seqs the back office "
+        "lacks, found reconciling a close). Agents before issue 15 ignore it.",
+    )
 
 
 class Card(_Strict):

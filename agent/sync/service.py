@@ -37,6 +37,7 @@ from ..journal.records import utc_now_iso
 from .batch import Batch, next_batch
 from .client import BackofficeClient, Rewind, agent_version
 from .errors import BackofficeRejected, BackofficeUnreachable, SyncError
+from .resend import ResendRequests
 from .retry import wait_retry_after_or_jitter
 
 log = logging.getLogger("posedge.sync")
@@ -124,6 +125,8 @@ class SyncService:
         self.tick: Callable[[], None] = lambda: None
         """Called at least once a second while draining or waiting (liveness for a watchdog)."""
         self._retry_now = threading.Event()
+        self.resends = ResendRequests(journal, self.alerts)
+        """``resend_from`` of heartbeat replies, applied before the next batch (.resend)."""
 
     def retry_now(self) -> None:
         """End the current wait between tries (e.g. the token was fixed by a reload)."""
@@ -136,6 +139,7 @@ class SyncService:
         Raises SyncError subclasses; a Rewind moves the cursor and is re-raised
         so the caller counts it (the next call resends from the new cursor).
         """
+        self.resends.apply()
         acked = self.journal.acked_seq()
         batch = next_batch(
             self.journal,
@@ -352,12 +356,15 @@ class SyncService:
             "clock_skew_s": self.client.last_skew_s,
         }
         doc.update(extra or {})
+        if self.resends.last is not None:
+            doc["resend"] = self.resends.last.as_dict()
         # Through the protocol's model: a field the back office would refuse fails here.
         return Heartbeat.model_validate(doc).model_dump(mode="json")
 
     def send_heartbeat(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """Send one heartbeat; returns the back office's reply body."""
         reply = self.client.heartbeat(self.heartbeat_document(extra))
+        self.resends.request(reply.body)
         return reply.body
 
 
