@@ -59,7 +59,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 from starlette.types import ASGIApp
 
 from posedge.agent.carddata import Finding, find_card_data
@@ -994,6 +994,12 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
     return problem("internal", "internal error; see the back office log", request.url.path)
 
 
+def _dashboard(store: BackofficeStore) -> ASGIApp:
+    from .dashboard.routes import create_dashboard  # Jinja2 loads only with the app
+
+    return create_dashboard(store)
+
+
 def create_app(store: BackofficeStore, config: BackofficeConfig | None = None) -> ASGIApp:
     """The ASGI app (a Starlette router); ``app.state.backoffice`` is the :class:`BackofficeApp`."""
     config = config or BackofficeConfig()
@@ -1009,6 +1015,8 @@ def create_app(store: BackofficeStore, config: BackofficeConfig | None = None) -
         Route("/openapi.json", _handler(bo.openapi), methods=["GET"]),
         Route("/healthz", _handler(bo.healthz), methods=["GET"]),
         Route("/admin/policy", _handler(bo.admin_policy), methods=["GET", "PUT"]),
+        # The fleet dashboard (docs/dashboard.md): staff sessions, never terminal tokens.
+        Mount("/dashboard", app=_dashboard(store)),
     ]
     app = Starlette(
         routes=routes,

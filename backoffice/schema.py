@@ -53,6 +53,9 @@ Versions:
    state of its reconciliation, missing seqs, differences and totals; a partial index
    of the ``day.closed`` events.
 
+8. The dashboard (:mod:`.dashboard.tables`): staff logins, their sessions, failed
+   logins for the rate limit, and alert acknowledgements.
+
 Migrations create tables with ``IF NOT EXISTS``, so a database whose recorded
 version is older than its tables (restored ``meta``) still moves forward.
 """
@@ -63,6 +66,7 @@ import re
 from dataclasses import dataclass
 
 from .closes.tables import MIGRATE_V6_TO_V7, SCHEMA_VERSION_CLOSES
+from .dashboard.tables import MIGRATE_V7_TO_V8, SCHEMA_VERSION_DASHBOARD
 from .db import Dialect
 
 BASELINE_VERSION = 2
@@ -324,6 +328,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     portable(5, "silence detection: per-lane learned hour-of-week rates", *MIGRATE_V4_TO_V5),
     portable(6, "anomaly flags and alerts", *MIGRATE_V5_TO_V6),
     portable(SCHEMA_VERSION_CLOSES, "close reconciliations", *MIGRATE_V6_TO_V7),
+    portable(SCHEMA_VERSION_DASHBOARD, "dashboard staff, sessions, alert acks", *MIGRATE_V7_TO_V8),
     # Next: portable(N, "…", "CREATE TABLE …", …); versions may land in any order (see
     # migrations.py), the tuple is sorted by version where it is used.
 )
