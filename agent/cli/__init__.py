@@ -112,9 +112,9 @@ cli.preparers.append(add_global_options)
 
 
 def _register(root: RootGroup) -> None:
-    """One line per command: name, ``.module:attribute`` (under posedge.agent.cli) and its
-    one-line help (the first line of the command's help; a test keeps them equal), plus the
-    modules that add subcommands to it. Nothing is imported here."""
+    """One line per command: name, ``.module:attribute`` (under posedge.agent.cli) and the
+    one-line help listings show (loaded or not), plus the modules that add subcommands to
+    it. Nothing is imported here."""
 
     def add(name: str, target: str, short_help: str, also: tuple[str, ...] = ()) -> None:
         root.add_lazy(name, target, short_help, also, package=__name__)

@@ -21,9 +21,9 @@ import click
 @dataclass(frozen=True)
 class LazyCommand:
     """A command by reference: ``target`` is ``"package.module:attribute"`` (or
-    ``".module:attribute"`` relative to ``package``); ``short_help`` is what listings show
-    (keep it the first line of the command's own help); ``also`` names modules that add
-    subcommands to it when they are imported (``devices check``)."""
+    ``".module:attribute"`` relative to ``package``); ``short_help`` is what listings show,
+    loaded or not (say what the command is for, as the first line of its help does); ``also``
+    names modules that add subcommands to it when they are imported (``devices check``)."""
 
     target: str
     short_help: str
@@ -38,6 +38,8 @@ class LazyCommand:
         command = getattr(module, attribute)
         if not isinstance(command, click.Command):
             raise TypeError(f"{self.target} is {type(command).__name__}, not a click command")
+        if command.short_help is None:  # listings read the same before and after loading
+            command.short_help = self.short_help
         return command
 
 
@@ -93,14 +95,21 @@ class LazyGroup(click.Group):
         return {name: command for name, command in found.items() if command is not None}
 
     def short_help_of(self, ctx: click.Context, name: str, limit: int) -> str | None:
-        """A listing's help for ``name``: the loaded command's, else the lazy reference's."""
+        """A listing's help for ``name``: the lazy reference's (or a loaded command's own),
+        shortened the same way whether the command is loaded or not."""
         command = self.commands.get(name)
-        if command is not None:
-            return None if command.hidden else command.get_short_help_str(limit)
         spec = self.lazy_commands.get(name)
-        if spec is None:
+        if command is not None:
+            if command.hidden:
+                return None
+            text = command.short_help
+            if text is None:
+                return command.get_short_help_str(limit)
+        elif spec is not None:
+            text = spec.short_help
+        else:
             return None
-        return click.Command(name, help=spec.short_help).get_short_help_str(limit)
+        return click.Command(name, help=text).get_short_help_str(limit)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """Like click's, without importing a command to read its help."""
