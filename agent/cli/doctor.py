@@ -20,7 +20,6 @@ import sys
 
 import click
 
-from ..enrolment import enrolled_config
 from ..errors import PosedgeError
 from ..health.doctor import DoctorReport, Finding, catalogue, run_doctor, select
 from ..health.model import Status
@@ -84,6 +83,8 @@ doctor.callback._checks_named_config = True  # type: ignore[union-attr]
 
 
 def _run(cli: CliContext, names: list[str]) -> DoctorReport:
+    from ..enrolment import enrolled_config  # cryptography: imported here, --help is quick
+
     select(names)  # an unknown name is a usage error before anything is opened
     config = enrolled_config(cli.config, cli.state_dir)
     return run_doctor(config, cli.state_dir, names)

@@ -32,7 +32,6 @@ from ..errors import PeerUnreachable
 from ..health.daemonlink import DaemonLink
 from ..journal import JOURNAL_FILE_NAME, Journal
 from ..journal.projection import STATE_AFTER
-from ..sales.policy import format_amount
 from .context import CliContext, pass_cli
 from .output import human_age
 
@@ -238,6 +237,8 @@ def _sales_line(sales: dict[str, Any]) -> str:
     text = f"{sales['count']}" + (f" ({outcomes})" if outcomes else "")
     taken = sales["taken"]
     if taken:
+        from ..sales.policy import format_amount  # pydantic: imported here, --help is quick
+
         money = ", ".join(f"{cur} {format_amount(amount, cur)}" for cur, amount in taken.items())
         text += f" · taken {money}"
     return text
