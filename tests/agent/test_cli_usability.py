@@ -73,7 +73,7 @@ HELP_PATHS = [
     ("run",), ("enroll",), ("token",), ("token", "rotate"), ("devices",), ("devices", "check"),
     ("test",), ("test", "print"), ("backoffice",), ("backoffice", "report"),
     ("backoffice", "serve"), ("simulate",), ("simulate", "devices"), ("simulate", "card"),
-    ("demo",), ("doctor",), ("status",),
+    ("demo",), ("doctor",), ("status",), ("close-day",),
 ]  # fmt: skip
 
 HEAVY_PROBE = """
