@@ -115,6 +115,82 @@ class Health(_Strict):
     status: Literal["ok"]
 
 
+# ---- the end-of-day close (docs/close.md) ------------------------------------------------
+class CloseCreate(_Strict):
+    """The body of ``POST /v1/close`` (optional: no body closes the current business day)."""
+
+    business_day: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
+        description="YYYY-MM-DD; default: the current business day in [close] timezone. "
+        "Not in the future, not before the last close's day.",
+    )
+    force: bool = Field(default=False, description="Close a day that already has a close.")
+
+
+class CloseTotal(_Strict):
+    currency: str
+    outcome: str
+    brand: str
+    entry_mode: str
+    count: int
+    amount: int = Field(description="Sum of the lines' amounts, minor units.")
+
+
+class ClosePending(_Strict):
+    txn: str
+    state: str
+    amount: int
+    currency: str
+    previous_outcome: str | None
+
+
+class Close(BaseModel):
+    """A ``day.closed`` event's payload (docs/close.md) with its seq and time."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    close_seq: int
+    ts: str
+    version: int
+    business_day: str
+    timezone: str
+    day_starts: str
+    trigger: Literal["manual", "api", "schedule", "catch_up"]
+    forced: bool
+    closed_at: str
+    previous_close_seq: int | None
+    seq_from: int
+    seq_to: int
+    lines_count: int
+    lines_digest: str
+    totals: list[CloseTotal]
+    pending_count: int
+    pending: list[ClosePending]
+
+
+class ClosePrint(_Strict):
+    printed: bool
+    error: str | None = Field(description="Why the Z-report did not print; reprint later.")
+
+
+class CloseLine(_Strict):
+    txn: str
+    outcome: str
+    previous_outcome: str | None
+    amount: int
+    currency: str
+    brand: str
+    entry_mode: str
+    last_seq: int
+
+
+class CloseAnswer(_Strict):
+    close: Close
+    print: ClosePrint | None = Field(default=None, description="After a close or a reprint.")
+    lines: list[CloseLine] | None = Field(default=None, description="With ?lines=true.")
+
+
 class Status(BaseModel):
     """Devices, network state, offline exposure per currency, backlog, in-doubt count, alerts."""
 

@@ -19,6 +19,8 @@ from posedge.protocol.openapi import ref as _ref
 
 from .models import (
     MAX_AMOUNT,
+    CloseAnswer,
+    CloseCreate,
     FieldError,
     Health,
     Problem,
@@ -37,6 +39,8 @@ _MODELS: tuple[type[BaseModel], ...] = (
     FieldError,
     Health,
     Status,
+    CloseCreate,
+    CloseAnswer,
 )
 _MAX_WAIT_S = 60  # app.MAX_WAIT_S; kept literal here so this module imports nothing heavy
 
@@ -91,6 +95,73 @@ def _sale_action(summary: str, conflict: str) -> dict[str, Any]:
                 **_problems(*_AUTH, "not-found", "state-conflict", *_ALWAYS),
             },
         }
+    }
+
+
+_CLOSE_REF = {
+    "name": "close",
+    "in": "path",
+    "required": True,
+    "description": "A close's day.closed seq, a business day YYYY-MM-DD, or latest.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 32},
+}
+
+
+def _close_paths() -> dict[str, Any]:
+    """The end-of-day close (docs/close.md)."""
+    return {
+        "/v1/close": {
+            "post": {
+                "summary": "Close the business day: journal day.closed, print the Z-report",
+                "description": "A Z-report that did not print is in print.error; the close "
+                "is kept (reprint it later).",
+                "requestBody": {
+                    "required": False,
+                    "content": {"application/json": {"schema": _ref("CloseCreate")}},
+                },
+                "responses": {
+                    **_ok("201", "CloseAnswer", "Closed (and printed, or why not)"),
+                    **_problems(
+                        "bad-request",
+                        *_AUTH,
+                        "not-found",
+                        "already-closed",
+                        "close-in-progress",
+                        "payload-too-large",
+                        "validation",
+                        *_ALWAYS,
+                    ),
+                },
+            }
+        },
+        "/v1/close/{close}": {
+            "get": {
+                "summary": "A close; with lines=true its per-sale lines (recomputed)",
+                "parameters": [
+                    _CLOSE_REF,
+                    {
+                        "name": "lines",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "enum": ["true", "false"]},
+                    },
+                ],
+                "responses": {
+                    **_ok("200", "CloseAnswer", "The close"),
+                    **_problems("bad-request", *_AUTH, "not-found", "validation", *_ALWAYS),
+                },
+            }
+        },
+        "/v1/close/{close}/reprint": {
+            "post": {
+                "summary": "Print a close's Z-report again (marked REPRINT)",
+                "parameters": [_CLOSE_REF],
+                "responses": {
+                    **_ok("200", "CloseAnswer", "The close and the print's result"),
+                    **_problems(*_AUTH, "not-found", "validation", *_ALWAYS),
+                },
+            }
+        },
     }
 
 
@@ -175,6 +246,7 @@ def build_document() -> dict[str, Any]:
         "/v1/sales/{id}/reprint": _sale_action(
             "Print the receipt again (after a printer fault)", "409 before the sale is final."
         ),
+        **_close_paths(),
         "/v1/status": {
             "get": {
                 "summary": "Devices, network, offline exposure per currency, backlog, "

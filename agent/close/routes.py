@@ -5,8 +5,8 @@
 "lines"]}``; ``POST /v1/close/{close}/reprint`` → 200 ``{"close", "print"}``. ``{close}``
 is a ``day.closed`` seq, a business day, or ``latest``. Refusals: 422 ``validation`` (bad,
 future or earlier business day, bad body), 409 ``already-closed`` / ``close-in-progress``,
-404 ``not-found``, 503 ``not-accepting`` while no close service runs (starting). The
-handlers find the daemon's :class:`~.daemon.DaemonCloses` as ``engine.closes``.
+404 ``not-found`` (no such close; or an engine without a close service: the daemon sets
+``engine.closes`` to its :class:`~.daemon.DaemonCloses` before the API listens).
 """
 
 from __future__ import annotations
@@ -45,6 +45,10 @@ def _bad(field: str, message: str) -> Response:
     )
 
 
+def _no_service() -> Response:
+    return problem("not-found", "this agent runs no close service (the daemon does)")
+
+
 class CloseEndpoints:
     def __init__(self, engine: Any) -> None:
         self.engine = engine
@@ -81,7 +85,7 @@ class CloseEndpoints:
             return _bad("force", "must be true or false")
         closes = self._closes()
         if closes is None:
-            return problem("not-accepting", "the close service is not running (yet)")
+            return _no_service()
         try:
             record, printed = await closes.close(day, trigger="api", force=force)
         except CloseError as exc:
@@ -98,7 +102,7 @@ class CloseEndpoints:
             )
         closes = self._closes()
         if closes is None:
-            return problem("not-accepting", "the close service is not running (yet)")
+            return _no_service()
         try:
             record = await closes.find(self._ref(request))
         except CloseError as exc:
@@ -109,7 +113,7 @@ class CloseEndpoints:
     async def reprint(self, request: Request) -> Response:
         closes = self._closes()
         if closes is None:
-            return problem("not-accepting", "the close service is not running (yet)")
+            return _no_service()
         try:
             record = await closes.find(self._ref(request))
         except CloseError as exc:

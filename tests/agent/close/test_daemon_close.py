@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from posedge.agent.api.models import CloseAnswer
 from posedge.agent.journal import Journal
 
 from ...e2e.daemon_support import POSEDGE, Daemon, create_sale, wait_final, wait_until
@@ -45,6 +46,7 @@ def test_close_by_api_and_by_the_cli_through_the_daemon(tmp_path: Path) -> None:
             taken = http.post("/v1/close", json={})
             assert taken.status_code == 201, taken.text
             doc = taken.json()
+            CloseAnswer.model_validate(doc)  # the documented schema (docs/openapi-api.json)
             assert doc["print"] == {"printed": True, "error": None}
             assert doc["close"]["trigger"] == "api" and doc["close"]["lines_count"] == 1
             assert doc["close"]["totals"][0]["amount"] == 1234
@@ -104,5 +106,6 @@ def test_a_missed_schedule_is_closed_when_the_daemon_starts(tmp_path: Path) -> N
     with Daemon(state, config=config) as daemon:  # a restart closes nothing again
         daemon.wait_ready()
         with daemon.client() as http:
-            assert http.get("/v1/close/latest").json()["close"]["trigger"] == "catch_up"
+            latest = http.get("/v1/close/latest?lines=true").json()
+            assert CloseAnswer.model_validate(latest).close.trigger == "catch_up"
     assert len(closes(state)) == 1
