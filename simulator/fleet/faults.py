@@ -8,7 +8,12 @@ dashboards) scores against. Kinds and their effect on the terminals they hit:
 kind            sells  heartbeats uploads meaning
 =============== ====== ========== ======= ==============================================
 ``silent``      no     yes        yes     the lane stops selling; the agent is fine
-                                          (reader broken, lane closed, till app hung)
+                                          (lane closed, till app hung) and reports nothing
+``dead-reader`` no     yes        yes     the card reader broke, with the evidence a real
+                                          agent gives (variant, :mod:`.reader`):
+                                          ``unplugged`` (device state and a
+                                          ``reader.present`` alert), ``worn-head`` (failed
+                                          swipes, ``reader.errors``), ``no-evidence``
 ``dead``        no     no         no      the terminal is off or crashed
 ``network-down`` yes   no         no      the store (or lane) loses its network: sales go
                                           on (offline approvals), the backlog grows, and
@@ -17,7 +22,10 @@ kind            sells  heartbeats uploads meaning
                                           heartbeats report the growing backlog
 =============== ====== ========== ======= ==============================================
 
-Text form (``--fault``): ``KIND:TARGET@WHEN[/DURATION]``. ``TARGET`` is a
+Text form (``--fault``): ``KIND[=VARIANT]:TARGET@WHEN[/DURATION]``. Only
+``dead-reader`` has variants; without one it is drawn by the shares of
+:data:`.reader.READER_VARIANTS`, deterministically from the fleet seed, the
+target and the start. ``TARGET`` is a
 terminal id (``store003-lane02``) or, for ``network-down``, a store id
 (``store003``) too. ``WHEN`` is ``+DURATION`` after the simulation's start or
 an ISO 8601 time with a UTC offset. Without ``/DURATION`` the fault lasts to
@@ -36,11 +44,14 @@ from datetime import datetime
 from typing import Any
 
 from .model import Fleet, rng_for
+from .reader import READER_VARIANTS, pick_variant
 from .traffic import iso
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-_SPEC_RE = re.compile(r"^(?P<kind>[a-z-]+):(?P<target>[^@]+)@(?P<when>[^/]+)(?:/(?P<dur>.+))?$")
+_SPEC_RE = re.compile(
+    r"^(?P<kind>[a-z-]+)(?:=(?P<variant>[a-z-]+))?:(?P<target>[^@]+)@(?P<when>[^/]+)(?:/(?P<dur>.+))?$"
+)
 
 
 class FaultSpecError(ValueError):
@@ -62,6 +73,8 @@ class FaultEffect:
 EFFECTS: dict[str, FaultEffect] = {
     "silent": FaultEffect(sells=False, heartbeats=True, uploads=True, online=True,
                           targets=("lane",)),
+    "dead-reader": FaultEffect(sells=False, heartbeats=True, uploads=True, online=True,
+                               targets=("lane",)),
     "dead": FaultEffect(sells=False, heartbeats=False, uploads=False, online=False,
                         targets=("lane",)),
     "network-down": FaultEffect(sells=True, heartbeats=False, uploads=False, online=False,
@@ -129,6 +142,8 @@ class Fault:
     start: float
     end: float | None
     terminals: tuple[str, ...]
+    variant: str | None = None
+    """``dead-reader``: ``unplugged``, ``worn-head`` or ``no-evidence``."""
 
     @property
     def effect(self) -> FaultEffect:
@@ -141,13 +156,15 @@ class Fault:
         """The ``--fault`` text of this fault (relative to ``origin`` when given)."""
         when = f"+{format_duration(self.start - origin)}" if origin is not None else iso(self.start)
         tail = "" if self.end is None else f"/{format_duration(self.end - self.start)}"
-        return f"{self.kind}:{self.target}@{when}{tail}"
+        kind = self.kind if self.variant is None else f"{self.kind}={self.variant}"
+        return f"{kind}:{self.target}@{when}{tail}"
 
     def as_dict(self) -> dict[str, Any]:
         """Ground truth for an evaluation: kind, target, affected terminals, [start, end)."""
         effect = self.effect
         return {
             "kind": self.kind,
+            "variant": self.variant,
             "target": self.target,
             "terminals": list(self.terminals),
             "start": iso(self.start),
@@ -162,18 +179,27 @@ class Fault:
 
 
 def parse_fault(text: str, fleet: Fleet, origin: float) -> Fault:
-    """One ``KIND:TARGET@WHEN[/DURATION]``; :class:`FaultSpecError` says what is wrong."""
+    """One ``KIND[=VARIANT]:TARGET@WHEN[/DURATION]``; :class:`FaultSpecError` says what is
+    wrong."""
     example = (
         "e.g. silent:store001-lane02@+2h, network-down:store003@+1h/30m, "
-        "backlog:store002-lane01@+10m"
+        "backlog:store002-lane01@+10m, dead-reader=worn-head:store001-lane03@+1h/3h"
     )
     match = _SPEC_RE.match(text.strip())
     if match is None:
-        raise FaultSpecError(f"{text!r} is not KIND:TARGET@WHEN[/DURATION] ({example})")
+        raise FaultSpecError(f"{text!r} is not KIND[=VARIANT]:TARGET@WHEN[/DURATION] ({example})")
     kind = match.group("kind")
     if kind not in EFFECTS:
         raise FaultSpecError(
             f"{text!r}: unknown kind {kind!r}; use one of {', '.join(FAULT_KINDS)}"
+        )
+    variant = match.group("variant")
+    if variant is not None and kind != "dead-reader":
+        raise FaultSpecError(f"{text!r}: only dead-reader has variants; write {kind}:...")
+    if variant is not None and variant not in READER_VARIANTS:
+        raise FaultSpecError(
+            f"{text!r}: unknown dead-reader variant {variant!r}; use one of "
+            f"{', '.join(READER_VARIANTS)} (or none: drawn by their shares)"
         )
     target = match.group("target").strip()
     effect = EFFECTS[kind]
@@ -202,7 +228,9 @@ def parse_fault(text: str, fleet: Fleet, origin: float) -> Fault:
         if duration <= 0:
             raise FaultSpecError(f"{text!r}: the duration must be more than 0")
         end = start + duration
-    return Fault(kind, target, start, end, terminals)
+    if kind == "dead-reader" and variant is None:
+        variant = pick_variant(rng_for(fleet.seed, "dead-reader", target, start).random())
+    return Fault(kind, target, start, end, terminals, variant)
 
 
 class FaultSchedule:
@@ -242,6 +270,13 @@ class FaultSchedule:
             online=all(e.online for e in active),
         )
 
+    def reader_variant(self, terminal: str, when: float) -> str | None:
+        """The variant of the ``dead-reader`` fault active on the terminal at ``when``."""
+        for fault in self._by_terminal.get(terminal, ()):
+            if fault.kind == "dead-reader" and fault.active(when):
+                return fault.variant
+        return None
+
     def next_boundary(self, terminal: str, after: float) -> float | None:
         """The first time after ``after`` at which the terminal's faults change."""
         times = self._boundaries.get(terminal)
@@ -280,6 +315,7 @@ class FaultSchedule:
 # Duration ranges (seconds) of random faults by kind; None in the pair: may last to the end.
 RANDOM_DURATIONS: dict[str, tuple[float, float]] = {
     "silent": (2 * 3600.0, 3 * 86400.0),
+    "dead-reader": (1 * 3600.0, 2 * 86400.0),
     "dead": (1 * 3600.0, 2 * 86400.0),
     "network-down": (10 * 60.0, 6 * 3600.0),
     "backlog": (30 * 60.0, 86400.0),
@@ -323,6 +359,7 @@ def random_faults(
         until: float | None = None
         if rng.random() >= permanent:
             until = min(high, at + math.exp(rng.uniform(math.log(shortest), math.log(longest))))
-        out.append(Fault(kind, target, at, until, terminals))
+        variant = pick_variant(rng.random()) if kind == "dead-reader" else None
+        out.append(Fault(kind, target, at, until, terminals, variant))
     out.sort(key=lambda f: f.start)
     return out

@@ -45,6 +45,9 @@ class LaneHistory:
     end: float
     sales: array[float]
     suppressed: int = 0
+    attempts: array[float] = field(default_factory=lambda: array("d"))
+    """Arrivals at a lane whose reader head is worn (``dead-reader`` ``worn-head``): the
+    customer tried, every swipe failed, no sale (also counted in ``suppressed``)."""
     no_heartbeats: list[tuple[float, float]] = field(default_factory=list)
     no_uploads: list[tuple[float, float]] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
@@ -102,6 +105,12 @@ def generate_history(
     for lane in fleet.lanes if lanes is None else lanes:
         sales = traffic.lane_sales(lane, start_s, end_s)
         suppressed = 0
+        attempts: array[float] = array("d")
+        for fault in schedule.of(lane.terminal):
+            if fault.kind == "dead-reader" and fault.variant == "worn-head":
+                high = math.inf if fault.end is None else fault.end
+                low_i = bisect.bisect_left(sales, fault.start)
+                attempts.extend(sales[low_i : bisect.bisect_left(sales, high)])
         for low, high in schedule.intervals(lane.terminal, "sells", start_s, end_s):
             first = bisect.bisect_left(sales, low)
             last = bisect.bisect_left(sales, high)
@@ -114,6 +123,7 @@ def generate_history(
             end=end_s,
             sales=sales,
             suppressed=suppressed,
+            attempts=array("d", sorted(set(attempts))),
             no_heartbeats=schedule.intervals(lane.terminal, "heartbeats", start_s, end_s),
             no_uploads=schedule.intervals(lane.terminal, "uploads", start_s, end_s),
             faults=schedule.of(lane.terminal),
@@ -143,6 +153,10 @@ class LaneDriver:
         terminal.online = effect.online
         self.running = effect.sells or effect.online  # only a dead terminal is not running
         self.boots = 0
+        self._unplugged = False
+        if schedule.reader_variant(self.lane_id, start) == "unplugged":
+            terminal.reader.unplug(start)
+            self._unplugged = True
         if self.running:
             terminal.boot(start)
             self.boots += 1
@@ -174,12 +188,21 @@ class LaneDriver:
                     terminal.sell(sale)
                 else:
                     self.suppressed += 1
+                    if self._schedule.reader_variant(self.lane_id, sale) == "worn-head":
+                        terminal.sell_unreadable(sale)  # the lane keeps trying
                 self.next_sale = next(self._sales, None)
         self.now = max(self.now, now)
         return terminal.commit_until(now)
 
     def _on_boundary(self, when: float) -> None:
         effect = self._schedule.effect(self.lane_id, when)
+        unplugged = self._schedule.reader_variant(self.lane_id, when) == "unplugged"
+        if unplugged != self._unplugged:
+            if unplugged:
+                self.terminal.reader.unplug(when)
+            else:
+                self.terminal.reader.replug(when)
+            self._unplugged = unplugged
         self.terminal.online = effect.online
         running = effect.sells or effect.online
         if running and not self.running:  # back from the dead: the agent starts again

@@ -42,6 +42,7 @@ from posedge.protocol.idempotency import forward_attempt, online_attempt
 from posedge.protocol.signing import public_key_text, sign_batch
 
 from .model import Lane, Store, derive_seed, rng_for
+from .reader import UNREADABLE_REASON, ReaderHealth
 
 AGENT_VERSION = "0.1.0+fleetsim"
 # Public test cards (never real ones), masked as the agent journals them: first 6, last 4.
@@ -175,6 +176,8 @@ class SimTerminal:
         self.sales = 0
         self.committed = 0
         self.outcomes: dict[str, int] = {}
+        # The agent's reader checks and alerts (docs/health.md), polled at a per-terminal phase.
+        self.reader = ReaderHealth(phase_s=derive_seed(self.terminal, "health") % 10_000 / 1000)
 
     # -- identity ----------------------------------------------------------------------------
 
@@ -266,6 +269,7 @@ class SimTerminal:
             f"{self.store.id}:{customer}:{masked}".encode(), digest_size=32
         ).hexdigest()
         t += rng.uniform(3.0, 12.0)
+        self.reader.swipe(t, True)
         self._schedule(t, "card.read", txn,
                        {"masked_pan": masked, "brand": brand, "entry_mode": "swipe",
                         "pan_token": pan_token, "expired": False})  # fmt: skip
@@ -315,6 +319,51 @@ class SimTerminal:
         t += rng.uniform(1.5, 3.5)
         self._schedule(t, "receipt.printed", txn, {"copies": copies})
         return self._done(txn, t, outcome)
+
+    def sell_unreadable(self, when: float, swipe_timeout_s: float = 30.0) -> str:
+        """A customer at a lane whose reader head is worn: the sale is created, every swipe
+        is unreadable (``card.read_failed``, as the agent's sale engine journals it), and
+        the clerk cancels the sale or it times out (``sale.abandoned``). Returns the txn."""
+        rng = self._rng
+        start = max(when, self._busy_until)
+        txn = f"s-{int(start * 1000):x}-{rng.getrandbits(32):08x}"
+        amount = int(min(self.mix.max_amount, max(50, rng.lognormvariate(0.0, self.mix.amount_sigma)
+                                                  * self.mix.median_amount)))  # fmt: skip
+        idem = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        reference = f"r{rng.getrandbits(40):010x}"
+        request_hash = hashlib.sha256(
+            json.dumps({"amount": amount, "currency": self.store.currency,
+                        "reference": reference, "online": "prefer"}, sort_keys=True).encode()
+        ).hexdigest()  # fmt: skip
+        self._schedule(start, "sale.created", txn,
+                       {"amount": amount, "currency": self.store.currency,
+                        "reference": reference, "online": "prefer", "idempotency_key": idem,
+                        "request_hash": request_hash})  # fmt: skip
+        self.sales += 1
+        t = start
+        for _ in range(rng.randint(2, 4)):
+            t += rng.uniform(3.0, 8.0)
+            if t - start >= swipe_timeout_s:
+                break
+            self.reader.swipe(t, False)
+            self._schedule(t, "card.read_failed", txn, {"reason": UNREADABLE_REASON})
+        if rng.random() < 0.7:
+            t += rng.uniform(2.0, 6.0)
+            self._schedule(
+                t,
+                "sale.cancelled",
+                txn,
+                {"reason": "cancelled by the till", "receipt": "not_required"},
+            )
+            return self._done(txn, t, "cancelled")
+        t = start + swipe_timeout_s
+        self._schedule(
+            t,
+            "sale.abandoned",
+            txn,
+            {"reason": "no card was presented in time", "receipt": "not_required"},
+        )
+        return self._done(txn, t, "abandoned")
 
     def _done(self, txn: str, end: float, outcome: str) -> str:
         self._busy_until = end + 0.5
@@ -430,6 +479,7 @@ class SimTerminal:
     def heartbeat(self, now: float) -> dict[str, Any]:
         """The heartbeat document at simulated time ``now`` (docs/sync-protocol.md)."""
         oldest = self.backlog[0].ts if self.backlog else None
+        self.reader.advance(now)
         exposure: dict[str, dict[str, int]] = {}
         for request in self.forwards.values():
             slot = exposure.setdefault(request["currency"], {"count": 0, "amount": 0})
@@ -440,10 +490,7 @@ class SimTerminal:
             "sent_at": _iso_us(now),
             "agent_version": AGENT_VERSION,
             "uptime_s": round(max(0.0, now - self.boot_at), 3),
-            "devices": {
-                "printer": {"state": "ok", "faults": []},
-                "reader": {"state": "ok", "faults": []},
-            },
+            "devices": self.reader.devices(),
             "journal_head": {"seq": self.head_seq, "hash": self.head_hash},
             "unsynced_count": self.unsynced,
             "oldest_unsynced_age_s": None if oldest is None else round(max(0.0, now - oldest), 3),
@@ -453,6 +500,9 @@ class SimTerminal:
             "active_alerts": [],
             "clock_skew_s": 0.0,
         }
+        health = self.reader.health()
+        if health is not None:
+            doc["health"] = health
         return doc
 
 

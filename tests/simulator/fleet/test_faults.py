@@ -55,7 +55,7 @@ def test_fault_syntax_relative_absolute_and_open_ended() -> None:
 @pytest.mark.parametrize(
     ("text", "says"),
     [
-        ("silent", "KIND:TARGET@WHEN"),
+        ("silent", "KIND[=VARIANT]:TARGET@WHEN"),
         ("sleepy:store001-lane01@+1h", "unknown kind 'sleepy'; use one of silent, dead"),
         ("silent:store001@+1h", "'store001' is not a lane id"),
         ("silent:store009-lane01@+1h", "is not a lane id of this fleet"),
@@ -164,7 +164,10 @@ def test_random_faults_are_seeded_and_inside_the_window() -> None:
     assert first == random_faults(FLEET, START, END, 40, seed=3)
     assert first != random_faults(FLEET, START, END, 40, seed=4)
     assert len(first) == 40 and {f.kind for f in first} == {"silent", "dead", "network-down",
-                                                             "backlog"}  # fmt: skip
+                                                             "backlog", "dead-reader"}  # fmt: skip
+    assert {f.variant for f in first if f.kind == "dead-reader"} <= {
+        "unplugged", "worn-head", "no-evidence"}  # fmt: skip
+    assert all(f.variant is None for f in first if f.kind != "dead-reader")
     for fault in first:
         assert START <= fault.start < END
         assert fault.end is None or fault.start < fault.end <= END
