@@ -41,7 +41,7 @@ FORWARD_OUTCOMES = {
 }
 NONE = "none"
 """Brand or entry mode of a sale no event named one for (cancelled before a card)."""
-PENDING_LIST_MAX = 500
+PENDING_LIST_MAX = 200
 _FINAL = frozenset(state.value for state in FINAL_STATES)
 
 

@@ -109,3 +109,33 @@ def test_a_missed_schedule_is_closed_when_the_daemon_starts(tmp_path: Path) -> N
             latest = http.get("/v1/close/latest?lines=true").json()
             assert CloseAnswer.model_validate(latest).close.trigger == "catch_up"
     assert len(closes(state)) == 1
+
+
+def test_a_second_close_day_while_one_runs_is_refused(tmp_path: Path) -> None:
+    """No daemon: the first close-day holds the state directory while its slow printer
+    prints; a second one says a close is running (exit 3) and stores nothing."""
+    state = tmp_path / "state"
+    with Journal.open(state) as journal:
+        journal.append("technician.note", {"text": "x"})
+    config = tmp_path / "posedge.toml"
+    config.write_text('[printer]\nurl = "sim://printer?faults=slow_response:delay_s=1.5"\n')
+    env = {k: v for k, v in os.environ.items() if k != "POSEDGE_CONFIG"}
+    first = subprocess.Popen(
+        [str(POSEDGE), "--state-dir", str(state), "--config", str(config), "--json",
+         "close-day"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        assert wait_until(lambda: len(closes(state)) == 1, 30)
+        second = posedge(state, "--config", str(config), "close-day", "--force")
+        out, err = first.communicate(timeout=60)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert second.returncode == 3, second.stdout + second.stderr
+    message = json.loads(second.stdout)["error"]["message"]
+    assert f"another posedge close-day (pid {first.pid})" in message
+    assert first.returncode == 0, err
+    assert json.loads(out)["via"] == "journal"
+    assert len(closes(state)) == 1

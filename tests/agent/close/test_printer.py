@@ -40,3 +40,22 @@ def test_no_printer_is_journaled_as_a_failed_print(tmp_path: Path) -> None:
         outcome = t.closer.print_report(record)
         assert outcome.error == "no printer configured"
         assert t.types()[-2:] == ["day.closed", "zreport.failed"]
+
+
+def test_many_sales_in_flight_are_counted_and_the_listed_ones_capped(tmp_path: Path) -> None:
+    """250 sales still waiting for a card: all counted as pending, 200 listed, and the
+    payload stays within the journal's limit (the Z-report prints the count)."""
+    with till(tmp_path, NOW) as t:
+        for n in range(250):
+            t.journal.append(
+                "sale.created",
+                {"amount": 100 + n, "currency": "EUR", "reference": f"r{n}", "online": "prefer",
+                 "idempotency_key": f"k-{n}", "request_hash": f"{n:064x}"},
+                txn=f"sale-{n:04d}-0123456789abcdef0123456789abcdef",
+            )  # fmt: skip
+        record = t.closer.close(None)
+        assert record.payload["pending_count"] == 250 and len(record.payload["pending"]) == 200
+        assert record.payload["pending"][0]["txn"].startswith("sale-0000")
+        assert record.payload["lines_count"] == 0
+        assert t.closer.print_report(record).printed
+        assert "Pending (next close)" in t.vprinter.plain_text()
