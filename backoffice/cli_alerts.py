@@ -105,6 +105,8 @@ def render_alerts(found: list[dict[str, Any]]) -> str:
     rows = []
     for a in found:
         state = a["state"] + (" (inhibited)" if a["inhibited"] else "")
+        if a.get("acknowledged_by"):
+            state += f" (acknowledged by {a['acknowledged_by']})"
         since = a["ends_at"] if a["state"] == "resolved" else a["starts_at"] or a["active_since"]
         rows.append([state, a["alertname"], a["store"], a["terminal"] or "-", since or "-",
                      a["summary"]])  # fmt: skip

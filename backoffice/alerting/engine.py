@@ -422,12 +422,28 @@ def list_alerts(
         params.append(store_id)
     sql += " ORDER BY store, alertname, terminal"
     out = []
+    acks = _acknowledgements(store)
     for row in store.db.execute(sql, params).rows:
         obs = Observation(str(row[1]), row[2], str(row[3]), True, str(row[6]), json.loads(row[7]))
         doc = alert_document(str(row[0]), obs, str(row[4]), bool(row[5]), row[8], row[9], row[10])
         doc["updated_at"] = rfc3339(float(row[11]))
+        # Acknowledged on the dashboard (table alert_acks): this episode only.
+        ack = acks.get(str(row[0]))
+        acked = ack is not None and ack[0] == row[8]
+        doc["acknowledged_by"] = ack[1] if ack is not None and acked else None
+        doc["acknowledged_at"] = rfc3339(float(ack[2])) if ack is not None and acked else None
         out.append({k: v for k, v in doc.items() if not k.endswith("_epoch")})
     return out
+
+
+def _acknowledgements(store: BackofficeStore) -> dict[str, tuple[Any, str, float]]:
+    """fingerprint -> (episode, by, at) from the dashboard's table alert_acks (none in a
+    database from before schema version 8)."""
+    with store.transaction() as tx:
+        if not tx.table_exists("alert_acks"):
+            return {}
+        rows = tx.execute("SELECT fingerprint, episode, acked_by, acked_at FROM alert_acks").rows
+    return {str(r[0]): (r[1], str(r[2]), float(r[3])) for r in rows}
 
 
 def known_stores(store: BackofficeStore) -> set[str]:
