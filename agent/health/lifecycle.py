@@ -204,6 +204,50 @@ class AlertLifecycle:
             if e.state is not AlertState.INACTIVE
         ]
 
+    def export_state(self, key: str) -> dict[str, Any] | None:
+        """``key``'s state as a JSON-ready dict (None for a key never observed), for a
+        caller that keeps the lifecycle in a database: :meth:`restore_state` takes it back.
+        Pure: no I/O, no clock."""
+        entry = self._keys.get(key)
+        if entry is None:
+            return None
+        return {
+            "state": entry.state.value,
+            "bad": entry.bad,
+            "since": entry.since,
+            "bad_since": entry.bad_since,
+            "good_since": entry.good_since,
+            "last_change": entry.last_change,
+            "changes": list(entry.changes),
+            "value": entry.value,
+            "labels": dict(entry.labels),
+            "summary": entry.summary,
+        }
+
+    def restore_state(self, key: str, doc: Mapping[str, Any]) -> None:
+        """Take back what :meth:`export_state` gave (replacing ``key``'s state). Missing
+        optional fields take their defaults; a malformed document raises ``ValueError``
+        naming the key and the field."""
+        try:
+            entry = _KeyState(
+                state=AlertState(doc["state"]),
+                bad=bool(doc["bad"]),
+                since=float(doc["since"]),
+                bad_since=float(doc["bad_since"]),
+                good_since=None if doc.get("good_since") is None else float(doc["good_since"]),
+                last_change=(None if doc.get("last_change") is None else float(doc["last_change"])),
+                changes=deque(float(t) for t in doc.get("changes", ())),
+                value=None if doc.get("value") is None else float(doc["value"]),
+                labels={str(k): str(v) for k, v in dict(doc.get("labels") or {}).items()},
+                summary=str(doc.get("summary", "")),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(
+                f"alert {key!r}: saved lifecycle state is malformed ({type(exc).__name__}: "
+                f"{exc}); expected what export_state() returns"
+            ) from None
+        self._keys[key] = entry
+
     def forget(self, key: str) -> None:
         """Drop a key (its check was removed); no transition is produced."""
         self._keys.pop(key, None)
