@@ -13,6 +13,9 @@ Kinds (docs/alerts.md has the rules and their defaults):
 
 - ``void_after_approval``: ``sale.voided`` within ``void_window_s`` of the sale's approval;
 - ``card_read_no_sale``: a card was read, then the sale was cancelled or abandoned;
+- ``card_read_failed``: ``read_fail_threshold`` sales within ``read_fail_window_s`` ended
+  cancelled or abandoned after unreadable swipes (``card.read_failed``) and no card read —
+  the customers tried, the reader could not read them (a worn or dirty head);
 - ``repeated_declines``: ``decline_threshold`` declines of one card (by PAN token) within
   ``decline_window_s``;
 - ``offline_burst``: ``offline_threshold`` offline approvals within ``offline_window_s``;
@@ -51,6 +54,7 @@ from .store import BackofficeStore
 KINDS = (
     "void_after_approval",
     "card_read_no_sale",
+    "card_read_failed",
     "repeated_declines",
     "offline_burst",
     "fallback_rate",
@@ -87,6 +91,8 @@ class AnomalyConfig:
     offline_threshold: int = 5
     entry_window: int = 20
     entry_threshold: int = 5
+    read_fail_window_s: float = 1800.0
+    read_fail_threshold: int = 2
     clock_backwards_s: float = 1.0
     clock_ahead_s: float = 300.0
     clock_skew_s: float = 120.0
@@ -95,12 +101,14 @@ class AnomalyConfig:
 
     def __post_init__(self) -> None:
         for name in ("void_window_s", "decline_window_s", "offline_window_s",
-                     "clock_backwards_s", "clock_ahead_s", "clock_skew_s"):  # fmt: skip
+                     "read_fail_window_s", "clock_backwards_s", "clock_ahead_s",
+                     "clock_skew_s"):  # fmt: skip
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
                 raise AnomalyConfigError(f"anomalies.{name} is {value!r}; give seconds >= 0")
         for name in ("decline_threshold", "offline_threshold", "entry_window",
-                     "entry_threshold", "lookback_events", "chunk_events"):  # fmt: skip
+                     "entry_threshold", "read_fail_threshold", "lookback_events",
+                     "chunk_events"):  # fmt: skip
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise AnomalyConfigError(f"anomalies.{name} is {value!r}; give a count >= 1")
@@ -227,6 +235,8 @@ def _detect(
     declines: dict[str, deque[_Ev]] = defaultdict(deque)
     offline: deque[_Ev] = deque()
     reads: deque[bool] = deque(maxlen=config.entry_window)
+    unreadable: dict[str, int] = defaultdict(int)  # txn -> unreadable swipes
+    unread_ends: deque[_Ev] = deque()  # sales ended after unreadable swipes only
     prev: _Ev | None = None
     for index, ev in enumerate(events):
         new = index >= first_new
@@ -264,6 +274,22 @@ def _detect(
                 f"then the sale ended {ev.type.split('.')[1]}: "
                 f"{str(ev.payload.get('reason', ''))[:120]}",
             ))  # fmt: skip
+        if ev.type == "card.read_failed" and ev.txn:
+            unreadable[txn] += 1
+        if ev.type in SALE_ABANDONED and unreadable.get(txn) and txn not in card_read:
+            unread_ends.append(ev)
+            while unread_ends and ev.ts - unread_ends[0].ts > config.read_fail_window_s:
+                unread_ends.popleft()
+            if new and len(unread_ends) == config.read_fail_threshold:
+                found.append(_Found(
+                    "card_read_failed", str(unread_ends[0].seq),
+                    tuple(e.seq for e in unread_ends), tuple(e.txn or "" for e in unread_ends),
+                    ev.ts_text,
+                    f"{len(unread_ends)} sales within {ev.ts - unread_ends[0].ts:.0f}s ended "
+                    f"{ev.type.split('.')[1]} after {unreadable[txn]} unreadable swipe(s) and no "
+                    "card read: the card reader cannot read cards (clean its head with a "
+                    "cleaning card; replace it if that does not help)",
+                ))  # fmt: skip
         if ev.type in DECLINES and txn in card_read:
             token = card_read[txn].payload.get("pan_token")
             if isinstance(token, str) and token:

@@ -14,6 +14,10 @@ from ..silence import SIGNAL_KINDS, SilenceConfig
 STORE_OFFLINE = "store_offline"
 #: The silence alerts a store offline mutes on its lanes.
 INHIBITED_BY_STORE_OFFLINE: tuple[str, ...] = SIGNAL_KINDS
+DEVICE_FAULT = "device_fault"
+#: The alerts a terminal's own device fault mutes on that terminal: the lane is not
+#: selling because its reader (or printer) is broken, and the device alert says so.
+INHIBITED_BY_DEVICE_FAULT: tuple[str, ...] = ("lane_not_selling",)
 
 # A silence condition must hold a minute before it fires (one more evaluation: a blip
 # does not page anyone) and stays firing five minutes after it cleared; six changes
@@ -26,6 +30,11 @@ SILENCE_RULE = AlertRule(
 # fires at once and resolves when no new flag came for that long.
 ANOMALY_RULE = AlertRule()
 STORE_RULE = AlertRule(for_s=0.0, keep_firing_for_s=300.0)
+# The terminal already waited its own alert_for before it reported the device alert: fire
+# at once; keep firing a few minutes after it cleared, so a replug that fails again within
+# minutes stays one alert.
+DEVICE_RULE = AlertRule(for_s=0.0, keep_firing_for_s=300.0, flap_changes=6,
+                        flap_window_s=3600.0, flap_stable_s=1800.0)  # fmt: skip
 
 
 class AlertConfigError(ValueError):
@@ -85,4 +94,6 @@ class AlertConfig:
             return SILENCE_RULE
         if alertname == STORE_OFFLINE:
             return STORE_RULE
+        if alertname == DEVICE_FAULT:
+            return DEVICE_RULE
         return ANOMALY_RULE

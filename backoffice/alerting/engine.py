@@ -16,7 +16,9 @@ alert of the store plus those resolved in this round; it is sent when the group
 changes and again every ``repeat_interval_s`` while alerts stay open. Inhibition: a
 store offline (most of its lanes not alive or not sending) fires one ``store_offline``
 alert and mutes its lanes' silence alerts (they are kept, marked inhibited, and not
-notified).
+notified); a terminal reporting a critical device fault (``device_fault``: its reader or
+printer, from its own heartbeat) mutes its ``lane_not_selling`` alert — the cause is
+known, and the device alert carries the fix.
 """
 
 from __future__ import annotations
@@ -34,16 +36,19 @@ from posedge.agent.health.lifecycle import (
     Transition,
     TransitionKind,
 )
-from posedge.agent.health.lifecycle import (
-    _KeyState as KeyState,  # the one place the lifecycle's state is (de)serialised
-)
 
 from .. import anomalies
 from ..db import Transaction, lock_key
 from ..silence import SIGNAL_KINDS, SilenceSignal, evaluate_fleet, update_learned_state
 from ..store import BackofficeStore
 from .alertmanager import postable_alerts, rfc3339
-from .config import INHIBITED_BY_STORE_OFFLINE, STORE_OFFLINE, AlertConfig
+from .config import (
+    INHIBITED_BY_DEVICE_FAULT,
+    INHIBITED_BY_STORE_OFFLINE,
+    STORE_OFFLINE,
+    AlertConfig,
+)
+from .devices import DEVICE_FAULT, device_observations
 
 EVALUATION_LOCK = "posedge-backoffice alerts evaluation"
 NOTIFYING = (TransitionKind.FIRING, TransitionKind.FLAPPING, TransitionKind.RESOLVED)
@@ -104,38 +109,25 @@ def try_lock(tx: Transaction, name: str) -> bool:
     return bool(row[0])
 
 
-# -- the lifecycle's state in the database ------------------------------------------------------
-
-
-def dump_state(entry: KeyState) -> str:
-    return json.dumps({
-        "state": entry.state.value, "bad": entry.bad, "since": entry.since,
-        "bad_since": entry.bad_since, "good_since": entry.good_since,
-        "last_change": entry.last_change, "changes": list(entry.changes),
-    })  # fmt: skip
-
-
-def load_state(text: str) -> KeyState:
-    doc = json.loads(text)
-    entry = KeyState(
-        state=AlertState(doc["state"]), bad=bool(doc["bad"]), since=float(doc["since"]),
-        bad_since=float(doc["bad_since"]), good_since=doc.get("good_since"),
-        last_change=doc.get("last_change"),
-    )  # fmt: skip
-    entry.changes.extend(float(t) for t in doc.get("changes", []))
-    return entry
-
-
 # -- observations --------------------------------------------------------------------------------
 
 
 def observations(
     store: BackofficeStore, now: float, config: AlertConfig, signals: list[SilenceSignal]
 ) -> list[Observation]:
-    """Silence signals, anomaly alerts (a kind flagged on a terminal within
-    ``anomaly_hold_s``) and one store_offline observation per store."""
+    """Silence signals, device faults the terminals report, anomaly alerts (a kind flagged
+    on a terminal within ``anomaly_hold_s``) and one store_offline observation per store."""
     registry = anomalies.registry_stores(store)
     out: list[Observation] = []
+    homes = {s.terminal: s.store for s in signals if s.store is not None}
+
+    def home_of(terminal: str) -> str:
+        return homes.get(terminal) or anomalies.store_of(terminal, registry)
+
+    for terminal, home, active, summary, details, value in device_observations(
+        store.terminal_states(), home_of
+    ):
+        out.append(Observation(DEVICE_FAULT, terminal, home, active, summary, details, value))
     lanes: dict[str, set[str]] = defaultdict(set)
     down: dict[str, set[str]] = defaultdict(set)
     for signal in signals:
@@ -214,8 +206,9 @@ def _apply(
         " details, active_since, firing_since, resolved_at FROM alerts").rows}  # fmt: skip
     lifecycle = AlertLifecycle()
     for key, row in rows.items():
-        lifecycle._keys[key] = load_state(str(row[5]))
+        lifecycle.restore_state(key, json.loads(str(row[5])))
     offline: set[str] = set()  # stores whose store_offline alert is open after this round
+    broken: set[str] = set()  # terminals whose device_fault alert is open after this round
     seen: dict[str, Observation] = {}
     for obs in observed:
         if not obs.active and obs.fingerprint not in rows:
@@ -228,15 +221,24 @@ def _apply(
     result.observations = len(seen)
     changed_stores: set[str] = set()
     resolved_now: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    # Store alerts first: their state this round decides what is inhibited.
-    for key, obs in sorted(seen.items(), key=lambda kv: (kv[1].alertname != STORE_OFFLINE, kv[0])):
+
+    # Store and device alerts first: their state this round decides what is inhibited.
+    def order(item: tuple[str, Observation]) -> tuple[bool, bool, str]:
+        name = item[1].alertname
+        return (name != STORE_OFFLINE, name != DEVICE_FAULT, item[0])
+
+    for key, obs in sorted(seen.items(), key=order):
         rule = config.rule_for(obs.alertname)
         moves = lifecycle.observe(key, now, bad=obs.active, value=obs.value,
                                   summary=obs.summary, rule=rule)  # fmt: skip
         result.transitions += moves
         if obs.alertname == STORE_OFFLINE and lifecycle.state(key).is_open:
             offline.add(obs.store)
-        inhibited = obs.alertname in INHIBITED_BY_STORE_OFFLINE and obs.store in offline
+        if obs.alertname == DEVICE_FAULT and obs.terminal and lifecycle.state(key).is_open:
+            broken.add(obs.terminal)
+        inhibited = (obs.alertname in INHIBITED_BY_STORE_OFFLINE and obs.store in offline) or (
+            obs.alertname in INHIBITED_BY_DEVICE_FAULT and obs.terminal in broken
+        )
         old = rows.get(key)
         was_inhibited = bool(old[6]) if old is not None else False
         state = lifecycle.state(key)
@@ -254,7 +256,7 @@ def _apply(
             elif move.kind is TransitionKind.RESOLVED:
                 resolved_at = now
         if state is AlertState.INACTIVE:
-            if firing_since is None and not lifecycle._keys[key].changes:
+            if firing_since is None and not (lifecycle.export_state(key) or {}).get("changes"):
                 # Never fired (a pending one cancelled), no flap history: forget it.
                 tx.execute("DELETE FROM alerts WHERE fingerprint = ?", (key,))
                 continue
@@ -286,7 +288,7 @@ def _apply(
             " firing_since = excluded.firing_since, resolved_at = excluded.resolved_at,"
             " updated_at = excluded.updated_at",
             (key, obs.alertname, obs.terminal, obs.store, status,
-             dump_state(lifecycle._keys[key]), int(inhibited), obs.summary,
+             json.dumps(lifecycle.export_state(key)), int(inhibited), obs.summary,
              json.dumps(obs.details, default=str), active_since, firing_since, resolved_at, now),
         )  # fmt: skip
     result.notifications = _enqueue(tx, now, config, changed_stores, resolved_now)
