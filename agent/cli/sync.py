@@ -18,7 +18,6 @@ from .journal import open_reader, open_writer
 from .output import human_age, table
 
 if TYPE_CHECKING:
-    from ..journal import Journal
     from ..sync import SyncService
     from ..sync.service import DrainReport, SyncState
 
@@ -62,6 +61,7 @@ def now(cli: CliContext, url: str | None) -> None:
         raise ConfigError(
             "no back office configured: set sync.url in the configuration or pass --backoffice URL"
         )
+    interrupted = False
     with open_writer(cli) as jr:
         service = open_sync(config, jr, cli.state_dir, url)
         started_acked = jr.acked_seq()
@@ -69,9 +69,11 @@ def now(cli: CliContext, url: str | None) -> None:
             report = _drain_with_progress(cli, service.drain, started_acked, jr.head().seq)
             heartbeat = report.complete and _heartbeat(service, report)
         except KeyboardInterrupt:
-            _interrupted(cli, jr, service.client.terminal, started_acked)
+            interrupted = True  # reported once the journal is closed (what is durable)
         finally:
             service.client.close()
+    if interrupted:
+        _interrupted(cli, service.client.terminal, started_acked)
     doc = report.as_dict() | {"terminal": service.client.terminal, "heartbeat": heartbeat}
     if report.complete:
         cli.emit(doc, f"synced: back office holds everything through seq {report.acked_seq}; "
@@ -83,10 +85,12 @@ def now(cli: CliContext, url: str | None) -> None:
     sys.exit(EXIT_REJECTED if report.rejected else EXIT_UNREACHABLE)
 
 
-def _interrupted(cli: CliContext, jr: Journal, terminal: str, started_acked: int) -> None:
+def _interrupted(cli: CliContext, terminal: str, started_acked: int) -> None:
     """Ctrl-C: what the back office acknowledged is kept (the cursor moves only on an
-    acknowledgement), the rest stays in the journal for the next sync; exit 130."""
-    acked, head = jr.acked_seq(), jr.head().seq
+    acknowledgement), the rest stays in the journal for the next sync; exit 130. Read from
+    the journal reopened, so the numbers are what is committed, not what was in memory."""
+    with open_reader(cli) as jr:
+        acked, head = jr.acked_seq(), jr.head().seq
     doc = {
         "interrupted": True,
         "terminal": terminal,
