@@ -182,7 +182,7 @@ class Agent:
             printer=lambda: self.printer,
         )
         self.closes = DaemonCloses(closer, self.engine.printer_lock)
-        setattr(self.engine, "closes", self.closes)  # noqa: B010 - where /v1/close finds it
+        self.engine.closes = self.closes  # where /v1/close finds it
         self.close_schedule = CloseScheduler(self.closes, lambda: calendar_of(self.config))
         self.close_schedule.start()
 

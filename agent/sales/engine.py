@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from posedge.drivers.cardreader import CardReader, SwipeCancelled, SwipeTimeout
 from posedge.drivers.errors import DeviceError
@@ -64,6 +64,9 @@ from .receipts import build_receipt
 from .vault import CardVault
 from .views import view_from_row
 from .workers import ForwardQueue, RefusalAlerts, RetryPolicy, ReversalQueue
+
+if TYPE_CHECKING:
+    from ..close.daemon import DaemonCloses
 
 log = logging.getLogger("posedge.sales")
 
@@ -127,6 +130,8 @@ class SaleEngine:
         self.health_status: Callable[[], dict[str, Any]] | None = None
         """The ``health`` block of :meth:`status` (checks and alerts), when a monitor runs."""
         self.recent_alerts: list[dict[str, Any]] = []
+        self.closes: DaemonCloses | None = None
+        """End-of-day closes (``POST /v1/close``); the daemon sets it before the API listens."""
         self.beat: Callable[[], None] = lambda: None
         """Called on every sale step and worker turn (a watchdog heartbeat)."""
         self._swipe_timeout_s = parse_duration(config.reader.swipe_timeout)
