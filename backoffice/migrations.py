@@ -37,12 +37,15 @@ def stored_version(tx: Transaction) -> int | None:
 
 
 def applied_versions(tx: Transaction, version: int) -> set[int]:
-    """The migrations a database of recorded ``version`` has run: table
-    schema_migrations when present, else (a database from before that table) every
-    version up to ``version``."""
+    """The migrations a database of recorded ``version`` has run: those table
+    schema_migrations lists at or below ``version`` (a database restored from, or set back
+    to, an older version runs the later ones again: they are IF NOT EXISTS DDL); without
+    that table (a database from before it) every version up to ``version``."""
+    upto = {m.version for m in MIGRATIONS if m.version <= version} | {version}
     if tx.table_exists("schema_migrations"):
-        return {int(row[0]) for row in tx.execute("SELECT version FROM schema_migrations").rows}
-    return {m.version for m in MIGRATIONS if m.version <= version}
+        listed = {int(row[0]) for row in tx.execute("SELECT version FROM schema_migrations").rows}
+        return listed & upto
+    return upto
 
 
 def read_version(db: Database) -> int | None:
