@@ -16,22 +16,21 @@ import json
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..config import LoadedConfig, parse_duration
-from ..diagnostics.bundle import (
-    DEFAULT_LOG_LINES,
-    MAX_LOG_LINES,
-    BundleRequest,
-    build_support_bundle,
-    default_output,
-)
-from ..diagnostics.obfuscate import deobfuscate
 from ..errors import ConfigError
 from .context import CliContext, pass_cli
 from .output import human_bytes
+
+if TYPE_CHECKING:
+    from ..config import LoadedConfig
+
+# The same numbers as posedge.agent.diagnostics.bundle (a test keeps them equal): that module
+# loads the configuration model (pydantic), which `posedge support-bundle --help` must not.
+DEFAULT_LOG_LINES = 2000
+MAX_LOG_LINES = 50_000
 
 
 @click.command("support-bundle")
@@ -91,6 +90,9 @@ def support_bundle(
     Exit 0 written, 2 usage (output directory missing or not writable, file exists),
     3 refused: card data or a secret was found in what would be sent; nothing written.
     """
+    from ..config import parse_duration
+    from ..diagnostics.bundle import BundleRequest, build_support_bundle, default_output
+
     if reply is not None or mapping is not None:
         _deobfuscate(cli, reply, mapping)
         return
@@ -136,6 +138,8 @@ def _load_config(cli: CliContext) -> tuple[LoadedConfig | None, str | None]:
 
 
 def _deobfuscate(cli: CliContext, reply: Path | None, mapping: Path | None) -> None:
+    from ..diagnostics.obfuscate import deobfuscate
+
     if reply is None or mapping is None:
         missing = "--deobfuscate FILE" if reply is None else "--mapping FILE"
         raise click.UsageError(

@@ -73,7 +73,8 @@ HELP_PATHS = [
     ("run",), ("enroll",), ("token",), ("token", "rotate"), ("devices",), ("devices", "check"),
     ("test",), ("test", "print"), ("backoffice",), ("backoffice", "report"),
     ("backoffice", "serve"), ("simulate",), ("simulate", "devices"), ("simulate", "card"),
-    ("demo",), ("doctor",), ("status",), ("close-day",),
+    ("demo",), ("doctor",), ("status",), ("close-day",), ("support-bundle",),
+    ("devices", "dump"),
 ]  # fmt: skip
 
 HEAVY_PROBE = """
@@ -86,6 +87,17 @@ except SystemExit as exc:
 heavy = sorted({name.split(".")[0] for name in sys.modules} & set(json.loads(HEAVY)))
 print("HEAVY=" + json.dumps(heavy))
 """
+
+
+def test_support_bundle_help_defaults_are_the_bundles() -> None:
+    """`support-bundle` keeps copies of the bundle's limits so its --help stays light."""
+    from posedge.agent.cli import bundle as command
+    from posedge.agent.diagnostics import bundle
+
+    assert (command.DEFAULT_LOG_LINES, command.MAX_LOG_LINES) == (
+        bundle.DEFAULT_LOG_LINES,
+        bundle.MAX_LOG_LINES,
+    )
 
 
 @pytest.mark.parametrize("path", HELP_PATHS, ids=lambda p: " ".join(p) or "posedge")
