@@ -135,9 +135,10 @@ class StaffAccounts:
         """Remove the user and end its sessions; returns the sessions ended."""
         with self.store.transaction() as tx:
             gone = tx.execute("DELETE FROM staff_users WHERE username = ?", (username,)).rowcount
-            if gone != 1:
-                raise self._unknown(username)
-            return tx.execute("DELETE FROM staff_sessions WHERE username = ?", (username,)).rowcount
+            ended = tx.execute("DELETE FROM staff_sessions WHERE username = ?", (username,))
+        if gone != 1:
+            raise self._unknown(username)  # outside the transaction: it reads the users
+        return ended.rowcount
 
     def set_password(self, username: str, password: str) -> int:
         """A new password; every session of the user ends. Returns the sessions ended."""
@@ -149,9 +150,10 @@ class StaffAccounts:
                 " WHERE username = ?",
                 (hashed, time.time(), username),
             ).rowcount
-            if changed != 1:
-                raise self._unknown(username)
-            return tx.execute("DELETE FROM staff_sessions WHERE username = ?", (username,)).rowcount
+            ended = tx.execute("DELETE FROM staff_sessions WHERE username = ?", (username,))
+        if changed != 1:
+            raise self._unknown(username)  # outside the transaction: it reads the users
+        return ended.rowcount
 
     def authenticate(self, username: str, password: str) -> bool:
         """Whether the user exists and the password is its password (same cost either way)."""
