@@ -2,11 +2,12 @@
 terminal reported (docs/reconciliation.md). Pure: no I/O.
 
 The rules are the terminal's (docs/close.md), taken from its own code: each sale is folded
-with the journal's projection (:func:`~posedge.agent.journal.projection.fold_row`), its
-outcome read by :func:`posedge.agent.close.compute.sale_outcome`, lines, totals and the
-digest built by the same classes and functions the terminal uses. Only the candidate set
-is the back office's: the sales with an event in the close's range plus those the
-previous close left in flight (the terminal asks its transaction index instead).
+by :class:`.salefold.SaleFold` (the journal projection's tables and merge rule, restricted
+to what a close reads; checked against ``fold_row`` by its tests), its outcome read by
+:func:`posedge.agent.close.compute.sale_outcome`, lines, totals and the digest built by
+the same classes and functions the terminal uses. Only the candidate set is the back
+office's: the sales with an event in the close's range plus those the previous close
+left in flight (the terminal asks its transaction index instead).
 
 :func:`compare` lists every difference between the reported and recomputed close, and
 :func:`capture_differences` every line whose captured money disagrees with its outcome.
@@ -14,9 +15,11 @@ previous close left in flight (the terminal asks its transaction index instead).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
+
+from pydantic_core import from_json
 
 from posedge.agent.close.compute import (
     NONE,
@@ -26,7 +29,8 @@ from posedge.agent.close.compute import (
     is_sale,
     sale_outcome,
 )
-from posedge.agent.journal.projection import fold_row
+
+from .salefold import SaleFold
 
 #: Outcomes whose money the back office must hold (the sale's amount); every other
 #: outcome holds none.
@@ -39,13 +43,56 @@ PAYLOAD_FIELDS: dict[str, type | tuple[type, ...]] = {
 TOTAL_KEYS = ("currency", "outcome", "brand", "entry_mode")
 
 
-@dataclass(frozen=True)
-class HeldEvent:
+class HeldEvent(NamedTuple):
+    """One held event; ``payload`` as stored (JSON text), parsed only when it matters."""
+
     seq: int
     ts: str
     type: str
     txn: str | None
-    payload: dict[str, Any]
+    payload: dict[str, Any] | str | None
+    """None: a receipt event the database found naming no field a close reads."""
+
+
+# Events that never change a sale's outcome, brand or entry mode (they set its receipt
+# sub-state only): folding them is skipped, unless their payload names a field that
+# would change the row. The sale's last seq is tracked from every event all the same.
+RECEIPT_TYPES = _RECEIPT_TYPES = frozenset({"receipt.printing", "receipt.printed", "receipt.failed",
+                            "receipt.skipped"})  # fmt: skip
+_CLOSE_FIELDS = ("amount", "currency", "request_hash", "brand", "entry_mode", "attempt")
+#: A receipt event whose payload names none of these changes nothing a close reads.
+RECEIPT_FIELDS = ("amount", "currency", "request_hash", "brand", "entry_mode")
+_ROW_FIELDS = tuple(f'"{name}"' for name in RECEIPT_FIELDS)
+
+
+def payload_of(ev: HeldEvent) -> dict[str, Any]:
+    """The fields of the event's payload that can change a close ({} for stored text that
+    is not an object): ``amount``, ``currency`` and ``request_hash`` (what makes a sale),
+    ``brand`` and ``entry_mode`` (its line), ``attempt`` (which attempt an authorization,
+    forward or reversal event names). Every other field only rides along in the row's
+    summary (a journaled request for reversals to resend, receipt copies, auth codes):
+    none changes a state, a forward, an attempt's outcome or a reversal's state, so the
+    outcome of :func:`sale_outcome` is the same, and folding them is most of the cost."""
+    doc: Any = ev.payload
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        try:
+            doc = from_json(doc)
+        except ValueError:
+            return {}
+        if not isinstance(doc, dict):
+            return {}
+    return {k: doc[k] for k in _CLOSE_FIELDS if k in doc}
+
+
+def _changes_nothing(ev: HeldEvent) -> bool:
+    if ev.type not in _RECEIPT_TYPES:
+        return False
+    if ev.payload is None:
+        return True
+    text = ev.payload if isinstance(ev.payload, str) else json.dumps(ev.payload)
+    return not any(name in text for name in _ROW_FIELDS)
 
 
 def payload_problem(payload: Any) -> str | None:
@@ -84,21 +131,32 @@ def recompute(
     """The close of ``seq_from..seq_to`` from ``events``: every held event with seq <= seq_to
     of the ``candidates`` (their events before ``seq_from`` included), in any order."""
     result = Computation(seq_from=seq_from, seq_to=seq_to)
-    rows: dict[str, dict[str, Any]] = {}
+    sales: dict[str, SaleFold] = {}
     previous: dict[str, str | None] = {}
+    last_seq: dict[str, int] = {}
     unreadable: set[str] = set()
     for ev in sorted(events, key=lambda e: e.seq):
         txn = ev.txn
         if txn is None or txn not in candidates or ev.seq > seq_to or txn in unreadable:
             continue
-        if txn not in rows and ev.type != "sale.created":
-            unreadable.add(txn)  # its first event is not held: it cannot be refolded
+        sale = sales.get(txn)
+        if sale is None:
+            if ev.type != "sale.created":
+                unreadable.add(txn)  # its first event is not held: it cannot be refolded
+                continue
+            if ev.seq >= seq_from:
+                previous[txn] = None
+            sales[txn] = SaleFold(ev.type, txn, payload_of(ev))
+            last_seq[txn] = ev.seq
             continue
         if ev.seq >= seq_from and txn not in previous:
-            previous[txn] = sale_outcome(rows.get(txn))
-        rows[txn] = fold_row(rows.get(txn), ev.seq, ev.ts, ev.type, txn, ev.payload)
-    for txn in sorted(rows):
-        row = rows[txn]
+            previous[txn] = sale.outcome()
+        last_seq[txn] = ev.seq
+        if not _changes_nothing(ev):
+            sale.apply(ev.type, txn, payload_of(ev))
+    for txn in sorted(sales):
+        sale = sales[txn]
+        row = sale.row()
         if not is_sale(row):
             continue
         now = sale_outcome(row)
@@ -118,7 +176,7 @@ def recompute(
                     currency=row["currency"],
                     brand=str(summary.get("brand") or NONE),
                     entry_mode=str(summary.get("entry_mode") or NONE),
-                    last_seq=int(row["last_seq"]),
+                    last_seq=last_seq[txn],
                 )
             )
     result.unreadable = sorted(unreadable)
@@ -251,8 +309,12 @@ def capture_differences(
 
 def later_outcomes(events: Iterable[HeldEvent], txns: set[str]) -> dict[str, str | None]:
     """The current outcome of each of ``txns`` from all of its held events."""
-    rows: dict[str, dict[str, Any]] = {}
+    sales: dict[str, SaleFold] = {}
     for ev in sorted(events, key=lambda e: e.seq):
         if ev.txn in txns:
-            rows[ev.txn] = fold_row(rows.get(ev.txn), ev.seq, ev.ts, ev.type, ev.txn, ev.payload)
-    return {txn: sale_outcome(row) for txn, row in rows.items()}
+            sale = sales.get(ev.txn)
+            if sale is None:
+                sales[ev.txn] = SaleFold(ev.type, ev.txn, payload_of(ev))
+            else:
+                sale.apply(ev.type, ev.txn, payload_of(ev))
+    return {txn: sale.outcome() for txn, sale in sales.items()}

@@ -31,13 +31,18 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..anomalies import flag_id, registry_stores, store_of
 from ..store import BackofficeStore
 from .recompute import (
+    RECEIPT_FIELDS,
+    RECEIPT_TYPES,
     HeldEvent,
     capture_differences,
     compare,
@@ -59,7 +64,20 @@ FLAG_KINDS = (
 )
 IN_CHUNK = 500
 FLAG_TXNS_MAX = 500
-_EVENT_COLUMNS = "seq, ts, type, txn, payload"
+# The events a close reads: no time (nothing reads it), and no payload for a receipt event
+# that names no field a close reads (most of a day's events; recompute.py skips them).
+_EVENT_COLUMNS = (
+    "seq, '' AS ts, type, txn, CASE WHEN type IN ("
+    + ", ".join(f"'{t}'" for t in sorted(RECEIPT_TYPES))
+    + ") AND "
+    + " AND ".join(f"payload NOT LIKE '%\"{name}\"%'" for name in RECEIPT_FIELDS)
+    + " THEN NULL ELSE payload END AS payload"
+)
+
+
+#: (id, kind, seqs, txns, at, detail) of one anomaly flag.
+Flag = tuple[str, str, list[int], list[str], str, str]
+CHUNK_CLOSES = 50
 
 
 def close_lock(terminal: str) -> str:
@@ -116,16 +134,8 @@ class CloseResult:
 
 
 def _held(rows: Iterable[Sequence[Any]]) -> list[HeldEvent]:
-    out = []
-    for seq, ts, type_, txn, payload in rows:
-        try:
-            doc = json.loads(payload)
-        except ValueError:
-            doc = {}
-        out.append(
-            HeldEvent(int(seq), str(ts), str(type_), txn, doc if isinstance(doc, dict) else {})
-        )
-    return out
+    """Rows ``seq, ts, type, txn, payload`` as held events (payloads parsed when needed)."""
+    return [HeldEvent(int(r[0]), r[1], r[2], r[3], r[4]) for r in rows]
 
 
 def missing_ranges(held: Iterable[int], first: int, last: int) -> list[list[int]]:
@@ -179,9 +189,15 @@ def reconcile_open(
     business_day: str | None = None,
     store_id: str | None = None,
     everything: bool = False,
+    workers: int = 1,
+    target: Path | str | None = None,
 ) -> list[CloseResult]:
     """Reconcile every received close not reconciled yet (``everything``: again, all),
-    optionally only those of a business day and/or a store."""
+    optionally only those of a business day and/or a store.
+
+    ``workers`` > 1 (with ``target``, the database's path or URL): the terminals are
+    shared out to that many processes, each with its own connection (the recomputation
+    is CPU work in Python); a terminal's closes stay in one process, in seq order."""
     found = open_closes(store, all_states=everything)
     if business_day is not None or store_id is not None:
         registry = registry_stores(store)
@@ -198,26 +214,103 @@ def reconcile_open(
                     continue
             kept.append(item)
         found = kept
+    if workers > 1 and target is not None and len({f[0] for f in found}) > 1:
+        return _in_processes(target, found, store.clock() if now is None else now, workers)
     return reconcile_closes(store, found, now)
+
+
+def _in_processes(
+    target: Path | str, found: list[tuple[str, int, str, str]], now: float, workers: int
+) -> list[CloseResult]:
+    terminals = sorted({f[0] for f in found})
+    share = {t: i % workers for i, t in enumerate(terminals)}
+    groups: list[list[tuple[str, int, str, str]]] = [[] for _ in range(workers)]
+    for item in found:
+        groups[share[item[0]]].append(item)
+    context = multiprocessing.get_context("spawn")  # no forked pool threads or connections
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        parts = pool.map(_reconcile_in_process, [target] * workers, groups, [now] * workers)
+        return [result for part in parts for result in part]
+
+
+def _reconcile_in_process(
+    target: Path | str, closes: list[tuple[str, int, str, str]], now: float
+) -> list[CloseResult]:
+    if not closes:
+        return []
+    with BackofficeStore(target, pool_size=1) as store:
+        return reconcile_closes(store, closes, now)
 
 
 def reconcile_closes(
     store: BackofficeStore, closes: Iterable[tuple[str, int, str, str]], now: float | None = None
 ) -> list[CloseResult]:
+    """Reconcile these closes (terminal, seq, ts, payload text), ``CHUNK_CLOSES`` at a time:
+    their events read in one statement (PostgreSQL), their captured money in one, their
+    results and flags written in one transaction."""
     now = store.clock() if now is None else now
     registry = registry_stores(store)
-    results = []
-    captured: dict[str, dict[str, int]] = {}
-    for terminal, seq, ts, text in closes:
-        try:
-            payload = json.loads(text)
-        except ValueError:
-            payload = None
-        results.append(
-            _reconcile_one(store, terminal, seq, ts, payload, store_of(terminal, registry), now,
-                           captured)
-        )  # fmt: skip
-    return results
+    todo = list(closes)
+    done: list[CloseResult] = []
+    memo: dict[tuple[str, int], list[str]] = {}
+    for start in range(0, len(todo), CHUNK_CLOSES):
+        chunk = todo[start : start + CHUNK_CLOSES]
+        payloads: list[Any] = []
+        for _, _, _, text in chunk:
+            try:
+                payloads.append(json.loads(text))
+            except ValueError:
+                payloads.append(None)
+        ranges = [
+            (terminal, int(p["seq_from"]), int(p["seq_to"]))
+            if payload_problem(p) is None
+            else (terminal, 1, 0)
+            for (terminal, _, _, _), p in zip(chunk, payloads, strict=True)
+        ]
+        held = _range_events(store, ranges)
+        captured = store.captured_by_terminal(sorted({c[0] for c in chunk}))
+        written = []
+        for (terminal, seq, ts, _), payload, events in zip(chunk, payloads, held, strict=True):
+            home = store_of(terminal, registry)
+            result, flags = _reconcile_one(
+                store, terminal, seq, ts, payload, home, events, captured.get(terminal, {}), memo
+            )
+            memo[(terminal, seq)] = result.pending_txns
+            written.append((result, flags))
+        done += _write(store, written, now)
+    return done
+
+
+def _range_events(
+    store: BackofficeStore, ranges: list[tuple[str, int, int]]
+) -> list[list[HeldEvent]]:
+    """The held events of each (terminal, first seq, last seq), in seq order."""
+    if store.db.dialect != "postgresql":
+        return [
+            _held(
+                store.db.execute(
+                    f"SELECT {_EVENT_COLUMNS} FROM events WHERE terminal = ?"
+                    " AND seq BETWEEN ? AND ? ORDER BY seq",
+                    (terminal, low, high),
+                ).rows
+            )
+            for terminal, low, high in ranges
+        ]
+    out: list[list[HeldEvent]] = [[] for _ in ranges]
+    rows = store.db.execute(
+        f"SELECT r.i, {_EVENT_COLUMNS} FROM unnest(?::bigint[], ?::text[],"
+        " ?::bigint[], ?::bigint[]) AS r(i, terminal, lo, hi) JOIN events e"
+        " ON e.terminal = r.terminal AND e.seq BETWEEN r.lo AND r.hi ORDER BY r.i, e.seq",
+        (
+            list(range(len(ranges))),
+            [r[0] for r in ranges],
+            [r[1] for r in ranges],
+            [r[2] for r in ranges],
+        ),
+    ).rows
+    for i, seq, ts, type_, txn, payload in rows:
+        out[i].append(HeldEvent(int(seq), ts, type_, txn, payload))
+    return out
 
 
 # -- one close ----------------------------------------------------------------------------------
@@ -230,9 +323,10 @@ def _reconcile_one(
     ts: str,
     payload: Any,
     store_id: str,
-    now: float,
-    captured_cache: dict[str, dict[str, int]],
-) -> CloseResult:
+    in_range: list[HeldEvent],
+    captured: dict[str, int],
+    memo: dict[tuple[str, int], list[str]],
+) -> tuple[CloseResult, list[Flag]]:
     problem = payload_problem(payload)
     if problem is not None:
         day = payload.get("business_day") if isinstance(payload, dict) else None
@@ -240,23 +334,16 @@ def _reconcile_one(
                              "invalid", detail=problem)  # fmt: skip
         flags = [_flag(result, "close_invalid", "invalid", [close_seq], [], ts,
                        f"close at seq {close_seq} cannot be reconciled: {problem}")]  # fmt: skip
-        return _write(store, result, flags, now)
+        return result, flags
     seq_from, seq_to = int(payload["seq_from"]), int(payload["seq_to"])
     result = CloseResult(terminal, close_seq, store_id, payload["business_day"], seq_from,
                          seq_to, "reconciled", reported=list(payload["totals"]))  # fmt: skip
     at = str(payload.get("closed_at") or ts)
-    in_range = _held(
-        store.db.execute(
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE terminal = ? AND seq BETWEEN ? AND ?"
-            " ORDER BY seq",
-            (terminal, seq_from, seq_to),
-        ).rows
-    )
     result.missing = missing_ranges((ev.seq for ev in in_range), seq_from, seq_to)
     result.missing_count = sum(b - a + 1 for a, b in result.missing)
     if result.missing:
-        return _missing(store, result, ts, at, now)
-    before = _in_flight_before(store, terminal, payload)
+        return _missing(store, result, at)
+    before = _in_flight_before(store, terminal, payload, memo)
     candidates = {ev.txn for ev in in_range if ev.txn is not None} | before
     started = {ev.txn for ev in in_range if ev.type == "sale.created" and ev.txn is not None}
     earlier = _events_of(store, terminal, sorted(candidates - started), "seq < ?", seq_from)
@@ -267,10 +354,6 @@ def _reconcile_one(
     result.pending_txns = [p.txn for p in computed.pending]
     result.settlement = settlement_groups(computed.lines)
     differences = compare(payload, computed)
-    if terminal not in captured_cache:
-        captured_cache.clear()  # one terminal at a time: bounded memory
-        captured_cache[terminal] = store.captured(terminal)
-    captured = captured_cache[terminal]
     wrong = capture_differences(computed.lines, captured)
     if wrong:
         # Judge by the latest outcome when the sale changed after the close.
@@ -285,13 +368,12 @@ def _reconcile_one(
     differences += wrong
     result.differences = differences
     result.state = "mismatch" if differences else "reconciled"
-    flags = [_difference_flag(result, d, at) for d in differences]
-    return _write(store, result, flags, now)
+    return result, [_difference_flag(result, d, at) for d in differences]
 
 
 def _missing(
-    store: BackofficeStore, result: CloseResult, ts: str, at: str, now: float
-) -> CloseResult:
+    store: BackofficeStore, result: CloseResult, at: str
+) -> tuple[CloseResult, list[Flag]]:
     result.state = "missing_seqs"
     first = result.missing[0][0]
     row = store.db.execute(
@@ -320,16 +402,24 @@ def _missing(
     ]
     key = json.dumps(result.missing[:50])
     where = f"close of {result.business_day} (seq {result.close_seq})"
-    flags = [_flag(result, "close_missing_seqs", key, seqs, [], at, f"{where}: {what}{asked}")]
-    return _write(store, result, flags, now)
+    return result, [
+        _flag(result, "close_missing_seqs", key, seqs, [], at, f"{where}: {what}{asked}")
+    ]
 
 
-def _in_flight_before(store: BackofficeStore, terminal: str, payload: dict[str, Any]) -> set[str]:
+def _in_flight_before(
+    store: BackofficeStore,
+    terminal: str,
+    payload: dict[str, Any],
+    memo: dict[tuple[str, int], list[str]],
+) -> set[str]:
     """The sales the previous close left in flight: its reconciled pending sales, else its
     payload's list when complete, else recomputed from every held event before it."""
     previous = payload.get("previous_close_seq")
     if previous is None:
         return set()
+    if (terminal, previous) in memo:
+        return set(memo[(terminal, previous)])
     row = store.db.execute(
         "SELECT state, pending_txns FROM close_reconciliations"
         " WHERE terminal = ? AND close_seq = ?",
@@ -391,14 +481,12 @@ def _flag(
     txns: list[str],
     at: str,
     detail: str,
-) -> tuple[str, str, list[int], list[str], str, str]:
+) -> Flag:
     ident = flag_id(result.terminal, kind, f"{result.close_seq}\x1f{key}")
     return ident, kind, seqs[:FLAG_TXNS_MAX], txns[:FLAG_TXNS_MAX], at, detail[:2000]
 
 
-def _difference_flag(
-    result: CloseResult, diff: dict[str, Any], at: str
-) -> tuple[str, str, list[int], list[str], str, str]:
+def _difference_flag(result: CloseResult, diff: dict[str, Any], at: str) -> Flag:
     where = f"close of {result.business_day} (seq {result.close_seq})"
     kind = diff["kind"]
     if kind == "capture":
@@ -440,22 +528,36 @@ def _difference_flag(
 
 
 def _write(
-    store: BackofficeStore,
-    result: CloseResult,
-    flags: list[tuple[str, str, list[int], list[str], str, str]],
-    now: float,
-) -> CloseResult:
+    store: BackofficeStore, written: list[tuple[CloseResult, list[Flag]]], now: float
+) -> list[CloseResult]:
+    """Store the results and their flags in one transaction (under the terminals' locks)."""
+    if not written:
+        return []
+    terminals = sorted({result.terminal for result, _ in written})
     with store.transaction() as tx:
-        tx.lock(close_lock(result.terminal))
-        old = tx.execute(
-            "SELECT runs, first_reconciled_at FROM close_reconciliations"
-            " WHERE terminal = ? AND close_seq = ?",
-            (result.terminal, result.close_seq),
-        ).fetchone()
-        result.runs = int(old[0]) + 1 if old is not None else 1
-        result.first_reconciled_at = float(old[1]) if old is not None else now
-        result.reconciled_at = now
-        tx.execute(
+        tx.lock(*(close_lock(t) for t in terminals))
+        old: dict[tuple[str, int], tuple[int, float]] = {}
+        for start in range(0, len(terminals), IN_CHUNK):
+            part = terminals[start : start + IN_CHUNK]
+            for terminal, seq, runs, first in tx.execute(
+                "SELECT terminal, close_seq, runs, first_reconciled_at FROM close_reconciliations"
+                f" WHERE terminal IN ({', '.join('?' for _ in part)})",
+                part,
+            ).rows:
+                old[(str(terminal), int(seq))] = (int(runs), float(first))
+        rows = []
+        for result, _ in written:
+            runs, first = old.get((result.terminal, result.close_seq), (0, now))
+            result.runs, result.first_reconciled_at, result.reconciled_at = runs + 1, first, now
+            rows.append(
+                (result.terminal, result.close_seq, result.store, result.business_day,
+                 result.seq_from, result.seq_to, result.state, result.missing_count,
+                 result.missing_from, json.dumps(result.missing), json.dumps(result.differences),
+                 json.dumps(result.reported), json.dumps(result.recomputed),
+                 json.dumps(result.pending_txns), json.dumps(result.settlement),
+                 result.lines_count, result.runs, result.first_reconciled_at, now)
+            )  # fmt: skip
+        tx.executemany(
             "INSERT INTO close_reconciliations (terminal, close_seq, store, business_day,"
             " seq_from, seq_to, state, missing_count, missing_from, missing_seqs, differences,"
             " reported, recomputed, pending_txns, settlement, lines_count, runs,"
@@ -468,32 +570,32 @@ def _write(
             " missing_seqs = excluded.missing_seqs, differences = excluded.differences,"
             " reported = excluded.reported, recomputed = excluded.recomputed,"
             " pending_txns = excluded.pending_txns, settlement = excluded.settlement,"
-            " lines_count = excluded.lines_count,"
-            " runs = excluded.runs, reconciled_at = excluded.reconciled_at",
-            (result.terminal, result.close_seq, result.store, result.business_day,
-             result.seq_from, result.seq_to, result.state, result.missing_count,
-             result.missing_from, json.dumps(result.missing), json.dumps(result.differences),
-             json.dumps(result.reported), json.dumps(result.recomputed),
-             json.dumps(result.pending_txns), json.dumps(result.settlement),
-             result.lines_count, result.runs,
-             result.first_reconciled_at, now),
-        )  # fmt: skip
-        for ident, kind, seqs, txns, at, detail in flags:
-            tx.execute(
+            " lines_count = excluded.lines_count, runs = excluded.runs,"
+            " reconciled_at = excluded.reconciled_at",
+            rows,
+        )
+        flags = [
+            (ident, result.terminal, result.store, kind, json.dumps(seqs), json.dumps(txns), at,
+             now, detail)
+            for result, found in written
+            for ident, kind, seqs, txns, at, detail in found
+        ]  # fmt: skip
+        if flags:
+            tx.executemany(
                 "INSERT INTO anomaly_flags (id, terminal, store, kind, seqs, txns, at,"
                 " detected_at, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (id) DO NOTHING",
-                (ident, result.terminal, result.store, kind, json.dumps(seqs), json.dumps(txns),
-                 at, now, detail),
+                flags,
+            )
+    for result, _ in written:
+        if result.state != "reconciled":
+            log.warning(
+                "close not reconciled",
+                extra={"terminal": result.terminal, "close_seq": result.close_seq,
+                       "state": result.state, "missing": result.missing_count,
+                       "differences": len(result.differences)},
             )  # fmt: skip
-    if result.state != "reconciled":
-        log.warning(
-            "close not reconciled",
-            extra={"terminal": result.terminal, "close_seq": result.close_seq,
-                   "state": result.state, "missing": result.missing_count,
-                   "differences": len(result.differences)},
-        )  # fmt: skip
-    return result
+    return [result for result, _ in written]
 
 
 # -- reading results ------------------------------------------------------------------------------
