@@ -72,15 +72,17 @@ def test_deleted_events_are_missing_seqs_then_resent_and_reconciled(till: Till) 
     [flag] = flags(till.store, "close_missing_seqs")
     assert flag["seqs"] == [6, 7, 8] and "resend from seq 6" in flag["detail"]
     assert resend_from(till.store, till.terminal) == 6
+    head = till.journal.head().seq
     reply = till.heartbeat()
     assert reply["resend_from"] == 6
-    # The terminal resends from seq 6 (docs/sync-protocol.md): the back office takes the
-    # three events it lacks, counts the rest as duplicates and reconciles the day again.
-    till.journal.set_acked(5)
+    # The agent's own handling (docs/sync-protocol.md, Resend): its uploader rewinds to
+    # seq 5 and uploads from 6 in order; the back office takes the three events it lacks,
+    # counts the rest as duplicates and reconciles the day again.
     till.upload()
-    assert [e["seq"] for e in till.store.events(till.terminal)] == list(
-        range(1, till.journal.head().seq + 1)
-    )
+    assert till.sync.resends.last is not None
+    assert till.sync.resends.last.outcome == "rewound"
+    held = [e["seq"] for e in till.store.events(till.terminal)]
+    assert held == list(range(1, till.journal.head().seq + 1)) and len(held) > head
     result = only_result(till)
     assert result.state == "reconciled" and result.missing_count == 0 and result.runs == 3
     assert "resend_from" not in till.heartbeat()
