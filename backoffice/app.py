@@ -49,6 +49,7 @@ from collections.abc import Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
@@ -126,6 +127,11 @@ class BackofficeConfig:
     heartbeat_interval_s: int = DEFAULT_HEARTBEAT_INTERVAL_S
     #: How often the server evaluates alerts (backoffice/alerting; 0: never).
     alert_interval_s: float = 0.0
+    #: Store calendars (store id -> silence.StoreCalendar) for the alerts: opening hours
+    #: of lane_not_selling, outside_hours flags. Empty: every store always open.
+    calendars: dict[str, Any] = field(default_factory=dict)
+    #: The file they came from (``--calendars``), read again on SIGHUP.
+    calendars_file: Path | None = None
     policy: AuthorizationPolicy = field(default_factory=AuthorizationPolicy)
     max_body_bytes: int = MAX_BODY_BYTES
     max_batch_events: int = MAX_BATCH_EVENTS

@@ -125,6 +125,10 @@ _SERVE_OPTIONS: list[Any] = [
                  show_default=True, metavar="SECONDS",
                  help="Evaluate silence and anomaly alerts this often (0: never; "
                       "docs/alerts.md)."),
+    click.option("--calendars", type=click.Path(path_type=Path, dir_okay=False), default=None,
+                 metavar="FILE",
+                 help="Store calendars (TOML/JSON, docs/silence.md) for the alerts; read "
+                      "again on SIGHUP. Without it every store is always open."),
     click.option("--decline-over", type=click.IntRange(min=0), default=None,
                  help="Decline amounts above this (minor units)."),
     click.option("--decline-amount-ending", multiple=True,
@@ -184,7 +188,17 @@ def prepare_serve(
             token_map = load_tokens(tokens)
         except BackofficeConfigError as exc:
             raise click.BadParameter(str(exc), param_hint="--tokens") from None
-    return host, port, build_config(token_map, **opts)
+    config = build_config(token_map, **opts)
+    calendars = opts.get("calendars")
+    if calendars is not None:
+        from posedge.backoffice.silence import CalendarError, load_calendars
+
+        try:
+            config.calendars = load_calendars(Path(calendars))
+        except CalendarError as exc:
+            raise click.BadParameter(str(exc), param_hint="--calendars") from None
+        config.calendars_file = Path(calendars)
+    return host, port, config
 
 
 def serve_error(host: str, port: int, db: Path | str, exc: OSError) -> click.UsageError:

@@ -224,8 +224,30 @@ def start_alert_loop(store: BackofficeStore, config: BackofficeConfig) -> AlertL
         return None
     from .alerting.config import AlertConfig
     from .alerting.loop import AlertLoop
+    from .silence import SilenceConfig
 
-    return AlertLoop(store, AlertConfig(interval_s=config.alert_interval_s)).start()
+    silence = SilenceConfig(calendars=dict(config.calendars))
+    return AlertLoop(store, AlertConfig(interval_s=config.alert_interval_s,
+                                        silence=silence)).start()  # fmt: skip
+
+
+def reload_calendars(alerts: AlertLoop, path: Path) -> bool:
+    """SIGHUP: read the calendars file again; the next round uses it. A bad file is
+    logged (file, store, key) and the calendars in use are kept. True when reloaded."""
+    from dataclasses import replace
+
+    from .silence import CalendarError, load_calendars
+
+    try:
+        calendars = load_calendars(path)
+    except CalendarError as exc:
+        log.error("calendars not reloaded, the previous ones stay in use: %s", exc)
+        return False
+    config = alerts.config
+    alerts.config = replace(config, silence=replace(config.silence, calendars=calendars))
+    # A warning, so it shows at the default level: an operator's SIGHUP wants an answer.
+    log.warning("calendars reloaded", extra={"file": str(path), "stores": len(calendars)})
+    return True
 
 
 def serve_forever(
@@ -272,6 +294,10 @@ def serve_forever(
             for signum in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(signum, lambda *_: None)
         alerts = start_alert_loop(store, config)
+        hup = config.calendars_file
+        main = threading.current_thread() is threading.main_thread()
+        if alerts is not None and hup is not None and main and hasattr(signal, "SIGHUP"):
+            signal.signal(signal.SIGHUP, lambda *_: reload_calendars(alerts, hup))
         try:
             asyncio.run(server.serve(sockets=[sock]))
         finally:
