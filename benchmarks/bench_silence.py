@@ -7,7 +7,9 @@ In one run (``benchmarks/silence_harness.py`` does the work):
    clusters, store-day and lane-day multipliers; holidays; one store in ten
    closed one extra day) from Monday 2026-10-19: 6 weeks of training (both DST
    changes) and 4 weeks of evaluation (Christmas), with injected silences: dead
-   readers (a lane stops selling for 3 h, store open), lanes closed by staff
+   readers (a lane stops selling for 3 h, store open; the simulator's ``dead-reader``
+   fault, its variant drawn per injection: ``unplugged`` 50 %, ``worn-head`` 30 %,
+   ``no-evidence`` 20 %, each with the evidence a real agent reports), lanes closed by staff
    (silent from 1-3 h before closing), stores closed early (every lane silent
    from 1-3 h before closing, the calendar does not know), network outages (a
    store's heartbeats and uploads stop for 30-120 min, sales go on), dead
@@ -22,7 +24,15 @@ In one run (``benchmarks/silence_harness.py`` does the work):
    false-alarm budgets (0.5 is the default).
 4. **Scoring**: false alarms per lane-year, median and p90 detection delay,
    missed silences, busy-hours dead readers, lane alarms in early closes; the
-   heartbeat signal's delay for network outages and dead terminals.
+   heartbeat signal's delay for network outages and dead terminals. Then posedge
+   **as the system**: the first alert of any kind on the lane — ``device_fault``
+   from the terminal's heartbeats (replayed on the simulator's terminal, whose
+   reader runs the agent's own health defaults and lifecycle, through the back
+   office's ``device_faults``), the ``card_read_failed`` flag, ``lane_not_selling``
+   — per silence kind and dead-reader variant, next to the statistical signal
+   alone; and the statistical delay by the lane's rate band (runs per open hour
+   in the hour the silence began). The baselines see only sales timing, as the
+   products they stand for do.
 5. **Evaluation time** of ``evaluate_fleet`` over 10,000 lanes (1,000 stores) on
    a SQLite store holding their learned state and heartbeats. Target ≤ 1 s.
 
@@ -168,11 +178,58 @@ def table(results: dict[str, Any]) -> str:
         f"{bound['false_alarms_per_lane_year_mean']:.0f} false alarms per lane-year from busy "
         "hours alone (Poisson runs at the learned rates)"
     )
+    lines.append("")
+    lines.append(system_table(results))
     ev = results["evaluation"]
     lines.append(
         f"evaluate_fleet, {ev['lanes']} lanes on SQLite: cold {ev['cold_s']:.3f} s (fits every "
         f"lane), steady state median {ev['warm_median_s']:.3f} s, best {ev['warm_best_s']:.3f} s "
         f"(target <= {TARGET_EVAL_S} s)"
+    )
+    return "\n".join(lines)
+
+
+def system_table(results: dict[str, Any]) -> str:
+    system = results["system"]
+    head = (
+        f"{'silence':<26}{'n':>4}  {'system det':>10}{'med':>7}{'p90':>7}{'busy med':>9}"
+        f"  {'statistics det':>14}{'med':>7}{'p90':>7}{'busy med':>9}"
+    )
+    lines = ["posedge as the system (first alert of any kind on the lane) vs the statistical "
+             "signal alone (default budget)", head, "-" * len(head)]  # fmt: skip
+    for group, row in sorted(system["kinds"].items()):
+        a, b = row["system"], row["statistics"]
+        lines.append(
+            f"{group:<26}{row['silences']:>4}  {a['detected']:>6}/{row['silences']:<3}"
+            f"{_fmt(a['median_delay_min']):>7}{_fmt(a['p90_delay_min']):>7}"
+            f"{_fmt(a['busy_median_delay_min']):>9}"
+            f"  {b['detected']:>10}/{row['silences']:<3}{_fmt(b['median_delay_min']):>7}"
+            f"{_fmt(b['p90_delay_min']):>7}{_fmt(b['busy_median_delay_min']):>9}"
+        )
+    lines.append("first alert per dead-reader variant: " + json.dumps(system["first_signal"],
+                                                                      sort_keys=True))  # fmt: skip
+    bands = results["bands"]
+    default = bands["statistics"]["posedge@0.5"]
+    lines.append("")
+    lines.append("dead readers by the lane's rate in the silence's hour (runs per open hour): "
+                 "n, detected, median delay of those detected / counting misses")  # fmt: skip
+    lines.append(f"{'band':<8}{'busy: statistics':>26}{'busy: system':>24}"
+                 f"{'all hours: statistics':>28}{'all: system':>24}")  # fmt: skip
+    for band in bands["bands"]:
+        cells = []
+        for scope, source in (("busy", default), ("busy", bands["system"]),
+                              ("all", default), ("all", bands["system"])):  # fmt: skip
+            cell = source[scope][band]
+            cells.append(
+                f"{cell['silences']} {cell['detected']} {_fmt(cell['median_delay_min'])}/"
+                f"{_fmt(cell['median_with_misses_min'])}"
+            )
+        lines.append(f"{band:<8}{cells[0]:>26}{cells[1]:>24}{cells[2]:>28}{cells[3]:>24}")
+    floor = bands["poisson_floor"]
+    lines.append(
+        "shortest possible statistical delay at the default budget (Poisson runs, "
+        f"{floor['open_hours_per_year']:.0f} open h/yr): "
+        + ", ".join(f"{r} runs/h {m:.0f} min" for r, m in floor["minutes_by_rate"].items())
     )
     return "\n".join(lines)
 
@@ -196,7 +253,22 @@ def targets(results: dict[str, Any]) -> dict[str, Any]:
         fa = det[matched]["false_alarms_per_lane_year"]
         ratio = fixed["false_alarms_per_lane_year"] / fa if fa else float("inf")
     busy = default["dead-reader"]["busy_median_delay_min"]
+    sys_dead = results["system"]["kinds"]["dead-reader"]["system"]
+    sys_fa = results["system"]["false_alarms_per_lane_year"]
+    sys_med = sys_dead["median_delay_min"]
+    fixed_med = fixed["dead-reader"]["median_delay_min"]
+    sys_ratio = fixed["false_alarms_per_lane_year"] / sys_fa if sys_fa else float("inf")
     return {
+        "system_fa_per_lane_year": sys_fa,
+        "system_busy_dead_median_min": sys_dead["busy_median_delay_min"],
+        "system_busy_dead_median_met": sys_dead["busy_median_delay_min"] is not None
+        and sys_dead["busy_median_delay_min"] <= TARGET_BUSY_MEDIAN_MIN,
+        "system_dead_median_min": sys_med,
+        "system_fa_ratio_vs_fixed": sys_ratio,
+        "system_fa_ratio_met": sys_med is not None
+        and fixed_med is not None
+        and sys_med <= fixed_med
+        and sys_ratio >= TARGET_FA_RATIO,
         "fa_per_lane_year": default["false_alarms_per_lane_year"],
         "fa_per_lane_year_met": default["false_alarms_per_lane_year"] <= TARGET_FA_PER_LANE_YEAR,
         "busy_dead_median_min": busy,
@@ -256,6 +328,8 @@ def main() -> None:
         "sales_not_arriving": scores.pop("sales_not_arriving"),
         "store_quiet": scores.pop("store_quiet"),
         "busy_hours_bound": scores.pop("busy_hours_bound"),
+        "system": scores.pop("system"),
+        "bands": scores.pop("bands"),
         "detectors": scores,
         "evaluation": evaluation,
         "timings": clock,

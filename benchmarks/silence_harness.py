@@ -23,6 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from posedge.backoffice.alerting.config import AlertConfig
+from posedge.backoffice.alerting.devices import device_faults
+from posedge.backoffice.anomalies import AnomalyConfig
 from posedge.backoffice.silence import SilenceConfig, StoreCalendar
 from posedge.backoffice.silence.evaluate import FleetModel
 from posedge.backoffice.silence.learn import learn_sales
@@ -30,12 +33,19 @@ from posedge.backoffice.silence.model import LaneStats
 from posedge.backoffice.silence.nbinom import episode_threshold, gamma_poisson_zero, poisson_zero
 from posedge.simulator.fleet import Fault, Fleet, build_fleet, generate_history
 from posedge.simulator.fleet.model import Store
+from posedge.simulator.fleet.reader import READER_VARIANTS, pick_variant
+from posedge.simulator.fleet.terminal import SimTerminal
 
 TIMEZONES = ("Europe/Berlin", "America/New_York", "Europe/London")
 BUDGETS = (0.5, 5.0, 50.0, 500.0, 5000.0)
 """False-alarm budgets per lane-year replayed side by side (the first is the default)."""
 FIXED_TIMEOUT_MIN = 30
 HEARTBEAT_S = 60.0
+EVALUATE_S = AlertConfig().interval_s
+"""``serve`` evaluates the alerts this often: an alert fires at the next round."""
+RATE_BANDS: tuple[tuple[float, float], ...] = ((0.0, 10.0), (10.0, 20.0), (20.0, 40.0),
+                                               (40.0, math.inf))  # fmt: skip
+"""Lane rate bands (runs per open hour) for the breakdown of the statistical delay."""
 
 
 def calendar_of(store: Store) -> StoreCalendar:
@@ -61,6 +71,7 @@ class Injected:
     start: float
     end: float
     fault: Fault
+    variant: str | None = None  # dead-reader: unplugged, worn-head, no-evidence
 
 
 @dataclass
@@ -101,7 +112,7 @@ def build_scenario(
         seed=base.seed,
     )
     calendars = {s.id: calendar_of(s) for s in fleet.stores}
-    injected = inject(fleet, calendars, train_end, end, rng, lanes, stores)
+    injected = inject(fleet, calendars, train_end, end, rng, lanes, stores, seed)
     calendars_cfg = SilenceConfig(calendars=calendars)
     return Scenario(fleet, start, train_end, end, calendars, injected, calendars_cfg)
 
@@ -125,6 +136,7 @@ def inject(
     rng: random.Random,
     lanes: int,
     stores: int,
+    variant_seed: int = 0,
 ) -> list[Injected]:
     spans = {sid: _open_spans(cal, start, end) for sid, cal in calendars.items()}
     busy: dict[str, list[tuple[float, float]]] = {}
@@ -137,13 +149,17 @@ def inject(
         return True
 
     out: list[Injected] = []
+    # Dead-reader variants from their own stream: the injections (lanes, times) stay the
+    # ones the earlier runs used, whatever the variants.
+    variants = random.Random(f"dead-reader variants {variant_seed}")
 
     def add(
         label: str, kind: str, store: str, terminals: tuple[str, ...], low: float, high: float
     ) -> None:
         target = store if len(terminals) > 1 else terminals[0]
-        fault = Fault(kind, target, low, high, terminals)
-        out.append(Injected(label, store, terminals, low, high, fault))
+        variant = pick_variant(variants.random()) if kind == "dead-reader" else None
+        fault = Fault(kind, target, low, high, terminals, variant)
+        out.append(Injected(label, store, terminals, low, high, fault, variant))
         for t in terminals:
             busy.setdefault(t, []).append((low, high))
 
@@ -169,7 +185,7 @@ def inject(
                 low = rng.uniform(open_s, close_s - 1800)
                 high = low + 3 * 3600
                 terminals: tuple[str, ...] = (lane.terminal,)
-                kind = "silent"
+                kind = "dead-reader"
             elif label == "staff-closed":
                 low = close_s - rng.uniform(3600, 3 * 3600)
                 high = close_s
@@ -211,6 +227,7 @@ class Histories:
     delivered: dict[str, np.ndarray]  # when each reached the back office
     no_heartbeats: dict[str, list[tuple[float, float]]]
     total_sales: int = 0
+    attempts: dict[str, np.ndarray] = field(default_factory=dict)  # worn-head customers
 
 
 def histories(scenario: Scenario) -> Histories:
@@ -221,6 +238,7 @@ def histories(scenario: Scenario) -> Histories:
         out.sales[lane.terminal] = sales
         out.delivered[lane.terminal] = np.frombuffer(lane.delivered(), dtype=np.float64).copy()
         out.no_heartbeats[lane.terminal] = lane.no_heartbeats
+        out.attempts[lane.terminal] = np.frombuffer(lane.attempts, dtype=np.float64).copy()
         out.total_sales += len(sales)
     return out
 
@@ -408,6 +426,7 @@ def score(scenario: Scenario, hist: Histories, model: FleetModel, rep: Replay) -
             by_lane.setdefault(index[t], []).append((a, b, k))
     lane_years = len(lanes) * (scenario.end - t0) / (365.25 * 86400.0)
     busy_fault: dict[int, bool] = {}
+    fault_rate: dict[int, float] = {}
     for k, inj in enumerate(scenario.injected):
         if inj.label != "dead-reader":
             continue
@@ -418,10 +437,13 @@ def score(scenario: Scenario, hist: Histories, model: FleetModel, rep: Replay) -
         open_rates = [fit.bin(h, b0)[0] for h in range(168) if weekly[h] > 0]
         local = datetime.fromtimestamp(inj.start, cal.zone)
         how = local.weekday() * 24 + local.hour
-        busy_fault[k] = fit.bin(how, b0)[0] >= float(np.percentile(open_rates, 75))
+        fault_rate[k] = fit.bin(how, b0)[0]
+        busy_fault[k] = fault_rate[k] >= float(np.percentile(open_rates, 75))
     results: dict[str, Any] = {}
+    firsts: dict[str, dict[int, int]] = {}
     for method, alarms in rep.alarms.items():
         first: dict[int, int] = {}
+        firsts[method] = first
         false_alarms = 0
         unwanted_early = 0
         during_network = 0
@@ -529,6 +551,22 @@ def score(scenario: Scenario, hist: Histories, model: FleetModel, rep: Replay) -
         ),
     }
     results["lane_years"] = lane_years
+    default = f"posedge@{scenario.config.budget_per_lane_year:g}"
+    stat_at = {k: (m + 1) * 60.0 + t0 for k, m in firsts[default].items()}
+    results["system"] = system_scores(scenario, hist, stat_at, busy_fault, fault_rate,
+                                      results[default]["false_alarms_per_lane_year"])  # fmt: skip
+    results["bands"] = {
+        "bands": [band_name(b) for b in RATE_BANDS],
+        "poisson_floor": poisson_floor(scenario),
+        "statistics": {
+            method: rate_bands(scenario, {k: (m + 1) * 60.0 + t0 for k, m in first.items()},
+                               busy_fault, fault_rate)
+            for method, first in firsts.items() if method.startswith("posedge@")
+        },
+        "system": rate_bands(scenario, results["system"]["detected_at"], busy_fault,
+                             fault_rate),
+    }  # fmt: skip
+    results["system"].pop("detected_at")
     results["busy_hours_bound"] = busy_hours_bound(scenario, model)
     return results
 
@@ -563,3 +601,207 @@ def busy_hours_bound(
         "false_alarms_per_lane_year_mean": float(np.mean(per_lane)),
         "false_alarms_per_lane_year_median": float(np.median(per_lane)),
     }
+
+
+# -- posedge as the system: evidence from the terminal + statistics ------------------------------
+
+
+def next_round(when: float) -> float:
+    """The evaluation round of ``serve`` that first sees something reported at ``when``."""
+    return math.ceil(when / EVALUATE_S) * EVALUATE_S
+
+
+@dataclass
+class Evidence:
+    """When the back office's alerts on a dead reader's own evidence fire (None: never
+    within the silence)."""
+
+    device_at: float | None = None
+    """``device_fault``: the first round after a heartbeat carrying a critical reader alert."""
+    flag_at: float | None = None
+    """``card_read_failed``: the first round after the flag's second failed sale ended."""
+
+
+def reader_evidence(scenario: Scenario, hist: Histories, inj: Injected, index: int) -> Evidence:
+    """Replays the dead reader on the simulator's terminal (the agent's health defaults,
+    alert rules and lifecycle), sends its heartbeats every minute at the lane's phase
+    through the back office's own :func:`device_faults`, and applies the
+    ``card_read_failed`` rule to the sales it journals."""
+    fleet = scenario.fleet
+    terminal = inj.lanes[0]
+    lane = fleet.lane_by_terminal[terminal]
+    sim = SimTerminal(lane, fleet.store_of(lane), seed=fleet.seed)
+    sales = hist.sales[terminal]
+    cut = int(np.searchsorted(sales, inj.start))
+    for when in sales[max(0, cut - 20) : cut]:  # the reader's recent good swipes
+        sim.reader.swipe(float(when) + 5.0, True)
+    out = Evidence()
+    if inj.variant == "unplugged":
+        sim.reader.unplug(inj.start)
+        sim.reader.replug(inj.end)
+    elif inj.variant == "worn-head":
+        attempts = hist.attempts[terminal]
+        for when in attempts[(attempts >= inj.start) & (attempts < inj.end)]:
+            sim.sell_unreadable(float(when))
+        sim.commit_all()
+        ends = sorted(
+            datetime.fromisoformat(e["ts"]).timestamp()
+            for e in sim.events()
+            if e["type"] in ("sale.cancelled", "sale.abandoned")
+        )
+        rule = AnomalyConfig()
+        n = rule.read_fail_threshold
+        for i in range(n - 1, len(ends)):
+            if ends[i] - ends[i - n + 1] <= rule.read_fail_window_s and ends[i] < inj.end:
+                out.flag_at = next_round(ends[i])
+                break
+    else:
+        return out
+    phase = (index * 7.0) % HEARTBEAT_S
+    beat = inj.start + ((phase + scenario.start - inj.start) % HEARTBEAT_S)
+    while beat < inj.end:
+        if device_faults(sim.heartbeat(beat)):
+            out.device_at = next_round(beat)
+            break
+        beat += HEARTBEAT_S
+    return out
+
+
+def system_scores(
+    scenario: Scenario,
+    hist: Histories,
+    stat_at: dict[int, float],
+    busy_fault: dict[int, bool],
+    fault_rate: dict[int, float],
+    stat_false_alarms: float,
+) -> dict[str, Any]:
+    """posedge as the system on the lane silences: the first alert of any kind on the lane
+    (device_fault, card_read_failed, lane_not_selling at the default budget), per silence
+    kind and dead-reader variant, next to the statistical signal alone.
+
+    False alarms: the statistical signal's. The simulator's healthy readers never fail a
+    swipe or drop off, so device_fault and card_read_failed raise none here — in the field
+    they will raise some (a reader replugged by staff, a demagnetised card or two)."""
+    index = {lane.terminal: i for i, lane in enumerate(scenario.fleet.lanes)}
+    detected_at: dict[int, float] = {}
+    by_signal: dict[int, str] = {}
+    rows: dict[str, dict[str, list[float | None]]] = {}
+    for k, inj in enumerate(scenario.injected):
+        if inj.label not in ("dead-reader", "staff-closed"):
+            continue
+        evidence = (
+            reader_evidence(scenario, hist, inj, index[inj.lanes[0]])
+            if inj.label == "dead-reader"
+            else Evidence()
+        )
+        candidates = {
+            "device_fault": evidence.device_at,
+            "card_read_failed": evidence.flag_at,
+            "lane_not_selling": stat_at.get(k),
+        }
+        # lane_not_selling's alarms are already those within the silence (score()).
+        found = {
+            n: t
+            for n, t in candidates.items()
+            if t is not None and (t < inj.end or n == "lane_not_selling")
+        }
+        group = inj.label if inj.variant is None else f"{inj.label}:{inj.variant}"
+        for key in (group, inj.label) if group != inj.label else (group,):
+            slot = rows.setdefault(key, {"system": [], "statistics": [], "busy_system": [],
+                                         "busy_statistics": []})  # fmt: skip
+            system = min(found.values()) if found else None
+            statistics = found.get("lane_not_selling")
+            for name, at in (("system", system), ("statistics", statistics)):
+                delay = None if at is None else (at - inj.start) / 60.0
+                slot[name].append(delay)
+                if busy_fault.get(k):
+                    slot[f"busy_{name}"].append(delay)
+        if found:
+            detected_at[k] = min(found.values())
+            by_signal[k] = min(found, key=lambda n: found[n])
+    out: dict[str, Any] = {"false_alarms_per_lane_year": stat_false_alarms, "kinds": {}}
+    for group, slot in rows.items():
+        entry: dict[str, Any] = {"silences": len(slot["system"])}
+        for name in ("system", "statistics"):
+            got = [d for d in slot[name] if d is not None]
+            busy = [d for d in slot[f"busy_{name}"] if d is not None]
+            entry[name] = {
+                "detected": len(got),
+                "missed": len(slot[name]) - len(got),
+                "median_delay_min": _pct(got, 50),
+                "p90_delay_min": _pct(got, 90),
+                "busy_silences": len(slot[f"busy_{name}"]),
+                "busy_detected": len(busy),
+                "busy_median_delay_min": _pct(busy, 50),
+            }
+        out["kinds"][group] = entry
+    first_signal: dict[str, dict[str, int]] = {}
+    for k, name in by_signal.items():
+        inj = scenario.injected[k]
+        group = inj.label if inj.variant is None else f"{inj.label}:{inj.variant}"
+        first_signal.setdefault(group, {}).setdefault(name, 0)
+        first_signal[group][name] += 1
+    out["first_signal"] = first_signal
+    out["variant_shares"] = dict(READER_VARIANTS)
+    out["detected_at"] = detected_at
+    return out
+
+
+def band_name(band: tuple[float, float]) -> str:
+    low, high = band
+    return f">= {low:g}" if high == math.inf else f"{low:g}-{high:g}"
+
+
+def rate_bands(
+    scenario: Scenario,
+    detected_at: dict[int, float],
+    busy_fault: dict[int, bool],
+    fault_rate: dict[int, float],
+) -> dict[str, Any]:
+    """Dead readers by the lane's learned rate (runs per open hour) in the hour the silence
+    began: per band, silences, detected, the median delay of those detected and the median
+    counting a miss as longer than the silence (None when more than half were missed);
+    for busy-hour silences and for all of them."""
+    out: dict[str, Any] = {}
+    for scope in ("busy", "all"):
+        per: dict[str, Any] = {}
+        for band in RATE_BANDS:
+            delays: list[float] = []
+            total = 0
+            for k, inj in enumerate(scenario.injected):
+                if inj.label != "dead-reader" or (scope == "busy" and not busy_fault.get(k)):
+                    continue
+                if not band[0] <= fault_rate[k] < band[1]:
+                    continue
+                total += 1
+                at = detected_at.get(k)
+                if at is not None:
+                    delays.append((at - inj.start) / 60.0)
+            with_misses = sorted(delays) + [math.inf] * (total - len(delays))
+            median_all = float(np.median(with_misses)) if with_misses else None
+            per[band_name(band)] = {
+                "silences": total,
+                "detected": len(delays),
+                "median_delay_min": _pct(delays, 50),
+                "median_with_misses_min": (
+                    median_all if median_all is not None and math.isfinite(median_all) else None
+                ),
+            }
+        out[scope] = per
+    return out
+
+
+def poisson_floor(scenario: Scenario, rates: Sequence[float] = (5, 10, 20, 40, 60, 80)) -> Any:
+    """The shortest delay any statistical lane test at the default budget can have on a lane
+    selling ``rate`` runs per open hour all year: with the threshold ``p* = budget / N``
+    (``N = rate x open hours a year`` silences) and Poisson runs (no burstiness, no rate
+    uncertainty: the real test is slower), a silence is alarmed once ``exp(-rate t) < p*``,
+    i.e. ``t = -ln(p*) / rate``. Open hours: the fleet's median store week."""
+    weekly = sorted(sum(c.weekly_open_hours()) for c in scenario.calendars.values())
+    hours_year = weekly[len(weekly) // 2] * 365.25 / 7
+    budget = scenario.config.budget_per_lane_year
+    out = {}
+    for rate in rates:
+        threshold = min(0.5, budget / (rate * hours_year))
+        out[f"{rate:g}"] = -math.log(threshold) / rate * 60.0
+    return {"open_hours_per_year": hours_year, "minutes_by_rate": out}
