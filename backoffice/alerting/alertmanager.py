@@ -22,6 +22,7 @@ SEVERITY = {
     "sales_not_arriving": "critical",
     "lane_not_selling": "warning",
     "store_offline": "critical",
+    "device_fault": "critical",
     "chain_integrity": "critical",
     "journal_rewritten": "critical",
 }
