@@ -210,16 +210,24 @@ def closes(
 @click.option(
     "--all", "everything", is_flag=True, help="Reconcile every close again, not only open ones."
 )
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Processes sharing the lanes (the recomputation is CPU work).")  # fmt: skip
 @click.pass_context
 def reconcile(
-    ctx: click.Context, db: Path | str, day: str | None, store_id: str | None, everything: bool
+    ctx: click.Context,
+    db: Path | str,
+    day: str | None,
+    store_id: str | None,
+    everything: bool,
+    workers: int,
 ) -> None:
     """Reconcile received closes now (the server does it when a close or a resent seq arrives)."""
     from .closes.reconciler import reconcile_open
 
     with _open(db, readonly=False) as store:
         _known_store(store, store_id)
-        done = reconcile_open(store, business_day=day, store_id=store_id, everything=everything)
+        done = reconcile_open(store, business_day=day, store_id=store_id,
+                              everything=everything, workers=workers, target=db)  # fmt: skip
     counts: dict[str, int] = {}
     for result in done:
         counts[result.state] = counts.get(result.state, 0) + 1

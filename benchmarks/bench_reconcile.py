@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import tempfile
 import time
 from contextlib import ExitStack
@@ -108,6 +109,15 @@ def load(store: BackofficeStore, lanes: list[tuple[str, list[dict[str, Any]], li
     return count
 
 
+def _cpu_s() -> float:
+    """CPU seconds of this process and its finished children (the worker processes)."""
+    own, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def measure(target: Path | str, lanes: list[Any], label: str, workers: int) -> dict[str, Any]:
     with BackofficeStore(target) as store:
         started = time.perf_counter()
@@ -121,11 +131,12 @@ def measure(target: Path | str, lanes: list[Any], label: str, workers: int) -> d
             "SELECT terminal, count(*), sum(length(payload)) FROM events GROUP BY terminal"
         ).rows
         baseline_s = time.perf_counter() - started
-        cpu = time.process_time()
+        cpu = _cpu_s()
         started = time.perf_counter()
         done = reconcile_open(store, business_day=DAY, workers=workers, target=target)
         reconcile_s = time.perf_counter() - started
-        cpu_s = time.process_time() - cpu
+        cpu_s = _cpu_s() - cpu
+        loadavg = os.getloadavg()
         states: dict[str, int] = {}
         for result in done:
             states[result.state] = states.get(result.state, 0) + 1
@@ -138,6 +149,7 @@ def measure(target: Path | str, lanes: list[Any], label: str, workers: int) -> d
         "baseline_rows": len(base),
         "reconcile_s": round(reconcile_s, 3),
         "reconcile_cpu_s": round(cpu_s, 3),
+        "load_average": [round(x, 2) for x in loadavg],
         "workers": workers,
         "ratio_to_baseline": round(reconcile_s / baseline_s, 1) if baseline_s else None,
         "closes": len(done),
@@ -176,7 +188,8 @@ def main() -> None:
     for run in report["runs"]:
         print(
             f"{run['backend']:>10}: {run['events']} events; reconcile {run['closes']} closes "
-            f"{run['reconcile_s']:.2f} s (cpu {run['reconcile_cpu_s']:.2f} s), baseline "
+            f"{run['reconcile_s']:.2f} s (cpu {run['reconcile_cpu_s']:.2f} s, {run['workers']} "
+            f"workers, load {run['load_average'][0]:.1f}), baseline "
             f"GROUP BY {run['baseline_group_by_s']:.3f} s (x{run['ratio_to_baseline']}); "
             f"states {run['states']}; target <= {TARGET_S:g} s: "
             f"{'met' if run['ok'] else 'NOT met'}"

@@ -181,3 +181,22 @@ def test_bad_output_and_database_are_exit_2(till: Till, tmp_path: Path) -> None:
     assert missing.exit_code == 2 and "no back office database" in missing.output
     needs: Any = run("backoffice", "settlement", "--db", db(till), "--day", "2026-12-01")
     assert needs.exit_code == 2 and "--store" in needs.output
+
+
+def test_reconcile_in_worker_processes(till: Till, tmp_path: Path) -> None:
+    other = Till(tmp_path / "lane2", till.backoffice, "S1-lane02")
+    try:
+        for lane in (till, other):
+            lane.sale(1000)
+            lane.close()
+            lane.upload()
+    finally:
+        other.close_all()
+    with till.store.transaction() as tx:
+        tx.execute("DELETE FROM events WHERE terminal = 'S1-lane02' AND seq = 3")
+    done = run("--json", "backoffice", "closes", "reconcile", "--db", db(till), "--all",
+               "--workers", "2")  # fmt: skip
+    assert done.exit_code == 3, done.output
+    doc = json.loads(done.output)
+    assert doc["states"] == {"missing_seqs": 1, "reconciled": 1}
+    assert {(c["terminal"], c["runs"]) for c in doc["closes"]} == {(TERMINAL, 2), ("S1-lane02", 2)}
