@@ -44,7 +44,8 @@ MAX_SEARCH_CHARS = 100
 # The fleet with each terminal's store, lane and state (parameters: now, now - selling window).
 FLEET_CTE = f"""WITH ids AS (
     SELECT terminal FROM terminals
-    UNION SELECT terminal FROM terminal_registry WHERE status = 'active'
+    UNION ALL SELECT r.terminal FROM terminal_registry r WHERE r.status = 'active'
+        AND NOT EXISTS (SELECT 1 FROM terminals t WHERE t.terminal = r.terminal)
 ), named AS (
     SELECT terminal, rtrim(terminal, replace(terminal, '-', '')) AS head FROM ids
 ), open_alerts AS (
