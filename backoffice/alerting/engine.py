@@ -124,8 +124,9 @@ def observations(
     def home_of(terminal: str) -> str:
         return homes.get(terminal) or anomalies.store_of(terminal, registry)
 
+    beats = store.db.execute("SELECT terminal, heartbeat_json FROM terminals").rows
     for terminal, home, active, summary, details, value in device_observations(
-        store.terminal_states(), home_of
+        [(str(t), None if h is None else str(h)) for t, h in beats], home_of
     ):
         out.append(Observation(DEVICE_FAULT, terminal, home, active, summary, details, value))
     lanes: dict[str, set[str]] = defaultdict(set)

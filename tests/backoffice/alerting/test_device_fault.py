@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from posedge.backoffice.alerting.devices import device_faults
+from posedge.backoffice.alerting.devices import device_faults, device_observations
 from posedge.backoffice.alerting.engine import evaluate, list_alerts
 from posedge.backoffice.alerting.receivers import Receivers
 from posedge.backoffice.silence import SilenceSignal
@@ -157,6 +157,11 @@ def test_malformed_health_blocks_are_no_fault_and_no_crash() -> None:
         assert device_faults(doc) == []  # type: ignore[arg-type]
     disabled = {"health": {"enabled": False}, "devices": {"reader": {"state": "unavailable"}}}
     assert [f["name"] for f in device_faults(disabled)] == ["devices.reader"]
+    # Stored heartbeat texts: none, not JSON, a warning only, a fault.
+    rows = [("T1", None), ("T2", '{"critical": '), ("T3", json.dumps({"devices": {}})),
+            ("T4", json.dumps(disabled))]  # fmt: skip
+    (found,) = device_observations(rows, lambda terminal: "S1")
+    assert found[:3] == ("T4", "S1", True) and found[3] == "T4: the card reader is unavailable"
 
 
 def test_the_stored_lifecycle_state_is_the_lifecycles_export(
