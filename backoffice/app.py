@@ -2,7 +2,8 @@
 
 Routes: events upload and head, heartbeat, authorizations, reversals,
 enrolment and token rotation, ``/openapi.json``, ``/healthz`` and — only with
-``admin`` or in open mode — ``/admin/policy``. (Fault injection is not here:
+``admin`` or in open mode — ``/admin/policy``; the staff dashboard is mounted at
+``/dashboard/`` (:mod:`.dashboard`, its own logins and headers). (Fault injection is not here:
 ``posedge.simulator.faults`` wraps this app.) Every error is an RFC 9457
 problem document. Request bodies may be gzip-compressed.
 
