@@ -21,6 +21,8 @@ setup(
     package_data={
         "posedge.agent": ["py.typed"],
         "posedge.backoffice": ["py.typed"],
+        # The dashboard's templates, stylesheet and script (docs/dashboard.md).
+        "posedge.backoffice.dashboard": ["templates/*.html", "static/*.css", "static/*.js"],
         "posedge.drivers": ["py.typed"],
         "posedge.protocol": ["py.typed"],
         "posedge.simulator": ["py.typed"],
