@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -113,12 +114,16 @@ def test_a_missed_schedule_is_closed_when_the_daemon_starts(tmp_path: Path) -> N
 
 def test_a_second_close_day_while_one_runs_is_refused(tmp_path: Path) -> None:
     """No daemon: the first close-day holds the state directory while its slow printer
-    prints; a second one says a close is running (exit 3) and stores nothing."""
+    prints (stopped there with SIGSTOP, so the second surely meets it); a second one says
+    a close is running (exit 3) and stores nothing."""
     state = tmp_path / "state"
     with Journal.open(state) as journal:
         journal.append("technician.note", {"text": "x"})
     config = tmp_path / "posedge.toml"
-    config.write_text('[printer]\nurl = "sim://printer?faults=slow_response:delay_s=1.5"\n')
+    # The printer answers no status query within poll_timeout: printing takes 3 s, the window.
+    config.write_text(
+        '[printer]\nurl = "sim://printer?faults=slow_response:delay_s=5"\npoll_timeout = "3s"\n'
+    )
     env = {k: v for k, v in os.environ.items() if k != "POSEDGE_CONFIG"}
     first = subprocess.Popen(
         [str(POSEDGE), "--state-dir", str(state), "--config", str(config), "--json",
@@ -127,7 +132,11 @@ def test_a_second_close_day_while_one_runs_is_refused(tmp_path: Path) -> None:
     )  # fmt: skip
     try:
         assert wait_until(lambda: len(closes(state)) == 1, 30)
-        second = posedge(state, "--config", str(config), "close-day", "--force")
+        first.send_signal(signal.SIGSTOP)  # journaled, not yet printed: it holds the lock
+        try:
+            second = posedge(state, "--config", str(config), "close-day", "--force")
+        finally:
+            first.send_signal(signal.SIGCONT)
         out, err = first.communicate(timeout=60)
     finally:
         if first.poll() is None:
