@@ -169,9 +169,10 @@ def _start(text: str | None, default: float) -> float:
     "--fault",
     "fault_texts",
     multiple=True,
-    metavar="KIND:TARGET@WHEN[/DURATION]",
+    metavar="KIND[=VARIANT]:TARGET@WHEN[/DURATION]",
     help="Inject a fault (repeatable): silent|dead|backlog:TERMINAL@+2h, "
-    "network-down:STORE@+1h/30m. See docs/fleet-simulator.md.",
+    "network-down:STORE@+1h/30m, dead-reader[=unplugged|worn-head|no-evidence]:TERMINAL@+1h. "
+    "See docs/fleet-simulator.md.",
 )
 @click.option(
     "--random-faults",
