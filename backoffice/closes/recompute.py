@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 from pydantic_core import from_json
@@ -65,7 +66,17 @@ RECEIPT_FIELDS = ("amount", "currency", "request_hash", "brand", "entry_mode")
 _ROW_FIELDS = tuple(f'"{name}"' for name in RECEIPT_FIELDS)
 
 
-def payload_of(ev: HeldEvent) -> dict[str, Any]:
+#: A held event as a plain tuple (seq, ts, type, txn, payload), as the database returns it;
+#: :class:`HeldEvent` is the same with names.
+EventRow = tuple[int, str, str, str | None, Any]
+
+
+def payload_of(ev: EventRow) -> dict[str, Any]:
+    """:func:`fields_of` the event's payload."""
+    return fields_of(ev[4])
+
+
+def fields_of(payload: dict[str, Any] | str | None) -> dict[str, Any]:
     """The fields of the event's payload that can change a close ({} for stored text that
     is not an object): ``amount``, ``currency`` and ``request_hash`` (what makes a sale),
     ``brand`` and ``entry_mode`` (its line), ``attempt`` (which attempt an authorization,
@@ -73,7 +84,7 @@ def payload_of(ev: HeldEvent) -> dict[str, Any]:
     summary (a journaled request for reversals to resend, receipt copies, auth codes):
     none changes a state, a forward, an attempt's outcome or a reversal's state, so the
     outcome of :func:`sale_outcome` is the same, and folding them is most of the cost."""
-    doc: Any = ev.payload
+    doc: Any = payload
     if doc is None:
         return {}
     if not isinstance(doc, dict):
@@ -86,12 +97,12 @@ def payload_of(ev: HeldEvent) -> dict[str, Any]:
     return {k: doc[k] for k in _CLOSE_FIELDS if k in doc}
 
 
-def _changes_nothing(ev: HeldEvent) -> bool:
-    if ev.type not in _RECEIPT_TYPES:
+def _changes_nothing(type_: str, payload: dict[str, Any] | str | None) -> bool:
+    if type_ not in _RECEIPT_TYPES:
         return False
-    if ev.payload is None:
+    if payload is None:
         return True
-    text = ev.payload if isinstance(ev.payload, str) else json.dumps(ev.payload)
+    text = payload if isinstance(payload, str) else json.dumps(payload)
     return not any(name in text for name in _ROW_FIELDS)
 
 
@@ -126,7 +137,7 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
 
 
 def recompute(
-    seq_from: int, seq_to: int, events: Iterable[HeldEvent], candidates: set[str]
+    seq_from: int, seq_to: int, events: Iterable[EventRow], candidates: set[str]
 ) -> Computation:
     """The close of ``seq_from..seq_to`` from ``events``: every held event with seq <= seq_to
     of the ``candidates`` (their events before ``seq_from`` included), in any order."""
@@ -135,25 +146,24 @@ def recompute(
     previous: dict[str, str | None] = {}
     last_seq: dict[str, int] = {}
     unreadable: set[str] = set()
-    for ev in sorted(events, key=lambda e: e.seq):
-        txn = ev.txn
-        if txn is None or txn not in candidates or ev.seq > seq_to or txn in unreadable:
+    for seq, _, type_, txn, payload in sorted(events, key=itemgetter(0)):
+        if txn is None or txn not in candidates or seq > seq_to or txn in unreadable:
             continue
         sale = sales.get(txn)
         if sale is None:
-            if ev.type != "sale.created":
+            if type_ != "sale.created":
                 unreadable.add(txn)  # its first event is not held: it cannot be refolded
                 continue
-            if ev.seq >= seq_from:
+            if seq >= seq_from:
                 previous[txn] = None
-            sales[txn] = SaleFold(ev.type, txn, payload_of(ev))
-            last_seq[txn] = ev.seq
+            sales[txn] = SaleFold(type_, txn, fields_of(payload))
+            last_seq[txn] = seq
             continue
-        if ev.seq >= seq_from and txn not in previous:
+        if seq >= seq_from and txn not in previous:
             previous[txn] = sale.outcome()
-        last_seq[txn] = ev.seq
-        if not _changes_nothing(ev):
-            sale.apply(ev.type, txn, payload_of(ev))
+        last_seq[txn] = seq
+        if not _changes_nothing(type_, payload):
+            sale.apply(type_, txn, fields_of(payload))
     for txn in sorted(sales):
         sale = sales[txn]
         row = sale.row()
@@ -307,14 +317,14 @@ def capture_differences(
     return found
 
 
-def later_outcomes(events: Iterable[HeldEvent], txns: set[str]) -> dict[str, str | None]:
+def later_outcomes(events: Iterable[EventRow], txns: set[str]) -> dict[str, str | None]:
     """The current outcome of each of ``txns`` from all of its held events."""
     sales: dict[str, SaleFold] = {}
-    for ev in sorted(events, key=lambda e: e.seq):
-        if ev.txn in txns:
-            sale = sales.get(ev.txn)
+    for _, _, type_, txn, payload in sorted(events, key=itemgetter(0)):
+        if txn is not None and txn in txns:
+            sale = sales.get(txn)
             if sale is None:
-                sales[ev.txn] = SaleFold(ev.type, ev.txn, payload_of(ev))
+                sales[txn] = SaleFold(type_, txn, fields_of(payload))
             else:
-                sale.apply(ev.type, ev.txn, payload_of(ev))
+                sale.apply(type_, txn, fields_of(payload))
     return {txn: sale.outcome() for txn, sale in sales.items()}

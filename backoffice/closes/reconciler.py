@@ -43,7 +43,7 @@ from ..store import BackofficeStore
 from .recompute import (
     RECEIPT_FIELDS,
     RECEIPT_TYPES,
-    HeldEvent,
+    EventRow,
     capture_differences,
     compare,
     later_outcomes,
@@ -133,9 +133,9 @@ class CloseResult:
         }
 
 
-def _held(rows: Iterable[Sequence[Any]]) -> list[HeldEvent]:
+def _held(rows: Iterable[Sequence[Any]]) -> list[EventRow]:
     """Rows ``seq, ts, type, txn, payload`` as held events (payloads parsed when needed)."""
-    return [HeldEvent(int(r[0]), r[1], r[2], r[3], r[4]) for r in rows]
+    return [tuple(r) if type(r) is not tuple else r for r in rows]
 
 
 def missing_ranges(held: Iterable[int], first: int, last: int) -> list[list[int]]:
@@ -283,7 +283,7 @@ def reconcile_closes(
 
 def _range_events(
     store: BackofficeStore, ranges: list[tuple[str, int, int]]
-) -> list[list[HeldEvent]]:
+) -> list[list[EventRow]]:
     """The held events of each (terminal, first seq, last seq), in seq order."""
     if store.db.dialect != "postgresql":
         return [
@@ -296,7 +296,7 @@ def _range_events(
             )
             for terminal, low, high in ranges
         ]
-    out: list[list[HeldEvent]] = [[] for _ in ranges]
+    out: list[list[EventRow]] = [[] for _ in ranges]
     rows = store.db.execute(
         f"SELECT r.i, {_EVENT_COLUMNS} FROM unnest(?::bigint[], ?::text[],"
         " ?::bigint[], ?::bigint[]) AS r(i, terminal, lo, hi) JOIN events e"
@@ -308,8 +308,8 @@ def _range_events(
             [r[2] for r in ranges],
         ),
     ).rows
-    for i, seq, ts, type_, txn, payload in rows:
-        out[i].append(HeldEvent(int(seq), ts, type_, txn, payload))
+    for row in rows:
+        out[row[0]].append(row[1:])
     return out
 
 
@@ -323,7 +323,7 @@ def _reconcile_one(
     ts: str,
     payload: Any,
     store_id: str,
-    in_range: list[HeldEvent],
+    in_range: list[EventRow],
     captured: dict[str, int],
     memo: dict[tuple[str, int], list[str]],
 ) -> tuple[CloseResult, list[Flag]]:
@@ -339,13 +339,13 @@ def _reconcile_one(
     result = CloseResult(terminal, close_seq, store_id, payload["business_day"], seq_from,
                          seq_to, "reconciled", reported=list(payload["totals"]))  # fmt: skip
     at = str(payload.get("closed_at") or ts)
-    result.missing = missing_ranges((ev.seq for ev in in_range), seq_from, seq_to)
+    result.missing = missing_ranges((ev[0] for ev in in_range), seq_from, seq_to)
     result.missing_count = sum(b - a + 1 for a, b in result.missing)
     if result.missing:
         return _missing(store, result, at)
     before = _in_flight_before(store, terminal, payload, memo)
-    candidates = {ev.txn for ev in in_range if ev.txn is not None} | before
-    started = {ev.txn for ev in in_range if ev.type == "sale.created" and ev.txn is not None}
+    candidates = {ev[3] for ev in in_range if ev[3] is not None} | before
+    started = {ev[3] for ev in in_range if ev[2] == "sale.created" and ev[3] is not None}
     earlier = _events_of(store, terminal, sorted(candidates - started), "seq < ?", seq_from)
     events = earlier + in_range
     computed = recompute(seq_from, seq_to, events, candidates)
@@ -360,8 +360,8 @@ def _reconcile_one(
         txns = {d["txn"] for d in wrong}
         after = _events_of(store, terminal, sorted(txns), "seq > ?", seq_to)
         if after:
-            changed = {ev.txn for ev in after if ev.txn is not None}
-            later = later_outcomes([ev for ev in events if ev.txn in changed] + after, changed)
+            changed = {ev[3] for ev in after if ev[3] is not None}
+            later = later_outcomes([ev for ev in events if ev[3] in changed] + after, changed)
             wrong = capture_differences(
                 [line for line in computed.lines if line.txn in txns], captured, later
             )
@@ -448,15 +448,15 @@ def _in_flight_before(
             (terminal, upto),
         ).rows
     )
-    txns = {ev.txn for ev in every if ev.txn is not None}
+    txns = {ev[3] for ev in every if ev[3] is not None}
     computed = recompute(1, upto, every, txns)
     return {p.txn for p in computed.pending}
 
 
 def _events_of(
     store: BackofficeStore, terminal: str, txns: list[str], where: str, seq: int
-) -> list[HeldEvent]:
-    out: list[HeldEvent] = []
+) -> list[EventRow]:
+    out: list[EventRow] = []
     for start in range(0, len(txns), IN_CHUNK):
         chunk = txns[start : start + IN_CHUNK]
         marks = ", ".join("?" for _ in chunk)
