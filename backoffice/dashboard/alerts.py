@@ -67,7 +67,7 @@ def _row(row: Any) -> AlertRow:
 def list_alerts(
     store: BackofficeStore, view: str = "open", page: int = 1, per_page: int = ALERTS_PER_PAGE
 ) -> tuple[list[AlertRow], int]:
-    """One page of alerts (open first by firing time, or resolved, or all) and the total."""
+    """One page of alerts (open, resolved or all; by store, alert, terminal) and the total."""
     if view not in VIEWS:
         raise AckError(f"view {view[:40]!r} is not one of {', '.join(VIEWS)}")
     where = {
