@@ -60,7 +60,6 @@ class HeldEvent(NamedTuple):
 # would change the row. The sale's last seq is tracked from every event all the same.
 RECEIPT_TYPES = _RECEIPT_TYPES = frozenset({"receipt.printing", "receipt.printed", "receipt.failed",
                             "receipt.skipped"})  # fmt: skip
-_CLOSE_FIELDS = ("amount", "currency", "request_hash", "brand", "entry_mode", "attempt")
 #: A receipt event whose payload names none of these changes nothing a close reads.
 RECEIPT_FIELDS = ("amount", "currency", "request_hash", "brand", "entry_mode")
 _ROW_FIELDS = tuple(f'"{name}"' for name in RECEIPT_FIELDS)
@@ -77,24 +76,20 @@ def payload_of(ev: EventRow) -> dict[str, Any]:
 
 
 def fields_of(payload: dict[str, Any] | str | None) -> dict[str, Any]:
-    """The fields of the event's payload that can change a close ({} for stored text that
-    is not an object): ``amount``, ``currency`` and ``request_hash`` (what makes a sale),
-    ``brand`` and ``entry_mode`` (its line), ``attempt`` (which attempt an authorization,
-    forward or reversal event names). Every other field only rides along in the row's
-    summary (a journaled request for reversals to resend, receipt copies, auth codes):
-    none changes a state, a forward, an attempt's outcome or a reversal's state, so the
-    outcome of :func:`sale_outcome` is the same, and folding them is most of the cost."""
-    doc: Any = payload
-    if doc is None:
+    """The event's payload as an object ({} for none, or stored text that is not one).
+    :class:`SaleFold` reads only what can change a close from it: ``amount``,
+    ``currency`` and ``request_hash`` (what makes a sale), ``brand`` and ``entry_mode``
+    (its line), ``attempt`` (which attempt an authorization, forward or reversal event
+    names)."""
+    if payload is None:
         return {}
-    if not isinstance(doc, dict):
-        try:
-            doc = from_json(doc)
-        except ValueError:
-            return {}
-        if not isinstance(doc, dict):
-            return {}
-    return {k: doc[k] for k in _CLOSE_FIELDS if k in doc}
+    if isinstance(payload, dict):
+        return payload
+    try:
+        doc = from_json(payload)
+    except ValueError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
 
 
 def _changes_nothing(type_: str, payload: dict[str, Any] | str | None) -> bool:

@@ -275,7 +275,8 @@ def reconcile_closes(
             result, flags = _reconcile_one(
                 store, terminal, seq, ts, payload, home, events, captured.get(terminal, {}), memo
             )
-            memo[(terminal, seq)] = result.pending_txns
+            if result.state in ("reconciled", "mismatch"):  # its pending sales are known
+                memo[(terminal, seq)] = result.pending_txns
             written.append((result, flags))
         done += _write(store, written, now)
     return done
