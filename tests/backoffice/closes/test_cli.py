@@ -68,9 +68,9 @@ def test_settlement_csv_rows_totals_and_adjustments(till: Till) -> None:
         "backoffice", "settlement", "--db", db(till), "--store", "S1", "--day", "2026-12-02"
     )
     assert second.exit_code == 0, second.output
-    got = [(r["record"], r["currency"], r["brand"], r["outcome"], r["amount_minor"], r["amount"])
-           for r in rows(second.output)]  # fmt: skip
-    assert got == [
+    day2 = [(r["record"], r["currency"], r["brand"], r["outcome"], r["amount_minor"], r["amount"])
+            for r in rows(second.output)]  # fmt: skip
+    assert day2 == [
         ("sales", "EUR", "visa", "voided", "1250", "12.50"),
         ("sales", "USD", "visa", "approved", "999", "9.99"),
         ("total", "EUR", "*", "captured", "0", "0.00"),

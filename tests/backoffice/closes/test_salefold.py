@@ -36,7 +36,7 @@ def by_hand() -> list[tuple[str, str, dict[str, Any]]]:
     created = {"amount": 500, "currency": "EUR", "request_hash": "ab" * 32}
     card = {"masked_pan": "411111******1111", "brand": "visa", "entry_mode": "swipe"}
     steps: list[tuple[str, str, dict[str, Any]]] = []
-    for txn, tail in [
+    sales: list[tuple[str, list[tuple[str, dict[str, Any]]]]] = [
         ("void", [("auth.requested", {"attempt": "void:online", "request": {"x": 1}}),
                   ("auth.approved", {"attempt": "void:online"}), ("sale.voided", {}),
                   ("reversal.requested", {"attempt": "void:online", "key": "k"}),
@@ -59,7 +59,8 @@ def by_hand() -> list[tuple[str, str, dict[str, Any]]]:
         ("v1", [("auth.requested", {}), ("auth.approved", {}), ("sale.voided", {}),
                 ("reversal.requested", {}), ("reversal.acked", {})]),
         ("no-hash", [("auth.approved", {"attempt": "no-hash:online"})]),
-    ]:  # fmt: skip
+    ]  # fmt: skip
+    for txn, tail in sales:
         first = {k: v for k, v in created.items() if not (txn == "no-hash" and k == "request_hash")}
         steps.append((txn, "sale.created", first))
         steps.append((txn, "card.read", card))
