@@ -65,6 +65,12 @@ KINDS = (
     "clock_ahead",
     "clock_skew",
     "config_changed",
+    # Raised by end-of-day reconciliation (backoffice/closes/reconciler.py FLAG_KINDS) into the
+    # same table, so the alerting turns them into alerts like the rest.
+    "close_missing_seqs",
+    "close_totals_mismatch",
+    "close_capture_mismatch",
+    "close_invalid",
 )
 APPROVALS = ("auth.approved", "offline.approved", "forward.approved")
 DECLINES = ("auth.declined", "forward.declined")

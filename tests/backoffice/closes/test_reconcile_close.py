@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from posedge.backoffice.closes.reconciler import reconcile_open, resend_from, results
+from posedge.backoffice.anomalies import KINDS
+from posedge.backoffice.closes.reconciler import FLAG_KINDS, reconcile_open, resend_from, results
 
 from .support import Till, delete_held, flags
 
@@ -16,6 +17,11 @@ def only_result(till: Till) -> Any:
     found = results(till.store)
     assert len(found) == 1, [r.as_dict() for r in found]
     return found[0]
+
+
+def test_reconciliation_flags_are_anomaly_kinds() -> None:
+    """The reconciler writes its flags into the anomaly table: its kinds are listed there."""
+    assert set(FLAG_KINDS) <= set(KINDS)
 
 
 def test_a_clean_day_reconciles(till: Till) -> None:
