@@ -38,7 +38,9 @@ from .db import DEFAULT_POOL_SIZE, parse_target
 from .store import BackofficeStore
 
 if TYPE_CHECKING:
+    from .alerting.config import AlertConfig
     from .alerting.loop import AlertLoop
+    from .alerting.process import AlertProcess
 
 log = logging.getLogger("posedge.backoffice")
 
@@ -222,16 +224,30 @@ def start_alert_loop(store: BackofficeStore, config: BackofficeConfig) -> AlertL
     """The alert evaluation loop (backoffice/alerting) when ``alert_interval_s`` > 0."""
     if config.alert_interval_s <= 0:
         return None
-    from .alerting.config import AlertConfig
     from .alerting.loop import AlertLoop
+
+    return AlertLoop(store, _alert_config(config)).start()
+
+
+def _alert_config(config: BackofficeConfig) -> AlertConfig:
+    from .alerting.config import AlertConfig
     from .silence import SilenceConfig
 
     silence = SilenceConfig(calendars=dict(config.calendars))
-    return AlertLoop(store, AlertConfig(interval_s=config.alert_interval_s,
-                                        silence=silence)).start()  # fmt: skip
+    return AlertConfig(interval_s=config.alert_interval_s, silence=silence)
 
 
-def reload_calendars(alerts: AlertLoop, path: Path) -> bool:
+def start_alert_process(db: Path | str, config: BackofficeConfig) -> AlertProcess | None:
+    """``serve``'s alert loop, in a child process on the same database
+    (:mod:`posedge.backoffice.alerting.process`) when ``alert_interval_s`` > 0."""
+    if config.alert_interval_s <= 0:
+        return None
+    from .alerting.process import AlertProcess
+
+    return AlertProcess(db, _alert_config(config)).start()
+
+
+def reload_calendars(alerts: AlertLoop | AlertProcess, path: Path) -> bool:
     """SIGHUP: read the calendars file again; the next round uses it. A bad file is
     logged (file, store, key) and the calendars in use are kept. True when reloaded."""
     from dataclasses import replace
@@ -244,7 +260,7 @@ def reload_calendars(alerts: AlertLoop, path: Path) -> bool:
         log.error("calendars not reloaded, the previous ones stay in use: %s", exc)
         return False
     config = alerts.config
-    alerts.config = replace(config, silence=replace(config.silence, calendars=calendars))
+    alerts.reload(replace(config, silence=replace(config.silence, calendars=calendars)))
     # A warning, so it shows at the default level: an operator's SIGHUP wants an answer.
     log.warning("calendars reloaded", extra={"file": str(path), "stores": len(calendars)})
     return True
@@ -293,7 +309,7 @@ def serve_forever(
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(signum, lambda *_: None)
-        alerts = start_alert_loop(store, config)
+        alerts = start_alert_process(db, config)
         hup = config.calendars_file
         main = threading.current_thread() is threading.main_thread()
         if alerts is not None and hup is not None and main and hasattr(signal, "SIGHUP"):

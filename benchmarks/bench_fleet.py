@@ -63,6 +63,7 @@ from posedge.simulator.fleet.runner import skip_missing_sniffio
 from posedge.simulator.pgserver import PostgresServer
 
 POSEDGE = Path(sys.executable).parent / "posedge"
+EXTRA_SERVE_ARGS: list[str] = os.environ.get("BENCH_SERVE_ARGS", "").split()
 PARTS = ("replicas", "postgres", "load_generator")
 TARGET_EVENTS_PER_S = 20_000
 TARGET_BASELINE_SHARE = 0.5
@@ -118,7 +119,7 @@ def serve(db: str, count: int, tmp: Path) -> Iterator[tuple[list[str], list[int]
         for index in range(count):
             proc = subprocess.Popen(
                 [str(POSEDGE), "backoffice", "serve", "--db", db, "--listen", "127.0.0.1:0",
-                 "--log-level", "warning"],
+                 "--log-level", "warning", *EXTRA_SERVE_ARGS],
                 stdout=subprocess.PIPE, stderr=open(tmp / f"replica{index}.log", "w"),  # noqa: SIM115
                 text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )  # fmt: skip

@@ -77,6 +77,10 @@ class AlertLoop:
                 log.exception("alert delivery failed; retrying")
             self._stop.wait(tick)
 
+    def reload(self, config: AlertConfig) -> None:
+        """Run with ``config`` from the next round on."""
+        self.config = config
+
     def stop(self, timeout_s: float = 30.0) -> None:
         self._stop.set()
         for thread in self._threads:

@@ -35,6 +35,10 @@ if TYPE_CHECKING:
 
 # Lanes learned per transaction.
 LEARN_BATCH = 256
+# SQLite has one writer: a transaction of 256 lanes held it for up to a second and every
+# heartbeat and upload of the fleet waited (bench_fleet: heartbeat p99 2.2 s). A few lanes
+# per transaction keep each hold to milliseconds.
+LEARN_BATCH_SQLITE = 8
 _COLUMNS = "terminal, scanned_seq, last_sale_at, learned_to, counts, exposure, recent"
 
 
@@ -178,11 +182,12 @@ def update_learned_state(store: BackofficeStore, now: float, config: SilenceConf
     placeholders = ", ".join("?" for _ in SALE_EVENT_TYPES)
     due = [t for t, seq in sorted(held.items()) if seq > scanned.get(t, 0)]
     updated = 0
-    for first in range(0, len(due), LEARN_BATCH):
+    batch = LEARN_BATCH_SQLITE if store.db.dialect == "sqlite" else LEARN_BATCH
+    for first in range(0, len(due), batch):
         # A batch of lanes per transaction (one commit, not one per lane); each lane's lock
         # taken in sorted order, so replicas learning at once queue and never deadlock.
         with store.transaction() as tx:
-            for terminal in due[first : first + LEARN_BATCH]:
+            for terminal in due[first : first + batch]:
                 tx.lock(f"silence\x1f{terminal}")
                 row = tx.execute(
                     f"SELECT {_COLUMNS} FROM silence_lanes WHERE terminal = ?", (terminal,)
