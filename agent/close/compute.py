@@ -182,27 +182,41 @@ def compute_close(journal: Journal, previous_seq_to: int, seq_to: int) -> Comput
             previous[sale] = sale_outcome(rows.get(sale))
         rows[sale] = fold_row(rows.get(sale), event.seq, event.ts, event.type, sale, event.payload)
     for txn in sorted(rows):
-        row = rows[txn]
-        if not is_sale(row):
-            continue
-        now = sale_outcome(row)
-        before = previous.get(txn, now)
-        if now is None:
-            result.pending.append(
-                Pending(txn, str(row["state"]), row["amount"], row["currency"], before)
-            )
-        elif now != before:
-            summary = row["summary"]
-            result.lines.append(
-                Line(
-                    txn=txn,
-                    outcome=now,
-                    previous_outcome=before,
-                    amount=row["amount"],
-                    currency=row["currency"],
-                    brand=str(summary.get("brand") or NONE),
-                    entry_mode=str(summary.get("entry_mode") or NONE),
-                    last_seq=int(row["last_seq"]),
-                )
-            )
+        add_sale(result, txn, rows[txn], previous, int(rows[txn]["last_seq"]))
     return result
+
+
+def add_sale(
+    result: Computation,
+    txn: str,
+    row: dict[str, Any],
+    previous: dict[str, str | None],
+    last_seq: int,
+) -> None:
+    """Put one sale of the range into ``result`` (the terminal's close and the back office's
+    recomputation both call this: one rule). ``row`` is its projection at the close's last
+    seq, ``previous`` the outcomes known before the range (absent: unchanged). A sale whose
+    outcome is unknown is pending; one whose outcome changed since the previous close is a
+    line naming the outcome it had; anything else is not in this close."""
+    if not is_sale(row):
+        return
+    now = sale_outcome(row)
+    before = previous.get(txn, now)
+    if now is None:
+        result.pending.append(
+            Pending(txn, str(row["state"]), row["amount"], row["currency"], before)
+        )
+    elif now != before:
+        summary = row["summary"]
+        result.lines.append(
+            Line(
+                txn=txn,
+                outcome=now,
+                previous_outcome=before,
+                amount=row["amount"],
+                currency=row["currency"],
+                brand=str(summary.get("brand") or NONE),
+                entry_mode=str(summary.get("entry_mode") or NONE),
+                last_seq=last_seq,
+            )
+        )

@@ -22,14 +22,7 @@ from typing import Any, NamedTuple
 
 from pydantic_core import from_json
 
-from posedge.agent.close.compute import (
-    NONE,
-    Computation,
-    Line,
-    Pending,
-    is_sale,
-    sale_outcome,
-)
+from posedge.agent.close.compute import Computation, Line, add_sale
 
 from .salefold import SaleFold
 
@@ -160,30 +153,7 @@ def recompute(
         if not _changes_nothing(type_, payload):
             sale.apply(type_, txn, fields_of(payload))
     for txn in sorted(sales):
-        sale = sales[txn]
-        row = sale.row()
-        if not is_sale(row):
-            continue
-        now = sale_outcome(row)
-        before = previous.get(txn, now)
-        if now is None:
-            result.pending.append(
-                Pending(txn, str(row["state"]), row["amount"], row["currency"], before)
-            )
-        elif now != before:
-            summary = row["summary"]
-            result.lines.append(
-                Line(
-                    txn=txn,
-                    outcome=now,
-                    previous_outcome=before,
-                    amount=row["amount"],
-                    currency=row["currency"],
-                    brand=str(summary.get("brand") or NONE),
-                    entry_mode=str(summary.get("entry_mode") or NONE),
-                    last_seq=last_seq[txn],
-                )
-            )
+        add_sale(result, txn, sales[txn].row(), previous, last_seq[txn])
     result.unreadable = sorted(unreadable)
     return result
 
