@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import click
 
-from posedge.agent.cli.context import CliContext, add_global_options
+from posedge.agent.cli.context import add_global_options, emit_to
 from posedge.agent.cli.output import table
 
 from .alerting.receivers import RECEIVER_KINDS, ReceiverError, Receivers
@@ -57,19 +57,6 @@ def _open(db: Path | str, readonly: bool = False) -> BackofficeStore:
     return store
 
 
-def _json(ctx: click.Context) -> bool:
-    cli = ctx.find_object(CliContext)
-    return cli is not None and cli.json_output
-
-
-def _emit(ctx: click.Context, doc: Any, human: str) -> None:
-    cli = ctx.find_object(CliContext)
-    if cli is not None and cli.json_output:
-        cli.emit(doc)
-    else:
-        click.echo(human)
-
-
 @click.group(invoke_without_command=True)
 @_db_option(required=False)
 @click.option("--state", type=click.Choice(STATES), default=None, help="Only alerts in this state.")
@@ -96,7 +83,7 @@ def alerts(
                 )
         found = list_alerts(store, state=state, store_id=store_id)
         doc = {"db": store.display, "state": state, "store": store_id, "alerts": found}
-    _emit(ctx, doc, render_alerts(found))
+    emit_to(ctx, doc, render_alerts(found))
 
 
 def render_alerts(found: list[dict[str, Any]]) -> str:
@@ -153,7 +140,7 @@ def evaluate(ctx: click.Context, db: Path | str, calendars: Path | None) -> None
              f"(retried later), {left} undelivered")  # fmt: skip
     if not done.evaluated:
         human = "another replica is evaluating; nothing done this round"
-    _emit(ctx, doc, human)
+    emit_to(ctx, doc, human)
 
 
 @alerts.group()
@@ -181,7 +168,7 @@ def add(ctx: click.Context, name: str, url: str, kind: str, db: Path | str) -> N
         lines += [f"  signing secret: {added.secret}",
                   "  shown only now: configure it in the receiver to verify the "
                   "Posedge-Signature header (docs/alerts.md)"]  # fmt: skip
-    _emit(ctx, doc, "\n".join(lines))
+    emit_to(ctx, doc, "\n".join(lines))
 
 
 @receivers.command(name="list")
@@ -199,7 +186,7 @@ def list_(ctx: click.Context, db: Path | str) -> None:
     rows = [[d["name"], d["kind"], d["url"], "yes" if d["signed"] else "no",
              str(d["undelivered"])] for d in found]  # fmt: skip
     human = table(["name", "kind", "url", "signed", "undelivered"], rows, keep_whole=(0,))
-    _emit(ctx, {"receivers": found}, human if found else "no receivers")
+    emit_to(ctx, {"receivers": found}, human if found else "no receivers")
 
 
 @receivers.command()
@@ -213,7 +200,7 @@ def remove(ctx: click.Context, name: str, db: Path | str) -> None:
             dropped = Receivers(store).remove(name)
         except ReceiverError as exc:
             raise click.BadParameter(str(exc), param_hint="NAME") from None
-    _emit(ctx, {"removed": name, "dropped_notifications": dropped},
+    emit_to(ctx, {"removed": name, "dropped_notifications": dropped},
           f"removed receiver {name} ({dropped} undelivered notifications dropped)")  # fmt: skip
 
 

@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 
 import click
 
-from posedge.agent.cli.context import CliContext, add_global_options
+from posedge.agent.cli.context import add_global_options, emit_to, json_requested
 from posedge.agent.cli.output import table
 
 from .closes.tables import SCHEMA_VERSION_CLOSES
@@ -113,19 +113,6 @@ def _known_store(store: BackofficeStore, store_id: str | None) -> dict[str, set[
     return lanes
 
 
-def _json(ctx: click.Context) -> bool:
-    cli = ctx.find_object(CliContext)
-    return cli is not None and cli.json_output
-
-
-def _emit(ctx: click.Context, doc: Any, human: str) -> None:
-    cli = ctx.find_object(CliContext)
-    if cli is not None and cli.json_output:
-        cli.emit(doc)
-    else:
-        click.echo(human)
-
-
 def _when(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
 
@@ -196,7 +183,7 @@ def closes(
         _known_store(store, store_id)
         days = lane_days(results(store, business_day=day, store_id=store_id))
         doc = {"db": store.display, "business_day": day, "store": store_id, "lanes": days}
-    _emit(ctx, doc, render_closes(days))
+    emit_to(ctx, doc, render_closes(days))
     if any(d["state"] != "reconciled" for d in days):
         sys.exit(EXIT_CHECK_FAILED)
 
@@ -235,7 +222,7 @@ def reconcile(
     human = f"{len(done)} closes reconciled: " + (
         ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "none open"
     )
-    _emit(ctx, doc, human)
+    emit_to(ctx, doc, human)
     if any(r.state != "reconciled" for r in done):
         sys.exit(EXIT_CHECK_FAILED)
 
@@ -305,12 +292,12 @@ def settlement(
     problems = [(t, state) for t, state in problems if state != "reconciled"]
     if output is not None:
         _write_atomically(output, text)
-    if _json(ctx):
+    if json_requested(ctx):
         doc = {"store": store_id, "business_day": day, "columns": list(rows[0]) if rows else [],
                "rows": rows, "output": None if output is None else str(output),
                "lanes": {t: days[t]["state"] if t in days else "no_close" for t in sorted(lanes)},
                "ok": not problems}  # fmt: skip
-        _emit(ctx, doc, "")
+        emit_to(ctx, doc, "")
     elif output is None:
         click.echo(text, nl=False)
     else:

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import click
 
-from posedge.agent.cli.context import CliContext, add_global_options
+from posedge.agent.cli.context import add_global_options, emit_to
 from posedge.agent.cli.output import table
 
 from .dashboard.staff import MAX_PASSWORD_CHARS, StaffAccounts, StaffError, check_password
@@ -45,14 +45,6 @@ def _open(db: Path | str) -> BackofficeStore:
     from .cli_terminals import _open as open_store
 
     return open_store(db)  # migrates an older database to the staff tables
-
-
-def _emit(ctx: click.Context, doc: Any, human: str) -> None:
-    cli = ctx.find_object(CliContext)
-    if cli is not None and cli.json_output:
-        cli.emit(doc)
-    else:
-        click.echo(human)
 
 
 def read_password() -> str:
@@ -101,7 +93,7 @@ def add(ctx: click.Context, username: str, db: Path | str) -> None:
             user = StaffAccounts(store).add(username, password)
         except StaffError as exc:
             raise click.UsageError(str(exc)) from None
-    _emit(ctx, {"username": user.username, "created_at": _iso(user.created_at)},
+    emit_to(ctx, {"username": user.username, "created_at": _iso(user.created_at)},
           f"staff user {user.username} added")  # fmt: skip
 
 
@@ -125,7 +117,7 @@ def list_(ctx: click.Context, db: Path | str) -> None:
         if rows
         else "no staff users; add one with `posedge backoffice staff add USER --db …`"
     )
-    _emit(ctx, doc, human)
+    emit_to(ctx, doc, human)
 
 
 @staff.command()
@@ -139,7 +131,7 @@ def remove(ctx: click.Context, username: str, db: Path | str) -> None:
             ended = StaffAccounts(store).remove(username)
         except StaffError as exc:
             raise click.UsageError(str(exc)) from None
-    _emit(ctx, {"username": username, "removed": True, "sessions_ended": ended},
+    emit_to(ctx, {"username": username, "removed": True, "sessions_ended": ended},
           f"staff user {username} removed ({ended} sessions ended)")  # fmt: skip
 
 
@@ -155,7 +147,7 @@ def passwd(ctx: click.Context, username: str, db: Path | str) -> None:
             ended = StaffAccounts(store).set_password(username, password)
         except StaffError as exc:
             raise click.UsageError(str(exc)) from None
-    _emit(ctx, {"username": username, "password_changed": True, "sessions_ended": ended},
+    emit_to(ctx, {"username": username, "password_changed": True, "sessions_ended": ended},
           f"password of {username} changed ({ended} sessions ended)")  # fmt: skip
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import click
 
-from posedge.agent.cli.context import CliContext
+from posedge.agent.cli.context import emit_to
 from posedge.agent.cli.output import table
 from posedge.agent.config import parse_duration
 
@@ -89,14 +89,6 @@ def _open(db: Path | str, readonly: bool = False) -> BackofficeStore:
         )
     with database_errors():
         return BackofficeStore(db, readonly=readonly, pool_size=1)
-
-
-def _emit(ctx: click.Context, doc: Any, human: str) -> None:
-    cli = ctx.find_object(CliContext)
-    if cli is not None and cli.json_output:
-        cli.emit(doc)
-    else:
-        click.echo(human)
 
 
 def _time(epoch: int | None) -> str:
@@ -166,7 +158,7 @@ def add(
             raise click.UsageError(str(exc)) from None
     doc = record.public_document(store.clock()) | {"code": code}
     lines = [f"terminal {terminal} added (store {store_name}, lane {lane})"]
-    _emit(ctx, doc, "\n".join(lines + _code_lines(record, code, public_url)))
+    emit_to(ctx, doc, "\n".join(lines + _code_lines(record, code, public_url)))
 
 
 @terminals.command(name="list")
@@ -204,7 +196,7 @@ def list_(ctx: click.Context, db: Path | str) -> None:
         headers = ["terminal", "store", "lane", "state", "enrolled", "code expires", "revoked",
                    "key"]  # fmt: skip
         human = table(headers, rows, title=f"terminals of {store.display}")
-    _emit(ctx, {"db": store.display, "terminals": docs}, human)
+    emit_to(ctx, {"db": store.display, "terminals": docs}, human)
 
 
 @terminals.command()
@@ -222,7 +214,7 @@ def revoke(ctx: click.Context, terminal: str, db: Path | str) -> None:
         except RegistryError as exc:
             raise click.UsageError(str(exc)) from None
         now = store.clock()
-    _emit(
+    emit_to(
         ctx,
         record.public_document(now),
         f"terminal {terminal} revoked at {_time(record.revoked_at)}: the back office refuses "
@@ -258,7 +250,7 @@ def rotate_token(
     ]
     command_lines = _code_lines(record, code, public_url)
     command_lines[3] = command_lines[3].replace("posedge enroll ", "posedge enroll --force ")
-    _emit(ctx, record.public_document(now) | {"code": code}, "\n".join(lines + command_lines))
+    emit_to(ctx, record.public_document(now) | {"code": code}, "\n".join(lines + command_lines))
 
 
 __all__ = ["terminals"]

@@ -219,8 +219,9 @@ def bind_tcp_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn without its signal handling, reporting when it listens."""
+class EmbeddedServer(uvicorn.Server):
+    """uvicorn without its signal handling (the daemon owns SIGTERM/SIGINT), reporting when it
+    listens: the till API's listeners and the metrics listener."""
 
     def __init__(self, config: uvicorn.Config) -> None:
         super().__init__(config)
@@ -258,7 +259,7 @@ class ApiServer:
         """The bound TCP port (the real one when port 0 was asked for)."""
         self.graceful_stop_s = graceful_stop_s
         self.log_level = log_level
-        self._server: _EmbeddedServer | None = None
+        self._server: EmbeddedServer | None = None
         self._task: asyncio.Task[None] | None = None
         self._socket_inode: tuple[int, int] | None = None
 
@@ -310,7 +311,7 @@ class ApiServer:
                 sock.close()
             self._unlink_socket()
             raise
-        server = _EmbeddedServer(
+        server = EmbeddedServer(
             uvicorn.Config(
                 self.app,
                 http="httptools",

@@ -67,6 +67,22 @@ class CliContext:
 pass_cli = click.make_pass_decorator(CliContext)
 
 
+def json_requested(ctx: click.Context) -> bool:
+    """``--json`` was given (before the command or after it)."""
+    cli = ctx.find_object(CliContext)
+    return cli is not None and cli.json_output
+
+
+def emit_to(ctx: click.Context, doc: Any, human: str) -> None:
+    """One JSON document with ``--json``, else the human text (for commands that take
+    ``click.Context`` rather than :class:`CliContext`)."""
+    cli = ctx.find_object(CliContext)
+    if cli is not None and cli.json_output:
+        cli.emit(doc)
+    else:
+        click.echo(human)
+
+
 def _context_of(ctx: click.Context) -> CliContext:
     cli = ctx.find_object(CliContext)
     if cli is None:  # a command group run on its own

@@ -23,7 +23,6 @@ import contextlib
 import ipaddress
 import logging
 import socket
-from collections.abc import Generator
 
 import uvicorn
 from prometheus_client.exposition import choose_encoder
@@ -33,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from ..api.server import EmbeddedServer
 from ..errors import ConfigError
 
 log = logging.getLogger("posedge.metrics")
@@ -95,22 +95,6 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-class _Server(uvicorn.Server):
-    """uvicorn without its signal handlers (the daemon owns them), saying when it listens."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.listening = asyncio.Event()
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        self.listening.set()
-
-
 class MetricsServer:
     """Serves ``registry`` at ``http://HOST:PORT/metrics`` as a task in the running loop."""
 
@@ -119,7 +103,7 @@ class MetricsServer:
         self.host, self.requested_port = parse_listen(listen)
         self.port: int | None = None
         """The bound port (the real one when port 0 was asked for)."""
-        self._server: _Server | None = None
+        self._server: EmbeddedServer | None = None
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -136,7 +120,7 @@ class MetricsServer:
             raise RuntimeError("the metrics server is already running")
         sock = bind(self.host, self.requested_port)
         self.port = int(sock.getsockname()[1])
-        server = _Server(
+        server = EmbeddedServer(
             uvicorn.Config(
                 metrics_app(self.registry),
                 http="httptools",
