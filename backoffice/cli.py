@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import sqlite3
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -65,6 +65,18 @@ class DatabaseTarget(click.ParamType["Path | str"]):
 
 
 DB_TARGET = DatabaseTarget()
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def db_option(required: bool = True) -> Callable[[_F], _F]:
+    """``--db`` of the commands that work on a running back office's database."""
+    return click.option(
+        "--db",
+        type=DB_TARGET,
+        required=required,
+        help="The back office database: the --db of `posedge backoffice serve` (a SQLite "
+        "file or a postgresql:// URL).",
+    )
 
 
 class DatabaseUnreachable(click.ClickException):

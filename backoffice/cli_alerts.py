@@ -23,23 +23,12 @@ from posedge.agent.cli.context import add_global_options, emit_to
 from posedge.agent.cli.output import table
 
 from .alerting.receivers import RECEIVER_KINDS, ReceiverError, Receivers
+from .cli import db_option
 from .store import BackofficeStore
 
 F = TypeVar("F", bound=Callable[..., Any])
 ALERTS_SCHEMA_VERSION = 6
 STATES = ("pending", "firing", "flapping", "resolved")
-
-
-def _db_option(required: bool = True) -> Callable[[F], F]:
-    from .cli import DB_TARGET
-
-    return click.option(
-        "--db",
-        type=DB_TARGET,
-        required=required,
-        help="The back office database: the --db of `posedge backoffice serve` (a SQLite "
-        "file or a postgresql:// URL).",
-    )
 
 
 def _open(db: Path | str, readonly: bool = False) -> BackofficeStore:
@@ -58,7 +47,7 @@ def _open(db: Path | str, readonly: bool = False) -> BackofficeStore:
 
 
 @click.group(invoke_without_command=True)
-@_db_option(required=False)
+@db_option(required=False)
 @click.option("--state", type=click.Choice(STATES), default=None, help="Only alerts in this state.")
 @click.option("--store", "store_id", default=None, metavar="STORE", help="Only this store's.")
 @click.pass_context
@@ -109,7 +98,7 @@ def render_alerts(found: list[dict[str, Any]]) -> str:
     help="Store calendars (TOML/JSON, docs/silence.md): opening hours for the silence "
     "model and the outside_hours anomaly.",
 )
-@_db_option()
+@db_option()
 @click.pass_context
 def evaluate(ctx: click.Context, db: Path | str, calendars: Path | None) -> None:
     """Evaluate once (anomaly scan, silence signals, lifecycle) and deliver what is due."""
@@ -152,7 +141,7 @@ def receivers() -> None:
 @click.argument("name")
 @click.option("--url", required=True, help="Webhook URL, or Alertmanager's base URL.")
 @click.option("--kind", type=click.Choice(RECEIVER_KINDS), default="webhook", show_default=True)
-@_db_option()
+@db_option()
 @click.pass_context
 def add(ctx: click.Context, name: str, url: str, kind: str, db: Path | str) -> None:
     """Add a receiver; a webhook's signing secret is printed now, once."""
@@ -172,7 +161,7 @@ def add(ctx: click.Context, name: str, url: str, kind: str, db: Path | str) -> N
 
 
 @receivers.command(name="list")
-@_db_option()
+@db_option()
 @click.pass_context
 def list_(ctx: click.Context, db: Path | str) -> None:
     """List receivers (never their secrets)."""
@@ -191,7 +180,7 @@ def list_(ctx: click.Context, db: Path | str) -> None:
 
 @receivers.command()
 @click.argument("name")
-@_db_option()
+@db_option()
 @click.pass_context
 def remove(ctx: click.Context, name: str, db: Path | str) -> None:
     """Remove a receiver (its undelivered notifications are dropped)."""

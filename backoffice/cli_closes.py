@@ -34,6 +34,7 @@ import click
 from posedge.agent.cli.context import add_global_options, emit_to, json_requested
 from posedge.agent.cli.output import table
 
+from .cli import db_option
 from .closes.tables import SCHEMA_VERSION_CLOSES
 from .store import BackofficeStore
 
@@ -41,18 +42,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 EXIT_CHECK_FAILED = 3
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 STATE_ORDER = ("invalid", "mismatch", "missing_seqs", "no_close", "reconciled")
-
-
-def _db_option(required: bool = True) -> Callable[[F], F]:
-    from .cli import DB_TARGET
-
-    return click.option(
-        "--db",
-        type=DB_TARGET,
-        required=required,
-        help="The back office database: the --db of `posedge backoffice serve` (a SQLite "
-        "file or a postgresql:// URL).",
-    )
 
 
 def _day(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -163,7 +152,7 @@ def render_closes(days: list[dict[str, Any]]) -> str:
 
 
 @click.group(invoke_without_command=True)
-@_db_option(required=False)
+@db_option(required=False)
 @click.option(
     "--day", callback=_day, default=None, metavar="YYYY-MM-DD", help="Only this business day."
 )
@@ -189,7 +178,7 @@ def closes(
 
 
 @closes.command()
-@_db_option()
+@db_option()
 @click.option(
     "--day", callback=_day, default=None, metavar="YYYY-MM-DD", help="Only this business day."
 )
@@ -253,7 +242,7 @@ def _write_atomically(path: Path, text: str) -> None:
 
 
 @click.command()
-@_db_option()
+@db_option()
 @click.option("--store", "store_id", required=True, metavar="STORE", help="The store to settle.")
 @click.option("--day", required=True, callback=_day, metavar="YYYY-MM-DD", help="The business day.")
 @click.option(

@@ -23,22 +23,11 @@ import click
 from posedge.agent.cli.context import add_global_options, emit_to
 from posedge.agent.cli.output import table
 
+from .cli import db_option
 from .dashboard.staff import MAX_PASSWORD_CHARS, StaffAccounts, StaffError, check_password
 from .store import BackofficeStore
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _db_option(command: F) -> F:
-    from .cli import DB_TARGET
-
-    return click.option(
-        "--db",
-        type=DB_TARGET,
-        required=True,
-        help="The back office database: the --db of `posedge backoffice serve` (a SQLite "
-        "file or a postgresql:// URL).",
-    )(command)
 
 
 def _open(db: Path | str) -> BackofficeStore:
@@ -77,7 +66,7 @@ def staff() -> None:
 
 @staff.command()
 @click.argument("username")
-@_db_option
+@db_option()
 @click.pass_context
 def add(ctx: click.Context, username: str, db: Path | str) -> None:
     """Add a staff user; the password comes from a prompt or standard input."""
@@ -98,7 +87,7 @@ def add(ctx: click.Context, username: str, db: Path | str) -> None:
 
 
 @staff.command("list")
-@_db_option
+@db_option()
 @click.pass_context
 def list_(ctx: click.Context, db: Path | str) -> None:
     """The staff users (never their passwords)."""
@@ -122,7 +111,7 @@ def list_(ctx: click.Context, db: Path | str) -> None:
 
 @staff.command()
 @click.argument("username")
-@_db_option
+@db_option()
 @click.pass_context
 def remove(ctx: click.Context, username: str, db: Path | str) -> None:
     """Remove a staff user; its sessions end at once."""
@@ -137,7 +126,7 @@ def remove(ctx: click.Context, username: str, db: Path | str) -> None:
 
 @staff.command()
 @click.argument("username")
-@_db_option
+@db_option()
 @click.pass_context
 def passwd(ctx: click.Context, username: str, db: Path | str) -> None:
     """Set a staff user's password; its sessions end at once."""

@@ -30,6 +30,7 @@ from posedge.agent.cli.context import emit_to
 from posedge.agent.cli.output import table
 from posedge.agent.config import parse_duration
 
+from .cli import db_option
 from .registry import (
     MAX_CODE_TTL_S,
     MIN_CODE_TTL_S,
@@ -41,18 +42,6 @@ from .registry import (
 from .store import BackofficeStore
 
 REGISTRY_SCHEMA_VERSION = 3
-
-
-def _db_option(command: Any) -> Any:
-    from .cli import DB_TARGET
-
-    return click.option(
-        "--db",
-        type=DB_TARGET,
-        required=True,
-        help="The back office database: the --db of `posedge backoffice serve` (a SQLite "
-        "file or a postgresql:// URL).",
-    )(command)
 
 
 def _expires(ctx: click.Context, param: click.Parameter, value: str) -> float:
@@ -136,7 +125,7 @@ def terminals() -> None:
 )
 @_expires_option
 @_public_url_option
-@_db_option
+@db_option()
 @click.pass_context
 def add(
     ctx: click.Context,
@@ -162,7 +151,7 @@ def add(
 
 
 @terminals.command(name="list")
-@_db_option
+@db_option()
 @click.pass_context
 def list_(ctx: click.Context, db: Path | str) -> None:
     """The registry: id, store, lane, state, enrolment and revocation times."""
@@ -201,7 +190,7 @@ def list_(ctx: click.Context, db: Path | str) -> None:
 
 @terminals.command()
 @click.argument("terminal")
-@_db_option
+@db_option()
 @click.pass_context
 def revoke(ctx: click.Context, terminal: str, db: Path | str) -> None:
     """Revoke a terminal: its token, device key and codes are refused everywhere (403).
@@ -226,7 +215,7 @@ def revoke(ctx: click.Context, terminal: str, db: Path | str) -> None:
 @click.argument("terminal")
 @_expires_option
 @_public_url_option
-@_db_option
+@db_option()
 @click.pass_context
 def rotate_token(
     ctx: click.Context, terminal: str, expires: float, public_url: str, db: Path | str

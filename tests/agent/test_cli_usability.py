@@ -389,7 +389,13 @@ def test_ctrl_c_in_sync_now_says_what_was_kept_and_exits_130(
             states = [s for s in store.terminal_states() if s.terminal == "ctrl-c-1"]
             return states[0].held_seq if states else 0
 
-        until(lambda: held() >= 10, "the first batch at the back office")
+        def acked() -> int:
+            with Journal.open(state, readonly=True) as journal:
+                return journal.acked_seq()
+
+        # The agent has recorded the first acknowledgement (the back office holding the batch
+        # is not enough: its reply may still be on the way when the signal lands).
+        until(lambda: held() >= 10 and acked() >= 10, "the first batch acknowledged")
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=DEADLINE_S)
     finally:
