@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.support.ui import WebDriverWait
@@ -71,9 +72,12 @@ class Page:
         self.shots = 0
 
     def wait(self, condition: Callable[[webdriver.Chrome], Any], what: str) -> Any:
-        return WebDriverWait(self.driver, WAIT_S, poll_frequency=0.05).until(
-            condition, message=f"timed out waiting for {what}"
-        )
+        # A condition may read an element of the page being replaced (a form's POST answered
+        # by a redirect): a stale or missing element means "not yet", asked again.
+        ignored = (StaleElementReferenceException, NoSuchElementException)
+        return WebDriverWait(
+            self.driver, WAIT_S, poll_frequency=0.05, ignored_exceptions=ignored
+        ).until(condition, message=f"timed out waiting for {what}")
 
     def console_errors(self) -> list[str]:
         """Console entries at level SEVERE since the last call (CSP violations are)."""
