@@ -196,7 +196,9 @@ def _remove_stale_socket(path: Path) -> None:
         path.unlink()
 
 
-def bind_tcp_socket(host: str, port: int) -> socket.socket:
+def bind_tcp_socket(host: str, port: int, where: str = "api.listen") -> socket.socket:
+    """A listening non-blocking TCP socket on ``host:port`` (the till API's, the metrics'),
+    or a ConfigError naming the setting ``where``."""
     try:
         literal = ipaddress.ip_address(host)
         family = socket.AF_INET6 if literal.version == 6 else socket.AF_INET
@@ -204,7 +206,7 @@ def bind_tcp_socket(host: str, port: int) -> socket.socket:
         try:
             family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
         except OSError as exc:
-            raise ConfigError(f"api.listen: cannot resolve {host}: {exc}") from None
+            raise ConfigError(f"{where}: cannot resolve {host}: {exc}") from None
     # proto=IPPROTO_TCP so asyncio sets TCP_NODELAY on accepted connections (with proto 0
     # it does not, and every keep-alive reply stalls ~40 ms on delayed ACK).
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -215,7 +217,10 @@ def bind_tcp_socket(host: str, port: int) -> socket.socket:
         sock.setblocking(False)
     except OSError as exc:
         sock.close()
-        raise ConfigError(f"api.listen = '{host}:{port}': cannot listen: {exc.strerror}") from None
+        raise ConfigError(
+            f"{where} = '{host}:{port}': cannot listen there: {exc.strerror}; choose another "
+            "port or stop what holds it"
+        ) from None
     return sock
 
 

@@ -32,12 +32,11 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from ..api.server import EmbeddedServer
+from ..api.server import EmbeddedServer, bind_tcp_socket
 from ..errors import ConfigError
 
 log = logging.getLogger("posedge.metrics")
 
-LISTEN_BACKLOG = 64
 STOP_TIMEOUT_S = 5.0
 WHERE = "metrics.listen"
 
@@ -73,26 +72,12 @@ def bind(host: str, port: int) -> socket.socket:
     """A listening non-blocking TCP socket, or ConfigError saying why it cannot be."""
     name = "127.0.0.1" if host.lower() == "localhost" else host
     try:
-        family = socket.AF_INET6 if ipaddress.ip_address(name).version == 6 else socket.AF_INET
+        ipaddress.ip_address(name)
     except ValueError:
         raise ConfigError(
             f"{WHERE} = '{host}:{port}': {host!r} is not an IP address or localhost"
         ) from None
-    # IPPROTO_TCP: asyncio then sets TCP_NODELAY on accepted connections (no delayed-ACK
-    # stall on keep-alive scrapes).
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((name, port))
-        sock.listen(LISTEN_BACKLOG)
-        sock.setblocking(False)
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(
-            f"{WHERE} = '{host}:{port}': cannot listen there: {exc.strerror}; choose another "
-            "port or stop what holds it"
-        ) from None
-    return sock
+    return bind_tcp_socket(name, port, where=WHERE)
 
 
 class MetricsServer:
