@@ -158,7 +158,6 @@ def _ask_daemon(
     force: bool,
     lines: bool,
 ) -> dict[str, Any]:
-    import httpx
 
     from ..health.daemonlink import DaemonLink
 
@@ -177,27 +176,17 @@ def _ask_daemon(
         method, path, body = "GET", f"/v1/close/{target}?lines={'true' if lines else 'false'}", {}
     where = f"the daemon (pid {link.pid}) on {link.socket}"
     try:
-        with httpx.Client(
-            transport=httpx.HTTPTransport(uds=str(link.socket)),
-            base_url="http://posedge",
-            timeout=DAEMON_TIMEOUT_S,
-        ) as http:
-            reply = http.request(
-                method,
-                path,
-                json=body if method == "POST" else None,
-                headers={"Authorization": f"Bearer {link.token}"},
-            )
-    except httpx.TimeoutException:
-        raise PeerUnreachable(
-            f"{where} did not answer {path} within {DAEMON_TIMEOUT_S:g}s; see its log "
-            "(journalctl -u posedge); the close may still complete: posedge close-day --show"
-        ) from None
-    except httpx.TransportError as exc:
+        reply = link.request(
+            method,
+            path,
+            body if method == "POST" else None,
+            timeout_s=DAEMON_TIMEOUT_S,
+            stuck_hint="see its log (journalctl -u posedge); the close may still complete: "
+            "posedge close-day --show",
+        )
+    except PeerUnreachable:
         _busy_if_close_day(link.pid)
-        raise PeerUnreachable(
-            f"{where} does not answer ({type(exc).__name__}); it may still be starting"
-        ) from None
+        raise
     return _answer(reply, where, path)
 
 

@@ -114,11 +114,16 @@ class DaemonLink:
             ) from None
         return cls(Path(paths.socket), token, pid, state_dir)
 
-    def get(
-        self, path: str, timeout_s: float = DAEMON_TIMEOUT_S, *, missing_ok: bool = False
-    ) -> dict[str, Any] | None:
-        """GET ``path`` from the daemon's API: the JSON object it answers (``None`` for a
-        404 with ``missing_ok``: a daemon that predates the endpoint)."""
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        timeout_s: float = DAEMON_TIMEOUT_S,
+        stuck_hint: str = "it may be stuck; see its log (journalctl -u posedge) and restart it",
+    ) -> Any:
+        """One request to the daemon's API (the ``httpx.Response``, whatever its status);
+        PeerUnreachable when it does not answer (``stuck_hint`` ends the timeout's message)."""
         import httpx  # here: `posedge --help` never pays for it
 
         where = f"the daemon (pid {self.pid}) on {self.socket}"
@@ -128,17 +133,26 @@ class DaemonLink:
                 base_url="http://posedge",
                 timeout=timeout_s,
             ) as http:
-                reply = http.get(path, headers={"Authorization": f"Bearer {self.token}"})
+                return http.request(
+                    method, path, json=body, headers={"Authorization": f"Bearer {self.token}"}
+                )
         except httpx.TimeoutException:
             raise PeerUnreachable(
-                f"{where} did not answer {path} within {timeout_s:g}s: it may be stuck; "
-                "see its log (journalctl -u posedge) and restart it"
+                f"{where} did not answer {path} within {timeout_s:g}s: {stuck_hint}"
             ) from None
         except httpx.TransportError as exc:
             raise PeerUnreachable(
                 f"{where} does not answer ({type(exc).__name__}); it may still be starting, "
                 "or api.socket differs from the daemon's: pass the same --config"
             ) from None
+
+    def get(
+        self, path: str, timeout_s: float = DAEMON_TIMEOUT_S, *, missing_ok: bool = False
+    ) -> dict[str, Any] | None:
+        """GET ``path`` from the daemon's API: the JSON object it answers (``None`` for a
+        404 with ``missing_ok``: a daemon that predates the endpoint)."""
+        where = f"the daemon (pid {self.pid}) on {self.socket}"
+        reply = self.request("GET", path, timeout_s=timeout_s)
         if reply.status_code == 404 and missing_ok:
             return None
         if reply.status_code != 200:
