@@ -13,7 +13,7 @@ from typing import Any
 
 from posedge.agent.carddata import find_card_data
 from posedge.agent.sales.policy import format_amount
-from posedge.agent.sales.receipts import MAX_COLUMNS, MIN_COLUMNS, Layout
+from posedge.agent.sales.receipts import MAX_COLUMNS, MIN_COLUMNS, Layout, receipt_time
 from posedge.drivers.escpos.model import Cut, Feed, Receipt
 
 OUTCOME_LABELS = {
@@ -52,9 +52,9 @@ def build_zreport(
     out.pair("Business day", str(close["business_day"]), bold=True)
     out.pair("Time zone", str(close.get("timezone", "")))
     out.pair("Terminal", terminal)
-    out.pair("Closed", _when(str(close["closed_at"])))
+    out.pair("Closed", receipt_time(str(close["closed_at"])))
     if reprint:
-        out.pair("Reprinted", _when((now or datetime.now(UTC)).isoformat()))
+        out.pair("Reprinted", receipt_time((now or datetime.now(UTC)).isoformat()))
     out.pair("Close", f"#{close['close_seq']} ({close['trigger']})")
     out.pair("Seqs", f"{close['seq_from']}-{close['seq_to']}")
     previous = close.get("previous_close_seq")
@@ -114,13 +114,3 @@ def _pending(out: Layout, pending: list[dict[str, Any]], count: int) -> None:
 def _outcome_order(outcome: str) -> int:
     order = list(OUTCOME_LABELS)
     return order.index(outcome) if outcome in order else len(order)
-
-
-def _when(iso: str) -> str:
-    try:
-        moment = datetime.fromisoformat(iso)
-    except ValueError:
-        return iso
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -94,9 +94,9 @@ def build_receipt(
     if reprint:
         lines.mark("*** REPRINT ***")
     lines.rule()
-    lines.pair("Date", _when(sale.created_at))
+    lines.pair("Date", receipt_time(sale.created_at))
     if reprint:
-        lines.pair("Reprinted", _when((now or datetime.now(UTC)).isoformat()))
+        lines.pair("Reprinted", receipt_time((now or datetime.now(UTC)).isoformat()))
     lines.pair("Sale", sale.id)
     if sale.reference:
         lines.pair("Ref", sale.reference)
@@ -157,7 +157,8 @@ def _signature(lines: _Layout, sale: SaleView, copy: Copy) -> None:
     lines.add(Feed(1))
 
 
-def _when(iso: str) -> str:
+def receipt_time(iso: str) -> str:
+    """An ISO time as printed on receipts and Z-reports: UTC, to the second."""
     try:
         moment = datetime.fromisoformat(iso)
     except ValueError:
