@@ -102,8 +102,12 @@ class AlertProcess:
         self._watcher.start()
         return self
 
-    def _spawn(self) -> None:
+    def _spawn(self, replacing: multiprocessing.process.BaseProcess | None = None) -> None:
+        """Start a child; with ``replacing``, only if that dead child is still the current
+        one (a reload or stop in between has already dealt with it)."""
         with self._lock:
+            if replacing is not None and self._process is not replacing:
+                return
             self._stop = self._ctx.Event()
             process = self._ctx.Process(
                 target=_child,
@@ -118,8 +122,11 @@ class AlertProcess:
     def _watch(self) -> None:
         while not self._closing.wait(PARENT_CHECK_S):
             process = self._process
-            if process is None or process.is_alive() or self._stop.is_set():
+            if process is None or process.is_alive():
                 continue
+            with self._lock:
+                if self._process is not process:
+                    continue  # stopped or replaced on purpose (stop, reload) meanwhile
             log.error(
                 "the alert loop process ended (exit code %s); starting it again in %ss",
                 process.exitcode,
@@ -127,7 +134,7 @@ class AlertProcess:
             )
             if self._closing.wait(self.restart_pause_s):
                 return
-            self._spawn()
+            self._spawn(replacing=process)
 
     def _halt(self, timeout_s: float) -> None:
         with self._lock:
