@@ -246,13 +246,15 @@ def test_dump_service_writes_once_per_burst_and_refuses_after_close(tmp_path: Pa
 
     async def scenario() -> list[Path]:
         service = DumpService(lambda: None, state)
+
+        async def settled() -> None:
+            await asyncio.wait_for(asyncio.gather(*list(service._tasks)), timeout=30)
+
         for _ in range(5):
             service.request_file()  # a burst before the loop runs: one dump
-        while service._tasks:
-            await asyncio.sleep(0.01)
+        await settled()
         service.request_file()
-        while service._tasks:
-            await asyncio.sleep(0.01)
+        await settled()
         await service.close()
         service.request_file()
         assert not service._tasks
