@@ -32,6 +32,7 @@ import stat
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -224,6 +225,27 @@ def bind_tcp_socket(host: str, port: int, where: str = "api.listen") -> socket.s
     return sock
 
 
+def embedded_config(
+    app: Any, log_level: str, graceful_stop_s: float, keep_alive_s: float = 5.0
+) -> uvicorn.Config:
+    """uvicorn's settings for a listener inside the daemon (the till API's, the metrics'):
+    the daemon's loop and logging, no lifespan, websockets, proxy headers or access log."""
+    return uvicorn.Config(
+        app,
+        http="httptools",
+        ws="none",
+        loop="none",
+        lifespan="off",
+        proxy_headers=False,
+        server_header=False,
+        log_config=None,
+        log_level=log_level,
+        access_log=False,
+        timeout_keep_alive=int(keep_alive_s),
+        timeout_graceful_shutdown=int(max(1, graceful_stop_s)),
+    )
+
+
 class EmbeddedServer(uvicorn.Server):
     """uvicorn without its signal handling (the daemon owns SIGTERM/SIGINT), reporting when it
     listens: the till API's listeners and the metrics listener."""
@@ -317,20 +339,7 @@ class ApiServer:
             self._unlink_socket()
             raise
         server = EmbeddedServer(
-            uvicorn.Config(
-                self.app,
-                http="httptools",
-                ws="none",
-                loop="none",
-                lifespan="off",
-                proxy_headers=False,
-                server_header=False,
-                log_config=None,
-                log_level=self.log_level,
-                access_log=False,
-                timeout_keep_alive=KEEP_ALIVE_S,
-                timeout_graceful_shutdown=int(max(1, self.graceful_stop_s)),
-            )
+            embedded_config(self.app, self.log_level, self.graceful_stop_s, KEEP_ALIVE_S)
         )
         self._server = server
         self._task = asyncio.create_task(server.serve(sockets=sockets), name="till-api")

@@ -24,7 +24,6 @@ import ipaddress
 import logging
 import socket
 
-import uvicorn
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import CollectorRegistry
 from starlette.applications import Starlette
@@ -32,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from ..api.server import EmbeddedServer, bind_tcp_socket
+from ..api.server import EmbeddedServer, bind_tcp_socket, embedded_config
 from ..errors import ConfigError
 
 log = logging.getLogger("posedge.metrics")
@@ -106,19 +105,7 @@ class MetricsServer:
         sock = bind(self.host, self.requested_port)
         self.port = int(sock.getsockname()[1])
         server = EmbeddedServer(
-            uvicorn.Config(
-                metrics_app(self.registry),
-                http="httptools",
-                ws="none",
-                loop="none",
-                lifespan="off",
-                proxy_headers=False,
-                server_header=False,
-                log_config=None,
-                log_level="warning",
-                access_log=False,
-                timeout_graceful_shutdown=int(STOP_TIMEOUT_S),
-            )
+            embedded_config(metrics_app(self.registry), "warning", STOP_TIMEOUT_S)
         )
         task = asyncio.create_task(server.serve(sockets=[sock]), name="posedge-metrics")
         listening = asyncio.ensure_future(server.listening.wait())
