@@ -284,11 +284,7 @@ class HealthMonitor:
             snapshot[PRINTER_STATUS] = polled
             status["printer"] = _printer_doc(polled)
         else:
-            status["printer"] = (
-                {"state": "unavailable", "error": "could not be opened at start"}
-                if agent.config.printer.url
-                else {"state": "not_configured"}
-            )
+            status["printer"] = _not_open(agent.config.printer.url)
         reader = agent.reader
         busy = engine is not None and engine.reader_in_use and READER_STATUS in self._snapshot
         if reader is not None and busy and reader.protocol == "framed":
@@ -301,11 +297,7 @@ class HealthMonitor:
             snapshot[READER_STATUS] = polled_reader
             status["reader"] = _reader_doc(polled_reader)
         else:
-            status["reader"] = (
-                {"state": "unavailable", "error": "could not be opened at start"}
-                if agent.config.reader.url
-                else {"state": "not_configured"}
-            )
+            status["reader"] = _not_open(agent.config.reader.url)
         self._snapshot = snapshot
         if engine is not None:
             if status != engine.device_status and agent.journal is not None:
@@ -347,3 +339,10 @@ def _reader_problem(doc: dict[str, Any]) -> str | None:
     if state == "not_configured":
         return "no card reader is configured (reader.url)"
     return f"the card reader is {state}: {doc.get('error') or doc.get('reader_state')}"
+
+
+def _not_open(url: str | None) -> dict[str, Any]:
+    """The status of a device the agent holds no object for."""
+    if url:
+        return {"state": "unavailable", "error": "could not be opened at start"}
+    return {"state": "not_configured"}
