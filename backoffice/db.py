@@ -35,7 +35,7 @@ import sqlite3
 import sys
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -64,6 +64,11 @@ class DatabaseError(Exception):
 
 class DatabaseConfigError(DatabaseError, ValueError):
     """A wrong ``--db``: bad URL, unsupported scheme, refused login, no such database."""
+
+
+class DuplicateRows(DatabaseError):
+    """A bulk write (:meth:`Transaction.copy_rows`) met a row the table's unique key holds
+    already; the transaction is spoilt and rolls back."""
 
 
 class DatabaseUnavailable(DatabaseError, ConnectionError):
@@ -201,6 +206,13 @@ class Transaction(ABC):
         """Run ``sql`` once per row; the number of rows changed."""
 
     @abstractmethod
+    def copy_rows(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+        """Append ``rows`` in bulk, none of them already there: PostgreSQL's ``COPY`` (one
+        stream, rows written and logged in batches: a third of the server's and the
+        client's work of one INSERT over arrays), SQLite one INSERT per row. A row whose
+        unique key is taken raises :class:`DuplicateRows`."""
+
+    @abstractmethod
     def lock(self, *names: str) -> None:
         """Hold these named locks to the end of the transaction (taken in a fixed order)."""
 
@@ -263,6 +275,15 @@ class SqliteTransaction(Transaction):
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
         return self.conn.executemany(sql, rows).rowcount
+
+    def copy_rows(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+        try:
+            self.conn.executemany(sql, rows)
+        except sqlite3.IntegrityError as exc:
+            if "UNIQUE" not in str(exc):
+                raise
+            raise DuplicateRows(f"{table}: {exc}") from None
 
     def lock(self, *names: str) -> None:
         """Nothing to do: ``BEGIN IMMEDIATE`` already made the transaction exclusive."""
@@ -361,6 +382,19 @@ class PostgresTransaction(Transaction):
         with self.conn.cursor() as cursor:
             cursor.executemany(postgres_sql(sql), rows)
             return int(cursor.rowcount)
+
+    def copy_rows(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+        from psycopg.errors import UniqueViolation
+
+        try:
+            with (
+                self.conn.cursor() as cursor,
+                cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy,
+            ):
+                for row in rows:
+                    copy.write_row(row)
+        except UniqueViolation as exc:
+            raise DuplicateRows(f"{table}: {exc.diag.message_detail or exc}") from None
 
     def lock(self, *names: str) -> None:
         for key in sorted({lock_key(name) for name in names}):

@@ -484,3 +484,49 @@ def test_each_backend_runs_here(databases: Databases) -> None:
     with ExitStack() as stack:
         store = stack.enter_context(BackofficeStore(target))
         assert store.db.dialect == databases.backend
+
+
+def test_a_row_above_the_head_written_outside_fails_the_upload_whole(
+    db_target: Path | str,
+) -> None:
+    """The lock means no row can sit above the head; one written there behind the back
+    office's back (a restore, a hand edit) must not be overwritten or skipped silently: the
+    batch fails whole with a message saying so, and the store is as it was."""
+    events = chain(10)
+    with BackofficeStore(db_target) as store:
+        assert store.ingest(EventBatch.model_validate(batch(events[:4]))).acked_seq == 4
+        intruder = events[6]
+        with store.transaction() as db:
+            db.execute(
+                "INSERT INTO events (terminal, seq, ts, type, txn, payload, prev_hash, hash)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                ("lane1", intruder["seq"], intruder["ts"], "edited.outside", None, "{}",
+                 intruder["prev_hash"], intruder["hash"]),
+            )  # fmt: skip
+        with pytest.raises(RuntimeError, match=r"seqs 5\.\.10 were stored already.*outside"):
+            store.ingest(EventBatch.model_validate(batch(events[4:])))
+        assert store.head("lane1") == (4, events[3]["hash"])
+        held = store.events("lane1")
+        assert [e["seq"] for e in held] == [1, 2, 3, 4, 7]
+        assert held[-1]["type"] == "edited.outside"  # left as found, for whoever investigates
+
+
+def test_copy_rows_refuses_a_taken_key_and_writes_nothing(db_target: Path | str) -> None:
+    from posedge.backoffice.db import DuplicateRows
+
+    with BackofficeStore(db_target) as store:
+        with store.transaction() as db:
+            db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", ("copy-test-b", "old"))
+        rows = [("copy-test-a", "1"), ("copy-test-b", "2"), ("copy-test-c", "3")]
+        with pytest.raises(DuplicateRows, match="meta"), store.transaction() as db:
+            db.copy_rows("meta", ("key", "value"), rows)
+        got = store.db.execute("SELECT key, value FROM meta WHERE key LIKE 'copy-test-%'").rows
+        assert [tuple(r) for r in got] == [("copy-test-b", "old")]
+        with store.transaction() as db:
+            db.copy_rows("meta", ("key", "value"), [rows[0], rows[2]])
+        got = store.db.execute(
+            "SELECT key, value FROM meta WHERE key LIKE 'copy-test-%' ORDER BY key"
+        ).rows
+        assert [tuple(r) for r in got] == [
+            ("copy-test-a", "1"), ("copy-test-b", "old"), ("copy-test-c", "3")
+        ]  # fmt: skip
