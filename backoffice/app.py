@@ -90,7 +90,7 @@ from .openapi import OPENAPI_DOCUMENT
 from .policy import AuthorizationPolicy
 from .problems import problem
 from .registry import TerminalRecord, TerminalRegistry, token_hash
-from .store import CLAIM_LEASE_S, BackofficeStore, ClaimLost
+from .store import CLAIM_LEASE_S, BackofficeStore, ClaimLost, IngestResult
 from .tokens import token_owner
 
 log = logging.getLogger("posedge.backoffice")
@@ -312,12 +312,15 @@ class BackofficeApp:
             )
         return owner
 
-    async def _authenticate(
-        self, request: Request, terminal: str, bulk: bool = False
-    ) -> TerminalRecord | None:
+    async def _authenticate(self, request: Request, terminal: str) -> TerminalRecord | None:
         """The request's token must be the token of ``terminal`` (in open mode: only if the
-        terminal is in the registry). Returns the terminal's registry record, if any.
-        ``bulk``: an events upload, whose registry lookup takes the uploads' lane."""
+        terminal is in the registry). Returns the terminal's registry record, if any."""
+        owner = await self._owner_of(request, terminal)
+        return await self._registered(request, terminal, owner)
+
+    async def _owner_of(self, request: Request, terminal: str) -> str | None:
+        """:meth:`_token_owner`, which must be ``terminal`` when known (403 otherwise). The
+        registry's rules (:meth:`_registered_now`) are still to be applied."""
         owner = await self._token_owner(request)
         if owner is not None and owner != terminal:
             raise _Refused(
@@ -327,20 +330,40 @@ class BackofficeApp:
                     request.url.path,
                 )
             )
-        return await self._registered(request, terminal, owner, bulk)
+        return owner
 
     async def _registered(
-        self, request: Request, terminal: str, owner: str | None, bulk: bool = False
+        self, request: Request, terminal: str, owner: str | None
     ) -> TerminalRecord | None:
         """The registry's rules for ``terminal`` acting through a request authenticated as
-        ``owner`` (None: anonymous, open mode): a revoked terminal is refused (403); an
-        enrolled one must have presented its registry token (401)."""
+        ``owner`` (None: anonymous, open mode): see :meth:`_registry_rules`."""
+        record: TerminalRecord | None = getattr(request.state, "registry_record", None)
+        if record is not None and record.terminal == terminal:
+            return self._registry_rules(request, terminal, owner, record, True)
+        return await self._stored(self._registered_now, request, terminal, owner)
+
+    def _registered_now(
+        self, request: Request, terminal: str, owner: str | None
+    ) -> TerminalRecord | None:
+        """:meth:`_registered` in the calling thread: looks the terminal up unless the
+        request's token already found its record (a worker thread's call: it does the
+        lookup and the request's own database work in one hop)."""
         record: TerminalRecord | None = getattr(request.state, "registry_record", None)
         by_registry_token = record is not None and record.terminal == terminal
         if not by_registry_token:
-            # An upload's lookup waits in the uploads' lane, not in the quick lane that keeps
-            # heartbeats and authorizations from queueing behind a backlog of uploads.
-            record = await self._stored(self.registry.get, terminal, bulk=bulk)
+            record = self.registry.get(terminal)
+        return self._registry_rules(request, terminal, owner, record, by_registry_token)
+
+    @staticmethod
+    def _registry_rules(
+        request: Request,
+        terminal: str,
+        owner: str | None,
+        record: TerminalRecord | None,
+        by_registry_token: bool,
+    ) -> TerminalRecord | None:
+        """A revoked terminal is refused (403); an enrolled one must have presented its
+        registry token (401). Returns the terminal's registry record, if any."""
         if record is None:
             return None
         if record.revoked:
@@ -603,7 +626,9 @@ class BackofficeApp:
 
     async def events(self, request: Request) -> Response:
         terminal = self._path_terminal(request)
-        record = await self._authenticate(request, terminal, bulk=True)
+        # The token is checked before the body is read; the registry's rules after, in the
+        # worker call that stores the batch (one thread hop and one wait for a connection).
+        owner = await self._owner_of(request, terminal)
         body = await self._body(request)
         batch: EventBatch = self._parse(request, EventBatch, body)
         del body
@@ -615,7 +640,6 @@ class BackofficeApp:
                 f"{len(batch.events)} events; at most {self.config.max_batch_events} per batch",
                 request.url.path,
             )
-        self._check_signature(request, record, batch)
         self._no_card_data_in_events(request, batch)
         for index, ev in enumerate(batch.events):
             if "\x00" in ev.ts or "\x00" in ev.type or (ev.txn and "\x00" in ev.txn):
@@ -624,7 +648,7 @@ class BackofficeApp:
                     request,
                     [(f"{where}.ts", ev.ts), (f"{where}.type", ev.type), (f"{where}.txn", ev.txn)],
                 )
-        result = await self._stored(self.store.ingest, batch, bulk=True)
+        result = await self._stored(self._ingest, request, owner, batch, bulk=True)
         if result.accepted and (result.filled or any(ev.type == DAY_CLOSED for ev in batch.events)):
             await self._reconcile_closes(terminal)
         if result.status == "ok":
@@ -644,6 +668,12 @@ class BackofficeApp:
             acked_seq=result.acked_seq,
         )
 
+    def _ingest(self, request: Request, owner: str | None, batch: EventBatch) -> IngestResult:
+        """The registry's rules, the batch's signature, then the store (a worker's call)."""
+        record = self._registered_now(request, batch.terminal, owner)
+        self._check_signature(request, record, batch)
+        return self.store.ingest(batch)
+
     async def head(self, request: Request) -> Response:
         terminal = self._path_terminal(request)
         await self._authenticate(request, terminal)
@@ -652,7 +682,7 @@ class BackofficeApp:
 
     async def heartbeat(self, request: Request) -> Response:
         terminal = self._path_terminal(request)
-        await self._authenticate(request, terminal)
+        owner = await self._owner_of(request, terminal)
         doc = self._load(request, await self._body(request))
         beat: Heartbeat = self._parse(request, Heartbeat, doc)
         del doc
@@ -661,17 +691,26 @@ class BackofficeApp:
         found = [replace(f, path=f.path.removeprefix("$.")) for f in find_card_data(record, "$")]
         self._refuse_card_data(request, found, "the heartbeat")
         interval = self.config.heartbeat_interval_s
-        await self._stored(self.store.record_heartbeat, terminal, record, interval)
+        resend = await self._stored(self._heartbeat, request, owner, record, interval)
         now = datetime.fromtimestamp(self.store.clock(), UTC)
         reply: dict[str, Any] = {
             "server_time": now.isoformat(timespec="microseconds"),
             "interval_s": interval,
         }
         # A close lacks seqs the back office once held: ask for them again (docs/reconciliation.md).
-        resend = await self._stored(resend_from, self.store, terminal)
         if resend is not None:
             reply["resend_from"] = resend
         return _json(reply)
+
+    def _heartbeat(
+        self, request: Request, owner: str | None, record: dict[str, Any], interval: int
+    ) -> int | None:
+        """The registry's rules, the heartbeat stored, and the seq a close lacks (a worker's
+        call: a heartbeat costs one thread hop)."""
+        terminal = str(record["terminal"])
+        self._registered_now(request, terminal, owner)
+        self.store.record_heartbeat(terminal, record, interval)
+        return resend_from(self.store, terminal)
 
     async def _reconcile_closes(self, terminal: str) -> None:
         """Reconcile the terminal's closes after an upload brought a close or filled seqs
