@@ -234,7 +234,7 @@ _CURRENCY = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
 
 def _listen_address(value: str) -> str:
     host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         raise ValueError("not HOST:PORT; write e.g. 127.0.0.1:8765")
     return value
 
@@ -254,7 +254,7 @@ def _metrics_listen(value: str, info: ValidationInfo) -> str:
     resolved; a non-loopback host only with ``metrics.allow_non_loopback``."""
     host, sep, port = value.rpartition(":")
     host = host.removeprefix("[").removesuffix("]")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+    if not sep or not host or not (port.isascii() and port.isdigit()) or not 0 <= int(port) < 65536:
         raise ValueError("not HOST:PORT; write e.g. 127.0.0.1:9464 (port 0 picks a free one)")
     if host.lower() != "localhost":
         try:

@@ -104,7 +104,7 @@ DEFAULT_LISTEN = "127.0.0.1:8700"
 def parse_listen(value: str) -> tuple[str, int]:
     """``HOST:PORT``, ``[v6]:PORT`` or ``:PORT`` (loopback); port 0 picks a free port."""
     host, sep, port_text = value.rpartition(":")
-    if not sep or not port_text.isdigit() or int(port_text) > 65535:
+    if not sep or not (port_text.isascii() and port_text.isdigit()) or int(port_text) > 65535:
         raise click.BadParameter(
             f"{value!r} is not HOST:PORT (e.g. 127.0.0.1:8700, [::1]:8700, :0)",
             param_hint="--listen",

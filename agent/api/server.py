@@ -93,7 +93,8 @@ def check_listen_address(listen: str, allow_non_loopback: bool = False) -> tuple
     where = "api.listen / --api-listen"
     host, sep, port_text = listen.rpartition(":")
     host = host.removeprefix("[").removesuffix("]")
-    if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) < 65536:
+    digits = port_text.isascii() and port_text.isdigit()
+    if not sep or not host or not digits or not 0 <= int(port_text) < 65536:
         raise ConfigError(f"{where} = {listen!r}: not HOST:PORT; write e.g. 127.0.0.1:8765")
     port = int(port_text)
     try:

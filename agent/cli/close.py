@@ -88,7 +88,7 @@ def close_day(
 def _check_ref(ref: str | None) -> None:
     from ..close.businessday import parse_business_day
 
-    if ref is None or ref == "latest" or ref.isdigit():
+    if ref is None or ref == "latest" or (ref.isascii() and ref.isdigit()):
         return
     parse_business_day(ref)
 

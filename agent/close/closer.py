@@ -170,7 +170,7 @@ class Closer:
             if record is None:
                 raise CloseNotFound("no close yet on this terminal; run posedge close-day first")
             return record
-        if which.isdigit():
+        if which.isascii() and which.isdigit():
             record = close_at(self.journal, int(which))
             if record is None:
                 raise CloseNotFound(

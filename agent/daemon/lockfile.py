@@ -117,7 +117,7 @@ class StateDirLock:
         except (OSError, UnsafeFile):
             return None
         text = raw.decode("ascii", errors="replace").strip()
-        return int(text) if text.isdigit() else None
+        return int(text) if (text.isascii() and text.isdigit()) else None
 
     def __enter__(self) -> StateDirLock:
         self.acquire()

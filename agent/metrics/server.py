@@ -62,7 +62,7 @@ def parse_listen(listen: str) -> tuple[str, int]:
     """``HOST:PORT`` / ``[::1]:PORT`` → (host, port); the syntax config validation allows."""
     host, sep, port = listen.rpartition(":")
     host = host.removeprefix("[").removesuffix("]")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+    if not sep or not host or not (port.isascii() and port.isdigit()) or not 0 <= int(port) < 65536:
         raise ConfigError(f"{WHERE} = {listen!r}: not HOST:PORT; write e.g. 127.0.0.1:9464")
     return host, int(port)
 

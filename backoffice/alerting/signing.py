@@ -44,7 +44,7 @@ def verify(
         if sep:
             parts.setdefault(key, []).append(text)
     stamps = parts.get("t", [])
-    if len(stamps) != 1 or not stamps[0].isdigit():
+    if len(stamps) != 1 or not (stamps[0].isascii() and stamps[0].isdigit()):
         raise SignatureError(f"{SIGNATURE_HEADER} has no t=<unix seconds>")
     timestamp = int(stamps[0])
     if abs(now - timestamp) > tolerance_s:

@@ -66,6 +66,9 @@ def test_unknown_close_for_reprint(tmp_path: Path) -> None:
         assert f"journal event {note.seq} is not a close" in str(not_close.value)
         with pytest.raises(CloseNotFound):
             t.closer.find("2026-03-01")
+        for odd in ("¹", "²³"):  # digits to str.isdigit(), not to int(): refused, no crash
+            with pytest.raises(CloseRefused, match="is not a date"):
+                t.closer.find(odd)
 
 
 def test_a_close_while_another_runs_is_refused(tmp_path: Path) -> None:

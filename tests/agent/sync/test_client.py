@@ -163,6 +163,7 @@ def test_retry_after_forms() -> None:
     earlier = format_datetime(now - timedelta(seconds=45), usegmt=True)
     assert parse_retry_after(earlier, now) == 0.0
     assert parse_retry_after("soon", now) is None
+    assert parse_retry_after("¹", now) is None  # a digit to str.isdigit(), not to int()
     assert parse_retry_after(None, now) is None
 
 
