@@ -82,6 +82,15 @@ def _uvicorn_config(app: object, log_level: str, access_log: bool) -> uvicorn.Co
     )
 
 
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop where it is installed (a dependency on Linux), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
 def quiet_disconnects(app: ASGIApp) -> ASGIApp:
     """The outermost layer: a client that goes away before its request is answered (a
     terminal's timeout, a restarted agent, Ctrl-C) is routine, logged at info — not an
@@ -315,7 +324,8 @@ def serve_forever(
         if alerts is not None and hup is not None and main and hasattr(signal, "SIGHUP"):
             signal.signal(signal.SIGHUP, lambda *_: reload_calendars(alerts, hup))
         try:
-            asyncio.run(server.serve(sockets=[sock]))
+            with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+                runner.run(server.serve(sockets=[sock]))
         finally:
             if alerts is not None:
                 alerts.stop()
