@@ -186,7 +186,8 @@ class BackofficeApp:
         length = request.headers.get("content-length")
         if length is None:
             return
-        if not length.strip().isdigit():
+        length = length.strip()
+        if not (length.isascii() and length.isdigit()):
             raise _Refused(
                 problem("bad-request", "Content-Length is not a number", request.url.path)
             )
