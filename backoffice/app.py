@@ -86,6 +86,7 @@ from posedge.protocol.signing import (
 )
 
 from .closes.reconciler import DAY_CLOSED, reconcile_terminal, resend_from
+from .db import Transaction
 from .openapi import OPENAPI_DOCUMENT
 from .policy import AuthorizationPolicy
 from .problems import problem
@@ -344,15 +345,15 @@ class BackofficeApp:
         return await self._stored(self._registered_now, request, terminal, owner)
 
     def _registered_now(
-        self, request: Request, terminal: str, owner: str | None
+        self, request: Request, terminal: str, owner: str | None, db: Transaction | None = None
     ) -> TerminalRecord | None:
-        """:meth:`_registered` in the calling thread: looks the terminal up unless the
-        request's token already found its record (a worker thread's call: it does the
-        lookup and the request's own database work in one hop)."""
+        """:meth:`_registered` in the calling thread: looks the terminal up (in ``db`` when
+        given) unless the request's token already found its record. A worker thread's
+        call: the lookup and the request's own database work take one hop."""
         record: TerminalRecord | None = getattr(request.state, "registry_record", None)
         by_registry_token = record is not None and record.terminal == terminal
         if not by_registry_token:
-            record = self.registry.get(terminal)
+            record = self.registry.get(terminal, db)
         return self._registry_rules(request, terminal, owner, record, by_registry_token)
 
     @staticmethod
@@ -670,10 +671,14 @@ class BackofficeApp:
         )
 
     def _ingest(self, request: Request, owner: str | None, batch: EventBatch) -> IngestResult:
-        """The registry's rules, the batch's signature, then the store (a worker's call)."""
-        record = self._registered_now(request, batch.terminal, owner)
-        self._check_signature(request, record, batch)
-        return self.store.ingest(batch)
+        """The registry's rules and the batch's signature, then the batch stored: one
+        transaction (a worker's call)."""
+
+        def admit(db: Transaction) -> None:
+            record = self._registered_now(request, batch.terminal, owner, db)
+            self._check_signature(request, record, batch)
+
+        return self.store.ingest(batch, admit)
 
     async def head(self, request: Request) -> Response:
         terminal = self._path_terminal(request)

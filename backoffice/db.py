@@ -246,13 +246,17 @@ class Database(ABC):
 
 
 def open_database(
-    target: Path | str, readonly: bool = False, pool_size: int = DEFAULT_POOL_SIZE
+    target: Path | str,
+    readonly: bool = False,
+    pool_size: int = DEFAULT_POOL_SIZE,
+    warm: bool = False,
 ) -> Database:
-    """The database ``target`` names (see :func:`parse_target`)."""
+    """The database ``target`` names (see :func:`parse_target`). ``warm``: a serving
+    process's pool opens all its PostgreSQL connections now, not at the first burst."""
     target = parse_target(target)
     if isinstance(target, Path):
         return SqliteDatabase(target, readonly)
-    return PostgresDatabase(target, readonly, pool_size)
+    return PostgresDatabase(target, readonly, pool_size, warm)
 
 
 # -- SQLite ---------------------------------------------------------------------------------------
@@ -429,7 +433,11 @@ class PostgresDatabase(Database):
     concurrent = True
 
     def __init__(
-        self, url: str, readonly: bool = False, pool_size: int = DEFAULT_POOL_SIZE
+        self,
+        url: str,
+        readonly: bool = False,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        warm: bool = False,
     ) -> None:
         import psycopg
         from psycopg_pool import ConnectionPool
@@ -460,7 +468,10 @@ class PostgresDatabase(Database):
         self._pool: Any = ConnectionPool(
             url,
             kwargs=kwargs,
-            min_size=1,
+            # Warm (a serving replica): every connection opened up front, so the first burst
+            # of uploads does not pay for connection starts, and a server without room for
+            # them (max_connections) fails at start rather than under load.
+            min_size=pool_size if warm else 1,
             max_size=pool_size,
             open=False,
             configure=configure,

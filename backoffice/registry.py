@@ -316,7 +316,10 @@ class TerminalRegistry:
         rows = self._read(f"SELECT {_COLUMNS} FROM terminal_registry ORDER BY terminal")
         return [self._record(row) for row in rows]
 
-    def get(self, terminal: str) -> TerminalRecord | None:
+    def get(self, terminal: str, db: Transaction | None = None) -> TerminalRecord | None:
+        """The terminal's record, or None; read in ``db`` when given (a caller's transaction)."""
+        if db is not None:
+            return self._get(db, terminal)
         rows = self._read(
             f"SELECT {_COLUMNS} FROM terminal_registry WHERE terminal = ?", (terminal,)
         )

@@ -171,7 +171,9 @@ class BackofficeStore:
         serving: bool = False,
     ) -> None:
         self.clock = clock
-        self.db: Database = open_database(target, readonly=readonly, pool_size=pool_size)
+        self.db: Database = open_database(
+            target, readonly=readonly, pool_size=pool_size, warm=serving
+        )
         self.display = self.db.display
         self.path: Path | None = target if isinstance(target, Path) else None
         if self.path is None and self.db.dialect == "sqlite":
@@ -224,11 +226,19 @@ class BackofficeStore:
 
     # -- events ---------------------------------------------------------------------------
 
-    def ingest(self, batch: EventBatch) -> IngestResult:
-        """Apply one validated batch in one transaction (docs/sync-protocol.md, Events upload)."""
+    def ingest(
+        self, batch: EventBatch, admit: Callable[[Transaction], object] | None = None
+    ) -> IngestResult:
+        """Apply one validated batch in one transaction (docs/sync-protocol.md, Events upload).
+
+        ``admit`` runs first in that transaction (the app's registry rules and signature
+        check: one connection and one round of statements per upload); it raises to refuse
+        the batch, and then nothing is stored."""
         terminal = batch.terminal
         now = self.clock()
         with self.db.transaction() as db:
+            if admit is not None:
+                admit(db)
             db.lock(terminal_lock(terminal))
             row = db.execute(
                 "SELECT held_seq, head_hash, first_seq FROM terminals WHERE terminal = ?",

@@ -24,6 +24,10 @@ In one run:
    loop per terminal batch (the same batches) in one connection: what
    PostgreSQL itself does with no HTTP, validation or chain checks. Target:
    ingest ≥ 20,000 events/s and ≥ 0.5× the baseline.
+
+   Steps 1 and 2 run as ``--rounds`` (3) rounds per batch size, each an ingest on a
+   fresh database followed at once by its baseline; the median round's share is
+   the result (either figure alone moves by ±15 % between rounds on a shared machine).
 3. **Heartbeats.** ``--heartbeat-terminals`` (10,000) terminals at one
    heartbeat per minute, compressed by ``--heartbeat-speed`` (open loop, each
    request at its scheduled instant whatever the previous replies did): p50,
@@ -389,15 +393,14 @@ def heartbeats(urls: list[str], terminals: int, span_s: float) -> dict[str, Any]
     }
 
 
-def ingest_run(
+def ingest_round(
     pg: PostgresServer, name: str, work: dict[str, list[Batch]], args: argparse.Namespace,
     tmp: Path, heartbeat_span_s: float | None,
 ) -> dict[str, Any]:  # fmt: skip
     """Replicas on a fresh database ``name``: ingest ``work`` (with CPU per event, what is
     held), heartbeats when ``heartbeat_span_s`` is given; then the COPY baseline of ``work``."""
     db = pg.url(name)
-    run: dict[str, Any] = {"batch_events": max(len(json.loads(b[0][2])["events"])
-                                               for b in work.values())}  # fmt: skip
+    run: dict[str, Any] = {}
     with serve(db, args.replicas, tmp) as (urls, pids):
         before = cpu_seconds(pids), cpu_seconds(postgres_pids(pg)), time.process_time()
         run["ingest"] = ingest(urls, work, args.concurrency)
@@ -416,6 +419,38 @@ def ingest_run(
     return run
 
 
+def ingest_run(
+    pg: PostgresServer, name: str, work: dict[str, list[Batch]], args: argparse.Namespace,
+    tmp: Path, heartbeat_span_s: float | None,
+) -> dict[str, Any]:  # fmt: skip
+    """``args.rounds`` rounds of :func:`ingest_round`, each an ingest on a fresh database
+    followed by its baseline, so both see the machine in the same state. On a shared
+    machine either figure alone moves by ±15 % from one round to the next; the target is
+    judged on the median of the rounds' shares. The heartbeats run in the first round."""
+    rounds = [
+        ingest_round(pg, f"{name}_{i}", work, args, tmp, heartbeat_span_s if i == 0 else None)
+        for i in range(args.rounds)
+    ]
+    middle = sorted(rounds, key=lambda r: r["share_of_baseline"])[len(rounds) // 2]
+    run: dict[str, Any] = {
+        "batch_events": max(len(json.loads(b[0][2])["events"]) for b in work.values()),
+        **middle,  # the median round's figures, CPU and what it held
+        "rounds": [
+            {"events_per_s": r["ingest"]["events_per_s"],
+             "baseline_events_per_s": r["baseline_copy"]["events_per_s"],
+             "share_of_baseline": r["share_of_baseline"]}
+            for r in rounds
+        ],
+        "held_every_round": all(
+            r["held"]["terminals_wrong"] == 0 and r["held"]["events"] == r["ingest"]["events"]
+            for r in rounds
+        ),
+    }  # fmt: skip
+    if heartbeat_span_s is not None:
+        run["heartbeats"] = rounds[0]["heartbeats"]
+    return run
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--terminals", type=int, default=1000)
@@ -426,13 +461,19 @@ def main() -> None:
     parser.add_argument("--heartbeat-terminals", type=int, default=10_000)
     parser.add_argument("--heartbeat-speed", type=float, default=1.0,
                         help="1: the real rate (10,000 per minute); 2: twice as fast")  # fmt: skip
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="ingest + baseline rounds per batch size; the median share counts",
+    )
     parser.add_argument("--quick", action="store_true", help="a small run to try the harness")
     parser.add_argument("--no-sqlite", action="store_true")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.quick:
         args.terminals, args.events_per_terminal, args.heartbeat_terminals = 50, 100, 500
-        args.heartbeat_speed = 10.0
+        args.heartbeat_speed, args.rounds = 10.0, 1
     span = 60.0 / args.heartbeat_speed
     sizes = {"agent_batches": agent_batch_size(), "small_batches": args.small_batch}
     works = {
@@ -459,11 +500,7 @@ def main() -> None:
         "ingest_events_per_s": rate >= TARGET_EVENTS_PER_S,
         "share_of_baseline": main_run["share_of_baseline"] >= TARGET_BASELINE_SHARE,
         "heartbeat_p99": main_run["heartbeats"]["p99_ms"] <= TARGET_HEARTBEAT_P99_MS,
-        "every_event_once": all(
-            result[label]["held"]["terminals_wrong"] == 0
-            and result[label]["held"]["events"] == result[label]["ingest"]["events"]
-            for label in sizes
-        ),
+        "every_event_once": all(result[label]["held_every_round"] for label in sizes),
     }
     if args.json:
         print(json.dumps(result, indent=2))
@@ -486,6 +523,11 @@ def main() -> None:
             + f"); ingest is {run['share_of_baseline']:.2f}x of it"
         )
         print(f"  held: {run['held']}")
+        shares = [
+            f"{r['events_per_s']:,} / {r['baseline_events_per_s']:,} = {r['share_of_baseline']:.2f}"
+            for r in run["rounds"]
+        ]
+        print(f"  rounds, ingest / baseline: {'; '.join(shares)} (the median round is above)")
     h = main_run["heartbeats"]
     print(
         f"heartbeats: {h['terminals']:,} terminals over {h['span_s']:.0f} s "
