@@ -481,9 +481,18 @@ class PostgresDatabase(Database):
         try:
             self._pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
         except Exception as exc:  # psycopg_pool.PoolTimeout: the server went away meanwhile
+            opened = int(self._pool.get_stats().get("pool_available", 0))  # idle = opened
             self._pool.close()
+            hint = ""
+            if warm:  # the probe got in, so the server is up: most likely it is full
+                hint = (
+                    f"; a serving replica opens all its {pool_size} connections (--db-pool-size)"
+                    f" and only {opened} opened: is the server's max_connections room for every"
+                    " replica's pool? Lower --db-pool-size or raise max_connections"
+                )
             raise DatabaseUnavailable(
-                f"cannot open connections to PostgreSQL at {self.display}: {_scrub(str(exc), url)}"
+                f"cannot open connections to PostgreSQL at {self.display}: "
+                f"{_scrub(str(exc), url)}{hint}"
             ) from None
 
     @contextmanager

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import socket
 import sqlite3
 import threading
@@ -530,3 +531,25 @@ def test_copy_rows_refuses_a_taken_key_and_writes_nothing(db_target: Path | str)
         assert [tuple(r) for r in got] == [
             ("copy-test-a", "1"), ("copy-test-b", "old"), ("copy-test-c", "3")
         ]  # fmt: skip
+
+
+def test_a_replica_whose_pool_does_not_fit_the_server_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A serving store opens its whole pool at start; a server without room for it is a
+    clear error at start (not slow uploads later), naming --db-pool-size and max_connections."""
+    import posedge.backoffice.db as db_module
+
+    monkeypatch.setattr(db_module, "CONNECT_TIMEOUT_S", 2)  # the pool's wait, not the probe's
+    with PostgresServer(max_connections=4) as small:
+        url = small.url("tiny")
+        with BackofficeStore(url, pool_size=2, serving=True):
+            pass  # two connections fit
+        with pytest.raises(db_module.DatabaseUnavailable) as info:
+            BackofficeStore(url, pool_size=8, serving=True)
+        message = str(info.value)
+        assert "opens all its 8 connections (--db-pool-size)" in message
+        assert re.search(r"only [0-4] opened", message), message
+        assert "max_connections" in message
+        with BackofficeStore(url, pool_size=8):  # a tool's pool opens on demand: it starts
+            pass
