@@ -33,6 +33,7 @@ RESTART_PAUSE_S = 5.0
 PARENT_CHECK_S = 1.0
 STOP_TIMEOUT_S = 30.0
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+ALERT_NICENESS = 10  # added to the server's; as `nice` runs background jobs
 
 
 def _child(
@@ -45,6 +46,9 @@ def _child(
     from .loop import AlertLoop
 
     _die_with_parent(parent)
+    # Background work: when the CPU is short, the server's requests (a heartbeat waits for
+    # its answer; an alert round can wait a second) get it first.
+    os.nice(ALERT_NICENESS)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group: the parent stops us
     configure_logging(log_level)
     with BackofficeStore(target) as store:
