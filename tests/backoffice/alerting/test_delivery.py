@@ -177,3 +177,20 @@ def test_alertmanager_gets_its_api_format(
     check_postable_alerts(resolved)
     ended = datetime.fromisoformat(resolved[0]["endsAt"].replace("Z", "+00:00")).timestamp()
     assert ended == clock.now
+
+
+def test_nothing_due_costs_no_http_client(
+    store: BackofficeStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loop asks every second; with nothing due it must not build an httpx client (one
+    loads the CA store: ~30 ms of CPU a second for an idle back office)."""
+    import posedge.backoffice.alerting.outbox as outbox
+
+    Receivers(store).add("hook", "webhook", "http://127.0.0.1:9/hook")
+
+    def no_client(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an http client was built with nothing to deliver")
+
+    monkeypatch.setattr(outbox.httpx, "Client", no_client)
+    done = deliver_due(store, AlertConfig())
+    assert done.delivered == [] and done.failed == [] and done.skipped == 0
