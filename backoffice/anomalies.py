@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .db import Transaction
+from .db import Database, Transaction
 from .store import BackofficeStore
 
 KINDS = (
@@ -378,12 +378,20 @@ def scan(
         result.terminals += 1
         store_id = store_of(terminal, stores)
         while True:
+            chunk: _Chunk | None = None
+            if store.db.dialect == "sqlite":
+                # One writer: uploads and heartbeats wait while a write transaction is open,
+                # so a chunk is read and judged first and the transaction only writes it
+                # (judged again inside should another scan have moved the cursor meanwhile).
+                chunk = _read_chunk(store.db, terminal, store_id, now, config, calendar)
             with store.transaction() as tx:
                 tx.lock(scan_lock(terminal))
-                count, flags = _scan_chunk(tx, terminal, store_id, now, config, calendar)
-            result.events += count
+                if chunk is None or _cursor(tx, terminal) != chunk.cursor_before:
+                    chunk = _read_chunk(tx, terminal, store_id, now, config, calendar)
+                flags = _write_chunk(tx, terminal, store_id, now, chunk)
+            result.events += chunk.count
             result.flags.extend(flags)
-            if count < config.chunk_events:
+            if chunk.count < config.chunk_events:
                 break
     return result
 
@@ -402,7 +410,7 @@ def changed_terminals(store: BackofficeStore) -> list[str]:
     return [str(r[0]) for r in rows]
 
 
-def _cursor(tx: Transaction, terminal: str) -> dict[str, Any]:
+def _cursor(tx: Transaction | Database, terminal: str) -> dict[str, Any]:
     found = tx.execute(
         "SELECT last_seq, chain_breaks, gaps, conflicts, heartbeat_at, skewed, rewound"
         " FROM anomaly_cursors WHERE terminal = ?",
@@ -416,15 +424,28 @@ def _cursor(tx: Transaction, terminal: str) -> dict[str, Any]:
     return dict(zip(names, row, strict=True))
 
 
-def _scan_chunk(
-    tx: Transaction,
+@dataclass
+class _Chunk:
+    """A chunk of a terminal's events judged: what to write, and the cursor it was read at."""
+
+    cursor_before: dict[str, Any]
+    cursor: dict[str, Any]
+    new_last: int
+    found: list[_Found]
+    count: int
+
+
+def _read_chunk(
+    tx: Transaction | Database,
     terminal: str,
     store_id: str,
     now: float,
     config: AnomalyConfig,
     calendar: StoreCalendar | None,
-) -> tuple[int, list[AnomalyFlag]]:
+) -> _Chunk:
+    """Read the terminal's next events, heartbeat and counters and judge them (no writes)."""
     cursor = _cursor(tx, terminal)
+    before = dict(cursor)
     last = int(cursor["last_seq"])
     rows = tx.execute(
         "SELECT seq, ts, type, txn, payload FROM events WHERE terminal = ? AND seq > ?"
@@ -447,10 +468,18 @@ def _scan_chunk(
     found += _integrity(tx, terminal, cursor, now)
     found += _heartbeat(tx, terminal, cursor, config)
     new_last = events[-1].seq if len(events) > first_new else last
+    return _Chunk(before, cursor, new_last, found, len(events) - first_new)
+
+
+def _write_chunk(
+    tx: Transaction, terminal: str, store_id: str, now: float, chunk: _Chunk
+) -> list[AnomalyFlag]:
+    """Store a judged chunk: its new flags (returned) and the terminal's cursor."""
+    cursor = chunk.cursor
     flags = [
         AnomalyFlag(flag_id(terminal, f.kind, f.key), terminal, store_id, f.kind, f.seqs,
                     f.txns, f.at, now, f.detail)
-        for f in found
+        for f in chunk.found
     ]  # fmt: skip
     stored: list[AnomalyFlag] = []
     for flag in flags:
@@ -469,13 +498,15 @@ def _scan_chunk(
         " chain_breaks = excluded.chain_breaks, gaps = excluded.gaps,"
         " conflicts = excluded.conflicts, heartbeat_at = excluded.heartbeat_at,"
         " skewed = excluded.skewed, rewound = excluded.rewound",
-        (terminal, new_last, cursor["chain_breaks"], cursor["gaps"], cursor["conflicts"],
+        (terminal, chunk.new_last, cursor["chain_breaks"], cursor["gaps"], cursor["conflicts"],
          cursor["heartbeat_at"], cursor["skewed"], cursor["rewound"]),
     )  # fmt: skip
-    return len(events) - first_new, stored
+    return stored
 
 
-def _integrity(tx: Transaction, terminal: str, cursor: dict[str, Any], now: float) -> list[_Found]:
+def _integrity(
+    tx: Transaction | Database, terminal: str, cursor: dict[str, Any], now: float
+) -> list[_Found]:
     """Uploads the store refused since the last scan (gaps, chain mismatches, conflicts)."""
     row = tx.execute(
         "SELECT chain_breaks, gaps, conflicts FROM counters WHERE terminal = ?", (terminal,)
@@ -498,7 +529,7 @@ def _integrity(tx: Transaction, terminal: str, cursor: dict[str, Any], now: floa
 
 
 def _heartbeat(
-    tx: Transaction, terminal: str, cursor: dict[str, Any], config: AnomalyConfig
+    tx: Transaction | Database, terminal: str, cursor: dict[str, Any], config: AnomalyConfig
 ) -> list[_Found]:
     row = tx.execute(
         "SELECT last_heartbeat_at, heartbeat_json, held_seq, head_hash, reported_head_seq,"
