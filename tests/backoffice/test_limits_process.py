@@ -11,7 +11,8 @@ and a request is authenticated before its body is read, so:
 - an unauthenticated 50 MiB POST is refused 401 without the server reading it;
 
 each with the server's peak RSS growing by less than 32 MiB and /healthz answering
-within 100 ms throughout. The numbers measured are printed (``pytest -s`` shows them).
+within 500 ms throughout (~2-40 ms on a quiet machine). The numbers measured are printed
+(``pytest -s`` shows them).
 """
 
 from __future__ import annotations
@@ -34,7 +35,10 @@ import pytest
 
 MIB = 1024 * 1024
 MAX_GROWTH = 32 * MIB
-MAX_HEALTH_LATENCY_S = 0.100
+# Liveness, not speed: a server that reads or inflates a hostile body in one go stalls its
+# loop for the whole body (seconds for 700 MiB); a loaded test machine (the suite on every
+# core) delays a single /healthz by 100-200 ms now and then with nothing wrong.
+MAX_HEALTH_LATENCY_S = 0.500
 TOKENS = {"lane1": "token-of-lane1"}
 START_TIMEOUT_S = 20.0
 
