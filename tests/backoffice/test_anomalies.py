@@ -237,3 +237,41 @@ def test_bad_settings_name_the_setting() -> None:
         AnomalyConfig(entry_window=10, entry_threshold=12)
     with pytest.raises(AnomalyConfigError, match=r"decline_threshold is 0"):
         AnomalyConfig(decline_threshold=0)
+
+
+def test_a_chunk_judged_before_another_scan_moved_the_cursor_is_judged_again(
+    store: BackofficeStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite judges a chunk before its write transaction; should another scan (the CLI's
+    ``alerts evaluate`` beside ``serve``) store that chunk meanwhile, the stale judgement
+    is dropped: every flag is stored once and the events are counted once."""
+    import posedge.backoffice.anomalies as anomalies
+
+    if store.db.dialect != "sqlite":
+        pytest.skip(
+            "PostgreSQL judges a chunk under the terminal's scan lock: no other scan can "
+            "move the cursor meanwhile (a nested scan here would wait on it)"
+        )
+    till, end = normal_till()
+    till.upload(store)
+    scan(store)
+    txn, _ = till.sale(end + 60, outcome="cancelled_after_read")
+    till.upload(store)
+    real = anomalies._read_chunk
+    raced: list[AnomalyFlag] = []
+    racing = False
+
+    def read_then_race(*args: object, **kwargs: object) -> object:
+        nonlocal racing
+        chunk = real(*args, **kwargs)  # type: ignore[arg-type]
+        if not racing:  # the first read: another scan stores this chunk before we write it
+            racing = True
+            raced.extend(scan(store).flags)
+        return chunk
+
+    monkeypatch.setattr(anomalies, "_read_chunk", read_then_race)
+    ours = scan(store)
+    (flag,) = raced
+    assert flag.kind == "card_read_no_sale" and flag.txns == (txn,)
+    assert ours.flags == [] and ours.events == 0  # judged again: nothing new any more
+    assert recent_flags(store, 0.0, kind="card_read_no_sale") == [flag]
