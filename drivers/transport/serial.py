@@ -213,11 +213,13 @@ class SerialTransport(Transport):
         if is_local_path(self.url):
             kwargs["exclusive"] = True
         try:
-            return serial.serial_for_url(self.url, **kwargs)
+            port = serial.serial_for_url(self.url, **kwargs)
         except _PYSERIAL_ERRORS as exc:
             raise map_serial_error(exc, self.url, opening=True) from None
         except ValueError as exc:
             raise UnsupportedURL(f"pyserial cannot open this URL: {exc}", url=self.url) from None
+        refuse_self_connection(port, self.url)
+        return port
 
     def _require_open(self) -> Any:
         if self._port is None:
@@ -267,6 +269,27 @@ class SerialTransport(Transport):
     @property
     def is_open(self) -> bool:
         return self._port is not None and bool(self._port.is_open)
+
+
+def refuse_self_connection(port: Any, url: str) -> None:
+    """A ``socket://`` connect to a local port nobody listens on can connect to itself:
+    Linux may pick that very port as the source (TCP simultaneous open). The port would
+    then echo every command and pass for a device, and hold the address the device
+    listens on when it returns. Closed and refused as unreachable."""
+    sock = getattr(port, "_socket", None)
+    if not isinstance(sock, socket.socket):
+        return
+    try:
+        itself = sock.getsockname() == sock.getpeername()
+    except OSError:
+        return
+    if itself:
+        _close_port(port)
+        raise DeviceUnplugged(
+            "nothing listens at this address (the connection reached itself); "
+            "it will be reopened when the device returns",
+            url=url,
+        )
 
 
 def _close_port(port: Any) -> None:

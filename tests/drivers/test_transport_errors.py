@@ -149,3 +149,36 @@ def test_permission_message_contains_udev_rule() -> None:
     mapped = map_usb_error(usb.core.USBError("Access denied", -3, 13), "usb://04b8:0202", ADDRESS)
     assert 'ATTRS{idVendor}=="04b8"' in mapped.message
     assert 'ATTRS{idProduct}=="0202"' in mapped.message
+
+
+def test_a_socket_connected_to_itself_is_refused_and_closed() -> None:
+    """A connect to a local port with no listener can reach itself (TCP simultaneous
+    open, here made on purpose); such a "device" would echo every command."""
+    import socket as socket_module
+
+    from posedge.drivers.transport.serial import refuse_self_connection
+
+    class Port:  # what pyserial's socket:// port object holds
+        def __init__(self, sock: socket_module.socket) -> None:
+            self._socket = sock
+            self.is_open = True
+
+        def close(self) -> None:
+            self._socket.close()
+            self.is_open = False
+
+    sock = socket_module.socket(socket_module.AF_INET, socket_module.SOCK_STREAM)
+    sock.setsockopt(socket_module.SOL_SOCKET, socket_module.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.connect(sock.getsockname())  # nobody listens: the socket connects to itself
+    port = Port(sock)
+    with pytest.raises(DeviceUnplugged, match="reached itself") as info:
+        refuse_self_connection(port, "socket://127.0.0.1:1")
+    assert info.value.url == "socket://127.0.0.1:1"
+    assert not port.is_open and sock.fileno() == -1  # closed: the address is free again
+
+    other = socket_module.socket(socket_module.AF_INET, socket_module.SOCK_STREAM)
+    listener = socket_module.create_server(("127.0.0.1", 0))
+    with other, listener:
+        other.connect(listener.getsockname())
+        refuse_self_connection(Port(other), "socket://ok")  # a real peer: nothing raised
