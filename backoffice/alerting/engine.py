@@ -9,7 +9,10 @@ notifications they cause into the outbox (table alert_outbox). State and outbox 
 together, so a crash loses neither, and a restart or another replica continues from
 what is stored. Only one replica evaluates at a time: on PostgreSQL the transaction
 takes a try-lock and a replica that does not get it skips this round; on SQLite the
-write transaction is exclusive.
+write transaction is exclusive. Observations are taken before that transaction (so
+SQLite's one write lock is not held while they are read); each applied evaluation
+bumps a generation (meta ``alerts_generation``), and one that finds the generation
+moved since it observed observes again instead of applying stale observations.
 
 Grouping: notifications are per store — one webhook notification carries every open
 alert of the store plus those resolved in this round; it is sent when the group
@@ -51,6 +54,10 @@ from .config import (
 from .devices import DEVICE_FAULT, device_observations
 
 EVALUATION_LOCK = "posedge-backoffice alerts evaluation"
+GENERATION_KEY = "alerts_generation"
+EVALUATION_ATTEMPTS = 3
+"""Observations are taken outside the write transaction; when another evaluation commits
+meanwhile they are stale, and are taken again (up to this many times in all)."""
 NOTIFYING = (TransitionKind.FIRING, TransitionKind.FLAPPING, TransitionKind.RESOLVED)
 SignalSource = Callable[[BackofficeStore, float], list[SilenceSignal]]
 
@@ -185,14 +192,42 @@ def evaluate(
     result.new_flags = len(scanned.flags)
     result.notes += scanned.notes
     source = signals or silence_signals(config)
-    observed = observations(store, now, config, source(store, now))
-    with store.transaction() as tx:
-        if not try_lock(tx, EVALUATION_LOCK):
-            result.evaluated = False
-            result.notes.append("another replica is evaluating; skipped")
+    fixed_now = now
+    for attempt in range(1, EVALUATION_ATTEMPTS + 1):
+        if attempt > 1 and fixed_now is None:
+            now = store.clock()
+        seen_generation = _generation(store)
+        observed = observations(store, now, config, source(store, now))
+        with store.transaction() as tx:
+            if not try_lock(tx, EVALUATION_LOCK):
+                result.evaluated = False
+                result.notes.append("another replica is evaluating; skipped")
+                return result
+            if _generation(tx) != seen_generation:
+                # Another evaluation committed while this one observed: its observations
+                # are newer than these, and applying these would move its alerts backwards
+                # (a lane it just found silent seen as quiet, its pending alert deleted).
+                continue
+            _apply(tx, now, config, observed, result)
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key)"
+                " DO UPDATE SET value = excluded.value",
+                (GENERATION_KEY, str(seen_generation + 1)),
+            )
             return result
-        _apply(tx, now, config, observed, result)
+    result.evaluated = False
+    result.notes.append(
+        f"other evaluations committed while this one observed, {EVALUATION_ATTEMPTS} times;"
+        " skipped (theirs are newer)"
+    )
     return result
+
+
+def _generation(source: BackofficeStore | Transaction) -> int:
+    """How many evaluations have been applied (meta row ``alerts_generation``)."""
+    db = source.db if isinstance(source, BackofficeStore) else source
+    row = db.execute("SELECT value FROM meta WHERE key = ?", (GENERATION_KEY,)).fetchone()
+    return 0 if row is None else int(row[0])
 
 
 def _apply(

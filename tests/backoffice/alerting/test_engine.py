@@ -221,6 +221,55 @@ def test_state_survives_a_restart_and_the_lock_admits_one_evaluator(
         assert [t.kind.value for t in evaluate(again, signals=signals).transitions] == ["resolved"]
 
 
+def test_an_evaluation_overtaken_while_it_observed_observes_again(
+    databases: Any, db_target: Path | str, clock: Clock
+) -> None:
+    """Two evaluators (the CLI and serve's alert process; or two replicas): the slower
+    one observed a lane as quiet, the faster one then found it silent and committed the
+    pending alert. The slower one must not apply its stale observation (that cancelled
+    the pending alert and deleted it) but observe again."""
+    lanes = {"S1-lane01": "S1"}
+    fresh = Signals(lanes)
+    fresh.active["S1-lane01"].add("lane_not_selling")
+    calls: list[float] = []
+
+    def stale_then_fresh(store: BackofficeStore, now: float) -> list[SilenceSignal]:
+        calls.append(now)
+        if len(calls) == 1:  # the other evaluator runs and commits while this one observes
+            with BackofficeStore(db_target, clock=clock) as other:
+                moves = evaluate(other, signals=fresh).transitions
+                assert [(t.key, t.kind.value) for t in moves] == [
+                    ("lane_not_selling/S1-lane01", "pending")
+                ]
+            return Signals(lanes)(store, now)  # observed before: the lane still quiet
+        return fresh(store, now)
+
+    with BackofficeStore(db_target, clock=clock) as slow:
+        done = evaluate(slow, signals=stale_then_fresh)
+        assert done.evaluated and len(calls) == 2
+        assert done.transitions == []  # nothing moved: the lane is pending, as stored
+        (alert,) = list_alerts(slow)
+        assert (alert["fingerprint"], alert["state"]) == ("lane_not_selling/S1-lane01", "pending")
+        clock.now += 600  # past the rule's for: the pending alert fires as it should
+        moves = evaluate(slow, signals=fresh).transitions
+        assert [(t.key, t.kind.value) for t in moves] == [("lane_not_selling/S1-lane01", "firing")]
+
+
+def test_an_evaluation_overtaken_every_time_gives_up_and_says_so(
+    store: BackofficeStore, db_target: Path | str, clock: Clock
+) -> None:
+    quiet = Signals({"S1-lane01": "S1"})
+
+    def always_overtaken(observing: BackofficeStore, now: float) -> list[SilenceSignal]:
+        with BackofficeStore(db_target, clock=clock) as other:
+            assert evaluate(other, signals=quiet).evaluated
+        return quiet(observing, now)
+
+    done = evaluate(store, signals=always_overtaken)
+    assert not done.evaluated and done.transitions == []
+    assert "committed while this one observed, 3 times" in done.notes[-1]
+
+
 def test_real_silence_signals_from_heartbeats(hooked: BackofficeStore, clock: Clock) -> None:
     for lane in ("S1-lane01", "S1-lane02", "S1-lane03"):
         hooked.record_heartbeat(lane, {"terminal": lane, "sent_at": "x"}, 60, now=clock.now)
