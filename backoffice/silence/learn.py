@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from ..anomalies import registry_stores, store_of
 from .calendar import StoreCalendar
 from .config import SALE_EVENT_TYPES, SilenceConfig
 from .model import (
@@ -142,9 +143,13 @@ def load_lanes(store: BackofficeStore) -> dict[str, LaneStats]:
 
 
 def store_of_terminals(store: BackofficeStore) -> dict[str, str]:
-    """terminal → store, from the terminal registry (enrolled terminals)."""
-    rows = store.db.execute("SELECT terminal, store FROM terminal_registry").fetchall()
-    return {str(t): str(s) for t, s in rows}
+    """terminal → store for every terminal the back office knows: the registry's store
+    (enrolled terminals), else the store in the id (``STORE-LANE``) — the rule the alerts
+    group by (:func:`..anomalies.store_of`), so a lane's siblings and calendar are found
+    whether or not its terminals were enrolled."""
+    registry = registry_stores(store)
+    known = store.db.execute("SELECT terminal FROM terminals").fetchall()
+    return {str(t): store_of(str(t), registry) for (t,) in known} | registry
 
 
 def _save(tx: Transaction, stats: LaneStats, scanned: int, now: float) -> None:

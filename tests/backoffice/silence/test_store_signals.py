@@ -170,6 +170,27 @@ def test_the_lane_test_learns_from_ingested_sales_and_flags_only_the_silent_lane
     assert not at_night.active and at_night.details["suppressed"] == "store closed"
 
 
+def test_terminals_never_enrolled_take_their_store_from_their_id(store: BackofficeStore) -> None:
+    """Unenrolled ``STORE-LANE`` terminals (plain bearer tokens) are judged with their
+    store's calendar and their sibling lanes, as the alerts group them — not alone."""
+    config = SilenceConfig(calendars=CALENDAR)
+    busy = _every(300.0, NOW - 14 * 86400, NOW)
+    for lane in ("a", "b", "c"):
+        times = [t for t in busy if t < NOW - 7200] if lane == "a" else busy
+        _ingest(store, f"st1-{lane}", _events(times))
+        _beat(store, f"st1-{lane}", NOW - 20, head=2 * len(times))
+    update_learned_state(store, NOW, config)
+    silent = _by(evaluate_fleet(store, NOW, config))["st1-a", "lane_not_selling"]
+    assert silent.active and silent.store == "st1", silent.summary
+    # Lanes b and c sold every 5 minutes meanwhile: about 2 × 25 sale runs.
+    assert silent.details["siblings_runs_seen"] == pytest.approx(50, abs=2)
+    night = NOW + 10 * 3600  # st1's calendar (found by the id's store) says closed
+    for lane in "abc":
+        _beat(store, f"st1-{lane}", night - 5, head=0)
+    at_night = _by(evaluate_fleet(store, night, config))["st1-a", "lane_not_selling"]
+    assert not at_night.active and at_night.details["suppressed"] == "store closed"
+
+
 def _head(store: BackofficeStore, terminal: str) -> str:
     head = store.head(terminal)[1]
     assert head is not None
