@@ -16,7 +16,11 @@ from typing import Any
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.common.exceptions import (
+    NoSuchElementException,
+    StaleElementReferenceException,
+    WebDriverException,
+)
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.support.ui import WebDriverWait
@@ -74,10 +78,21 @@ class Page:
     def wait(self, condition: Callable[[webdriver.Chrome], Any], what: str) -> Any:
         # A condition may read an element of the page being replaced (a form's POST answered
         # by a redirect): a stale or missing element means "not yet", asked again.
+        # Chromium reports some such reads not as stale but as an inspector error naming a
+        # node that "does not belong to the document": the same "not yet".
         ignored = (StaleElementReferenceException, NoSuchElementException)
+
+        def asked(driver: webdriver.Chrome) -> Any:
+            try:
+                return condition(driver)
+            except WebDriverException as exc:
+                if "does not belong to the document" in str(exc.msg):
+                    return False
+                raise
+
         return WebDriverWait(
             self.driver, WAIT_S, poll_frequency=0.05, ignored_exceptions=ignored
-        ).until(condition, message=f"timed out waiting for {what}")
+        ).until(asked, message=f"timed out waiting for {what}")
 
     def console_errors(self) -> list[str]:
         """Console entries at level SEVERE since the last call (CSP violations are)."""

@@ -6,6 +6,7 @@ no console error (CSP violations are console errors) on any page, screenshots ke
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import re
@@ -71,12 +72,24 @@ def serve(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         log.close()
 
 
+def daytime_zone(now: datetime.datetime) -> str:
+    """A fixed-offset zone whose local time is 20:00 at ``now`` (to the hour). The silence
+    test weighs at most the last 12 open hours: in this zone they are the stores' day,
+    whatever time the test runs. In the night's quiet hours the same silence is weaker
+    evidence and may rightly stay below the alarm threshold."""
+    offset = (20 - now.astimezone(datetime.UTC).hour) % 24
+    offset = offset - 24 if offset > 14 else offset  # Etc zones span UTC-12..UTC+14
+    return "Etc/GMT" if offset == 0 else f"Etc/GMT{-offset:+d}"  # POSIX sign: inverted
+
+
 def silent_fleet(url: str, db: Path) -> None:
     """A week of 6 lanes replayed by the fleet simulator, store001-lane02 silent for the
     last day; a heartbeat from each terminal now; one alert evaluation."""
+    zone = daytime_zone(datetime.datetime.now(datetime.UTC))
     posedge("--json", "simulate", "fleet", "--terminals", "6", "--stores", "2", "--backoffice",
             url, "--speed", "max", "--duration", "1w", "--heartbeat-interval", "0", "--hours",
-            "around-the-clock", "--seed", "7", "--fault", f"silent:{SILENT}@+6d")  # fmt: skip
+            "around-the-clock", "--timezone", zone, "--seed", "7",
+            "--fault", f"silent:{SILENT}@+6d")  # fmt: skip
     with httpx.Client(base_url=url, timeout=30) as client:
         for terminal in TERMINALS:
             heartbeat(client, terminal)
