@@ -18,6 +18,7 @@ from ..errors import ConfigError
 from ..statedir import PROTECTED_FILES, SECRET_FILE_MODE, check_state_dir
 from .grading import grade, human_bytes, human_s
 from .model import CheckResult, HealthContext, Status
+from .verifyproc import verify_here, verify_in_child
 
 VERIFY_META_KEY = "health_last_verify"
 """Journal meta: the daemon's last whole-chain verify ``{"at", "ok", "events", "problem"}``."""
@@ -28,19 +29,17 @@ def _now_iso(now: float) -> str:
     return datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds")
 
 
-def run_verify(state_dir: Path, now: float) -> dict[str, Any]:
+def run_verify(state_dir: Path, now: float, in_child: bool = False) -> dict[str, Any]:
     """Verify the whole chain through a read-only connection of its own (the daemon's
-    appends do not wait for it); the result as stored under :data:`VERIFY_META_KEY`."""
-    from ..journal import Journal
-    from ..journal.verify import verify_journal
-
-    with Journal.open(state_dir, readonly=True) as reader:
-        result = verify_journal(reader)
+    appends do not wait for it); the result as stored under :data:`VERIFY_META_KEY`.
+    ``in_child``: in a child process (the daemon: its event loop does not wait either)."""
+    doc = verify_in_child(state_dir) if in_child else verify_here(state_dir)
+    problem = doc.get("problem")
     return {
         "at": _now_iso(now),
-        "ok": result.ok,
-        "events": result.events,
-        "problem": None if result.problem is None else str(result.problem.as_dict())[:300],
+        "ok": problem is None,
+        "events": doc.get("events"),
+        "problem": None if problem is None else str(problem)[:300],
     }
 
 
@@ -68,9 +67,10 @@ def check_journal_integrity(ctx: HealthContext) -> CheckResult:
         except (TypeError, ValueError):
             done = None
     if done is None or age is None or age >= interval:
-        done = run_verify(Path(ctx.state_dir), ctx.now)
+        writer = not getattr(journal, "readonly", True)  # the daemon's journal
+        done = run_verify(Path(ctx.state_dir), ctx.now, in_child=writer)
         age = 0.0
-        if not getattr(journal, "readonly", True):
+        if writer:
             journal.set_meta(VERIFY_META_KEY, json.dumps(done, sort_keys=True))
     details = {"verified_at": done["at"], "events": done.get("events")}
     if not done.get("ok"):

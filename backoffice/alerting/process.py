@@ -17,7 +17,6 @@ nothing.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import multiprocessing
 import os
@@ -26,14 +25,15 @@ import threading
 from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 
+from posedge.agent.daemon.children import BACKGROUND_NICENESS, die_with_parent, lower_priority
+
 from .config import AlertConfig
 
 log = logging.getLogger("posedge.backoffice.alerts")
 RESTART_PAUSE_S = 5.0
 PARENT_CHECK_S = 1.0
 STOP_TIMEOUT_S = 30.0
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-ALERT_NICENESS = 10  # added to the server's; as `nice` runs background jobs
+ALERT_NICENESS = BACKGROUND_NICENESS
 
 
 def _child(
@@ -45,10 +45,10 @@ def _child(
     from ..store import BackofficeStore
     from .loop import AlertLoop
 
-    _die_with_parent(parent)
+    die_with_parent(parent)
     # Background work: when the CPU is short, the server's requests (a heartbeat waits for
     # its answer; an alert round can wait a second) get it first.
-    os.nice(ALERT_NICENESS)
+    lower_priority(ALERT_NICENESS)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group: the parent stops us
     configure_logging(log_level)
     with BackofficeStore(target) as store:
@@ -60,19 +60,6 @@ def _child(
                     break
         finally:
             loop.stop()
-
-
-def _die_with_parent(parent: int) -> None:
-    """Linux: the kernel kills this process when the thread that started it ends (a
-    SIGKILLed server takes its alert loop with it, mid-delivery as much as mid-round).
-    Elsewhere the loop notices within :data:`PARENT_CHECK_S`."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:  # it ended before prctl took effect
-        os._exit(0)
 
 
 class AlertProcess:
