@@ -128,7 +128,7 @@ def evaluate(ctx: click.Context, db: Path | str, calendars: Path | None) -> None
              f"queued, {len(delivery.delivered)} delivered, {len(delivery.failed)} failed "
              f"(retried later), {left} undelivered")  # fmt: skip
     if not done.evaluated:
-        human = f"{done.notes[-1]}; nothing done this round"
+        human = f"nothing done this round: {done.notes[-1]}"
     emit_to(ctx, doc, human)
 
 

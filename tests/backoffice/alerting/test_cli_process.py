@@ -21,7 +21,9 @@ import httpx
 import pytest
 
 from posedge.backoffice.alerting import signing
+from posedge.backoffice.alerting.engine import EVALUATION_LOCK
 from posedge.backoffice.alerting.outbox import pending
+from posedge.backoffice.db import lock_key
 from posedge.backoffice.registry import TerminalRegistry
 from posedge.backoffice.store import BackofficeStore
 
@@ -223,3 +225,19 @@ def test_the_alerts_commands(db_target: Path | str, tmp_path: Path) -> None:
         assert missing.returncode == 2 and "no back office database" in missing.stderr
     removed = posedge("backoffice", "alerts", "receivers", "remove", "am", "--db", db)
     assert removed.returncode == 0 and "2 undelivered notifications dropped" in removed.stdout
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)  # SQLite's queue instead
+def test_evaluate_while_another_replica_evaluates_says_nothing_was_done(
+    db_target: Path | str,
+) -> None:
+    db = str(db_target)
+    with BackofficeStore(db_target) as store, store.transaction() as tx:
+        tx.execute("SELECT pg_advisory_xact_lock(?)", (lock_key(EVALUATION_LOCK),))
+        human = posedge("backoffice", "alerts", "evaluate", "--db", db)
+        as_json = posedge("backoffice", "alerts", "evaluate", "--db", db, "--json")
+    assert human.returncode == 0, human.stderr
+    assert human.stdout.strip() == (
+        "nothing done this round: another replica is evaluating; skipped"
+    )
+    assert as_json.returncode == 0 and json.loads(as_json.stdout)["evaluated"] is False
