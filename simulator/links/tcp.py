@@ -16,10 +16,12 @@ never interprets the bytes it carries.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import select
 import socket
 import threading
+import time
 
 from ..core import VirtualDevice
 from . import routing
@@ -27,6 +29,8 @@ from .plugged import PluggedLink
 from .routing import POLL_S, READ_CHUNK_BYTES
 
 ACCEPT_GRACE_S = 0.5
+REBIND_S = 2.0
+REBIND_RETRY_S = 0.01
 
 
 class _Server:
@@ -116,6 +120,22 @@ class _Server:
         os.close(self._wake_w)
 
 
+def _listen(device: VirtualDevice, host: str, port: int) -> _Server:
+    """A server on ``port`` again after an unplug. A host that kept reconnecting meanwhile
+    can hold the port for a moment: on loopback a connect to an unbound ephemeral port
+    may be given that very port as its source and reach itself (the driver refuses and
+    closes such a connection at once). The bind is tried again for up to
+    :data:`REBIND_S` while the port is in use."""
+    deadline = time.monotonic() + REBIND_S
+    while True:
+        try:
+            return _Server(device, host, port)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE or port == 0 or time.monotonic() > deadline:
+                raise
+        time.sleep(REBIND_RETRY_S)
+
+
 class TcpLink(PluggedLink):
     """A virtual device served on ``host:port`` (``port=0`` picks a free one)."""
 
@@ -136,7 +156,7 @@ class TcpLink(PluggedLink):
         with self._lock:
             if self._closed or self._server is not None:
                 return
-            self._server = _Server(self.device, self.host, self.port)
+            self._server = _listen(self.device, self.host, self.port)
             self.port = self._server.port
 
     def _pull_out(self) -> None:
