@@ -178,6 +178,7 @@ def evaluate(
     signals: SignalSource | None = None,
 ) -> Evaluation:
     config = config or AlertConfig()
+    given_now = now
     now = store.clock() if now is None else now
     result = Evaluation()
     calendars = config.silence.calendars
@@ -192,10 +193,9 @@ def evaluate(
     result.new_flags = len(scanned.flags)
     result.notes += scanned.notes
     source = signals or silence_signals(config)
-    fixed_now = now
     for attempt in range(1, EVALUATION_ATTEMPTS + 1):
-        if attempt > 1 and fixed_now is None:
-            now = store.clock()
+        if attempt > 1 and given_now is None:
+            now = store.clock()  # the newer round's time has passed: observe at ours
         seen_generation = _generation(store)
         observed = observations(store, now, config, source(store, now))
         with store.transaction() as tx:

@@ -236,6 +236,7 @@ def test_an_evaluation_overtaken_while_it_observed_observes_again(
     def stale_then_fresh(store: BackofficeStore, now: float) -> list[SilenceSignal]:
         calls.append(now)
         if len(calls) == 1:  # the other evaluator runs and commits while this one observes
+            clock.now += 30  # ... a little later
             with BackofficeStore(db_target, clock=clock) as other:
                 moves = evaluate(other, signals=fresh).transitions
                 assert [(t.key, t.kind.value) for t in moves] == [
@@ -245,8 +246,9 @@ def test_an_evaluation_overtaken_while_it_observed_observes_again(
         return fresh(store, now)
 
     with BackofficeStore(db_target, clock=clock) as slow:
+        started = clock.now
         done = evaluate(slow, signals=stale_then_fresh)
-        assert done.evaluated and len(calls) == 2
+        assert done.evaluated and calls == [started, started + 30]  # observed again, at now
         assert done.transitions == []  # nothing moved: the lane is pending, as stored
         (alert,) = list_alerts(slow)
         assert (alert["fingerprint"], alert["state"]) == ("lane_not_selling/S1-lane01", "pending")
