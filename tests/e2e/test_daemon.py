@@ -194,7 +194,11 @@ def test_watchdog_pings_stop_when_a_critical_task_stalls(state_dir: Path, task: 
         assert daemon.proc.poll() is None
         with daemon.client() as http:
             assert http.get("/v1/status").status_code == 200
-        assert any(f"task {task} made no progress" in line for line in daemon.stderr_lines)
+        # Logged before the pings stopped; read from the daemon's stderr pipe by a thread.
+        assert wait_until(
+            lambda: any(f"task {task} made no progress" in line for line in daemon.stderr_lines),
+            10.0,
+        )
         daemon.signal(signal.SIGTERM)
         assert daemon.wait_exit() == 0
 
@@ -308,6 +312,8 @@ def test_sighup_with_an_invalid_file_keeps_the_old_configuration(
         daemon.wait_ready()
         config.write_text(broken)
         reload(daemon)
+        # Logged before READY=1 came back; the stderr pipe is read by a thread of ours.
+        wait_until(lambda: any("reload rejected" in line for line in daemon.stderr_lines), 10.0)
         rejected = [line for line in daemon.stderr_lines if "reload rejected" in line]
         assert rejected and named in rejected[0], "".join(daemon.stderr_lines[-10:])
         evs = events(state_dir)

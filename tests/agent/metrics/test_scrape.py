@@ -159,6 +159,8 @@ def series(text: str) -> set[tuple[str, tuple[tuple[str, str], ...]]]:
 def test_label_sets_stay_bounded_after_many_sales(running: RunningAgent) -> None:
     running.sale(amount=99)
     running.wait_for(lambda s: ("posedge_sync_last_success_timestamp_seconds", ()) in s)
+    # ... and the first health run (its journal verify is a child process) has reported.
+    running.wait_for(lambda s: any(name == "posedge_health_check_status" for name, _ in s))
     first = running.get().text
     for number in range(12):
         running.sale(amount=100 + number)
