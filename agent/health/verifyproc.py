@@ -4,8 +4,8 @@ Walking a journal of a million events is about 5 s of hashing in Python on a fas
 (several times that on a terminal's). In a thread of the daemon it took the interpreter
 lock in turns with the event loop, and every till request paid for it: ``GET
 /v1/status`` p99 went from 2.7 ms to 34 ms for the whole walk
-(``benchmarks/bench_verify_lag.py``; 2.5 ms with the child). A child competes for CPU only, at a lower
-priority (``nice`` +10) where the service may lower it: the unit's
+(``benchmarks/bench_verify_lag.py``; 2.5 ms with the child). A child competes for CPU
+only, at a lower priority (``nice`` +10) where the service may lower it: the unit's
 ``SystemCallFilter=~@resources`` refuses ``setpriority``, and the child then runs at the
 daemon's priority.
 
