@@ -71,8 +71,13 @@ def secured_bo(module_databases: Databases) -> Iterator[BackofficeServer]:
 
 
 def _header_safe(value: object) -> bool:
+    """A value the HTTP client sends as a header (it refuses leading or trailing blanks)."""
     return (
-        isinstance(value, str) and 0 < len(value) <= 255 and value.isascii() and value.isprintable()
+        isinstance(value, str)
+        and 0 < len(value) <= 255
+        and value.isascii()
+        and value.isprintable()
+        and value == value.strip()
     )
 
 
