@@ -41,8 +41,9 @@ from posedge.agent.health.lifecycle import (
 )
 
 from .. import anomalies
-from ..db import Transaction, lock_key
+from ..db import Database, Transaction, lock_key
 from ..silence import SIGNAL_KINDS, SilenceSignal, evaluate_fleet, update_learned_state
+from ..silence.learn import store_of_terminals
 from ..store import BackofficeStore
 from .alertmanager import postable_alerts, rfc3339
 from .config import (
@@ -196,7 +197,7 @@ def evaluate(
     for attempt in range(1, EVALUATION_ATTEMPTS + 1):
         if attempt > 1 and given_now is None:
             now = store.clock()  # the newer round's time has passed: observe at ours
-        seen_generation = _generation(store)
+        seen_generation = _generation(store.db)
         observed = observations(store, now, config, source(store, now))
         with store.transaction() as tx:
             if not try_lock(tx, EVALUATION_LOCK):
@@ -223,9 +224,8 @@ def evaluate(
     return result
 
 
-def _generation(source: BackofficeStore | Transaction) -> int:
+def _generation(db: Database | Transaction) -> int:
     """How many evaluations have been applied (meta row ``alerts_generation``)."""
-    db = source.db if isinstance(source, BackofficeStore) else source
     row = db.execute("SELECT value FROM meta WHERE key = ?", (GENERATION_KEY,)).fetchone()
     return 0 if row is None else int(row[0])
 
@@ -486,11 +486,8 @@ def _acknowledgements(store: BackofficeStore) -> dict[str, tuple[Any, str, float
 
 def known_stores(store: BackofficeStore) -> set[str]:
     """Stores the back office knows: the registry's, and those of alerts and terminals."""
-    registry = anomalies.registry_stores(store)
-    found = set(registry.values())
+    found = set(store_of_terminals(store).values())
     found |= {str(r[0]) for r in store.db.execute("SELECT DISTINCT store FROM alerts").rows}
-    for (terminal,) in store.db.execute("SELECT terminal FROM terminals").rows:
-        found.add(anomalies.store_of(str(terminal), registry))
     return found
 
 

@@ -142,14 +142,18 @@ def load_lanes(store: BackofficeStore) -> dict[str, LaneStats]:
     return {str(row[0]): stats_from_row(row)[0] for row in rows}
 
 
-def store_of_terminals(store: BackofficeStore) -> dict[str, str]:
-    """terminal → store for every terminal the back office knows: the registry's store
-    (enrolled terminals), else the store in the id (``STORE-LANE``) — the rule the alerts
-    group by (:func:`..anomalies.store_of`), so a lane's siblings and calendar are found
-    whether or not its terminals were enrolled."""
+def store_of_terminals(
+    store: BackofficeStore, terminals: Sequence[str] | None = None
+) -> dict[str, str]:
+    """terminal → store for ``terminals`` (default: every terminal the back office knows)
+    and every enrolled one: the registry's store, else the store in the id
+    (``STORE-LANE``) — the rule the alerts group by (:func:`..anomalies.store_of`), so a
+    lane's siblings and calendar are found whether or not its terminals were enrolled."""
     registry = registry_stores(store)
-    known = store.db.execute("SELECT terminal FROM terminals").fetchall()
-    return {str(t): store_of(str(t), registry) for (t,) in known} | registry
+    if terminals is None:
+        rows = store.db.execute("SELECT terminal FROM terminals").fetchall()
+        terminals = [str(t) for (t,) in rows]
+    return {t: store_of(t, registry) for t in terminals} | registry
 
 
 def _save(tx: Transaction, stats: LaneStats, scanned: int, now: float) -> None:
@@ -183,9 +187,9 @@ def update_learned_state(store: BackofficeStore, now: float, config: SilenceConf
         str(t): int(seq)
         for t, seq in store.db.execute("SELECT terminal, scanned_seq FROM silence_lanes").fetchall()
     }
-    stores = store_of_terminals(store)
     placeholders = ", ".join("?" for _ in SALE_EVENT_TYPES)
     due = [t for t, seq in sorted(held.items()) if seq > scanned.get(t, 0)]
+    stores = store_of_terminals(store, due) if due else {}
     updated = 0
     batch = LEARN_BATCH_SQLITE if store.db.dialect == "sqlite" else LEARN_BATCH
     for first in range(0, len(due), batch):
